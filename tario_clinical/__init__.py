@@ -1,0 +1,93 @@
+"""tario_clinical — from H&E-derived expression representations to trial-ready evidence.
+
+Encode whole-slide images with a frozen model, decode genotypes and response with honest
+patient-level cross-validation, stratify survival, and report.
+
+``import tario_clinical`` is light: heavy modules (pandas-based analyses, torch encoders) load
+on first use of the attribute that needs them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    AnalysisError,
+    CohortError,
+    ConfigError,
+    EncoderError,
+    OutputError,
+    SchemaError,
+    SlideError,
+    TarioClinicalError,
+)
+
+__version__ = "0.1.0"
+
+# attribute -> (module, attribute in module or None for the module itself)
+_LAZY: dict[str, tuple[str, str | None]] = {
+    "load_cohort": ("tario_clinical.cohort", "load_cohort"),
+    "Cohort": ("tario_clinical.cohort", "Cohort"),
+    "simulate_trial": ("tario_clinical.simulate", "simulate_trial"),
+    "SimulatedTrial": ("tario_clinical.simulate", "SimulatedTrial"),
+    "validate_table": ("tario_clinical.schemas", "validate_table"),
+    "schemas": ("tario_clinical.schemas", None),
+    "cohort": ("tario_clinical.cohort", None),
+    "simulate": ("tario_clinical.simulate", None),
+    "metrics": ("tario_clinical.metrics", None),
+    "decode": ("tario_clinical.decode", None),
+    "survival": ("tario_clinical.survival", None),
+    "design": ("tario_clinical.design", None),
+    "expression_qc": ("tario_clinical.expression_qc", None),
+    "embedding_maps": ("tario_clinical.embedding_maps", None),
+    "slides": ("tario_clinical.slides", None),
+    "encode": ("tario_clinical.encode", None),
+    "report": ("tario_clinical.report", None),
+    "provenance": ("tario_clinical.provenance", None),
+}
+
+__all__ = [
+    "__version__",
+    "TarioClinicalError",
+    "SchemaError",
+    "CohortError",
+    "SlideError",
+    "EncoderError",
+    "ConfigError",
+    "AnalysisError",
+    "OutputError",
+    *sorted(_LAZY),
+]
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module_name, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'tario_clinical' has no attribute {name!r}") from None
+    module = importlib.import_module(module_name)
+    value = module if attr is None else getattr(module, attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from . import (  # noqa: F401
+        cohort,
+        decode,
+        design,
+        encode,
+        expression_qc,
+        metrics,
+        schemas,
+        simulate,
+        slides,
+        survival,
+    )
+    from .cohort import Cohort, load_cohort  # noqa: F401
+    from .simulate import SimulatedTrial, simulate_trial  # noqa: F401
