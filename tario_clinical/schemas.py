@@ -1,0 +1,434 @@
+"""Data contracts: load the JSON Schemas in ``data_schemas/`` and validate tables against them.
+
+The schemas are JSON Schema 2020-12 documents describing one row of a table (``items``) plus a
+few table-level extension keywords (``x-unique``, ``x-genotype-columns``,
+``x-genotype-spellings``). Validation is vectorised per column and reports **every** violation at
+once as rows of ``(file, row, column, value, rule)``.
+
+Row numbers are 1-based data rows: row 1 is the first patient; in a CSV file with a header it is
+line 2 (the message gives both).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import SchemaError
+
+__all__ = [
+    "SCHEMA_NAMES",
+    "MISSING_STRINGS",
+    "load_schema",
+    "schema_path",
+    "check_table",
+    "validate_table",
+    "format_violations",
+    "is_missing",
+    "to_pandas",
+]
+
+SCHEMA_NAMES = ("clinical", "slide_manifest", "model_card", "representations", "results")
+
+#: cell values read as "missing" in every table (case-insensitive, after stripping blanks)
+MISSING_STRINGS = frozenset({"", "na", "n/a", "nan", "none", "null", "<na>"})
+
+_VIOLATION_COLUMNS = ["file", "row", "column", "value", "rule"]
+
+
+def _schema_dirs() -> list[Path]:
+    here = Path(__file__).resolve().parent
+    return [here / "data_schemas", here.parent / "data_schemas"]
+
+
+def schema_path(name: str) -> Path:
+    """Path of the JSON Schema called ``name`` (one of :data:`SCHEMA_NAMES`)."""
+    if name not in SCHEMA_NAMES:
+        raise SchemaError(f"unknown schema {name!r}; expected one of {', '.join(SCHEMA_NAMES)}")
+    for folder in _schema_dirs():
+        candidate = folder / f"{name}.schema.json"
+        if candidate.is_file():
+            return candidate
+    raise SchemaError(
+        f"schema file {name}.schema.json not found in {', '.join(map(str, _schema_dirs()))}; "
+        "reinstall tario-clinical"
+    )
+
+
+@cache
+def _load_schema_cached(name: str) -> str:
+    return schema_path(name).read_text(encoding="utf-8")
+
+
+def load_schema(name: str) -> dict[str, Any]:
+    """Return the parsed JSON Schema ``name`` (a fresh copy each call).
+
+    Examples
+    --------
+    >>> load_schema("clinical")["items"]["required"]
+    ['patient_id']
+    """
+    return json.loads(_load_schema_cached(name))
+
+
+def to_pandas(table: Any) -> pd.DataFrame:
+    """Return ``table`` as a pandas DataFrame (accepts pandas or polars)."""
+    if isinstance(table, pd.DataFrame):
+        return table
+    module = type(table).__module__
+    if module.startswith("polars"):
+        return table.to_pandas()
+    raise SchemaError(
+        f"expected a pandas or polars DataFrame, got {type(table).__name__}; "
+        "pass a table or a path to a CSV/TSV/Parquet/Excel file"
+    )
+
+
+def is_missing(values: pd.Series) -> pd.Series:
+    """Boolean mask of cells that count as missing (NaN/None/NA or a missing spelling)."""
+    mask = values.isna()
+    obj = values[~mask]
+    if len(obj) and (obj.dtype == object or pd.api.types.is_string_dtype(obj)):
+        lowered = obj.astype(str).str.strip().str.lower()
+        mask.loc[~mask] = lowered.isin(MISSING_STRINGS).to_numpy()
+    return mask
+
+
+def _display(value: Any) -> str:
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _resolve(prop: Mapping[str, Any], schema: Mapping[str, Any]) -> Mapping[str, Any]:
+    ref = prop.get("$ref")
+    if ref and ref.startswith("#/$defs/"):
+        return schema["$defs"][ref.removeprefix("#/$defs/")]
+    return prop
+
+
+def _types(prop: Mapping[str, Any]) -> set[str]:
+    t = prop.get("type", [])
+    return {t} if isinstance(t, str) else set(t)
+
+
+class _Collector:
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.rows: list[tuple[str, int | None, str | None, Any, str]] = []
+
+    def add(
+        self, positions: Iterable[int] | None, column: str | None, values: Any, rule: str
+    ) -> None:
+        if positions is None:
+            self.rows.append((self.source, None, column, values, rule))
+            return
+        for pos, value in zip(positions, values, strict=True):
+            self.rows.append((self.source, int(pos) + 1, column, value, rule))
+
+    def frame(self) -> pd.DataFrame:
+        frame = pd.DataFrame(self.rows, columns=_VIOLATION_COLUMNS)
+        order = frame["row"].fillna(0).astype(int)
+        return frame.iloc[np.argsort(order.to_numpy(), kind="stable")].reset_index(drop=True)
+
+
+def _coerce_numeric(values: pd.Series, missing: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Numbers from ``values``; second item marks present cells that are not numbers."""
+    if pd.api.types.is_bool_dtype(values):
+        numeric = values.astype(float)
+    elif pd.api.types.is_numeric_dtype(values):
+        numeric = values.astype(float)
+    else:
+        cleaned = values.where(~missing, None)
+        cleaned = cleaned.map(lambda v: v.strip() if isinstance(v, str) else v)
+        numeric = pd.to_numeric(cleaned, errors="coerce").astype(float)
+    bad = ~missing & numeric.isna()
+    numeric = numeric.where(~missing, np.nan)
+    return numeric, bad
+
+
+def _check_column(
+    name: str,
+    values: pd.Series,
+    prop: Mapping[str, Any],
+    out: _Collector,
+) -> pd.Series:
+    """Validate and coerce one column; return the coerced column."""
+    types = _types(prop)
+    missing = is_missing(values)
+    nullable = "null" in types or not types
+    positions = np.flatnonzero
+    if not nullable and missing.any():
+        idx = positions(missing.to_numpy())
+        out.add(idx, name, [None] * len(idx), "required value is missing")
+
+    if types & {"number", "integer"} and not types & {"string", "boolean"}:
+        numeric, bad = _coerce_numeric(values, missing)
+        if bad.any():
+            idx = positions(bad.to_numpy())
+            kind = "an integer" if "integer" in types and "number" not in types else "a number"
+            out.add(idx, name, values.to_numpy()[idx], f"must be {kind}")
+        present = ~numeric.isna()
+        if "integer" in types and "number" not in types:
+            frac = present & (numeric != np.round(numeric))
+            if frac.any():
+                idx = positions(frac.to_numpy())
+                out.add(idx, name, values.to_numpy()[idx], "must be a whole number")
+        for key, op, text in (
+            ("minimum", np.less, ">="),
+            ("exclusiveMinimum", np.less_equal, ">"),
+            ("maximum", np.greater, "<="),
+            ("exclusiveMaximum", np.greater_equal, "<"),
+        ):
+            if key in prop:
+                viol = present & op(numeric.fillna(0.0), prop[key])
+                if viol.any():
+                    idx = positions(viol.to_numpy())
+                    out.add(idx, name, values.to_numpy()[idx], f"must be {text} {prop[key]}")
+        if "enum" in prop:
+            allowed = [v for v in prop["enum"] if v is not None]
+            viol = present & ~numeric.isin(allowed)
+            if viol.any():
+                idx = positions(viol.to_numpy())
+                out.add(
+                    idx,
+                    name,
+                    values.to_numpy()[idx],
+                    f"must be one of {', '.join(map(str, allowed))}",
+                )
+        if "integer" in types and "number" not in types:
+            return numeric.round().astype("Int64")
+        return numeric
+
+    # string-like column
+    text = values.map(lambda v: v.strip() if isinstance(v, str) else v)
+    text = text.where(~missing, None)
+    present = ~missing
+    if "enum" in prop:
+        allowed = [v for v in prop["enum"] if v is not None]
+        if prop.get("x-case-insensitive"):
+            canon = {str(a).lower(): a for a in allowed}
+            lowered = text.map(lambda v: str(v).lower() if v is not None else None)
+            ok = lowered.isin(list(canon))
+            text = lowered.map(lambda v: canon.get(v) if v is not None else None)
+        else:
+            ok = text.astype(object).isin(allowed)
+        viol = present & ~ok
+        if viol.any():
+            idx = positions(viol.to_numpy())
+            out.add(
+                idx, name, values.to_numpy()[idx], f"must be one of {', '.join(map(str, allowed))}"
+            )
+    if "string" in types and "enum" not in prop:
+        as_str = text.map(lambda v: str(v) if v is not None else None)
+        if "minLength" in prop:
+            viol = present & (as_str.str.len() < prop["minLength"])
+            if viol.any():
+                idx = positions(viol.to_numpy())
+                out.add(
+                    idx,
+                    name,
+                    values.to_numpy()[idx],
+                    f"must have at least {prop['minLength']} characters",
+                )
+        if "maxLength" in prop:
+            viol = present & (as_str.str.len() > prop["maxLength"])
+            if viol.any():
+                idx = positions(viol.to_numpy())
+                out.add(
+                    idx,
+                    name,
+                    values.to_numpy()[idx],
+                    f"must have at most {prop['maxLength']} characters",
+                )
+        if "pattern" in prop:
+            rx = re.compile(prop["pattern"])
+            matches = as_str.map(lambda v: bool(rx.search(v)) if v is not None else True)
+            viol = present & ~matches.astype(bool)
+            if viol.any():
+                idx = positions(viol.to_numpy())
+                out.add(
+                    idx,
+                    name,
+                    values.to_numpy()[idx],
+                    "contains characters that are not allowed (control characters or path separators)",
+                )
+        text = as_str
+    return text.astype(object).where(text.notna(), None)
+
+
+def _genotype_lookup(schema: Mapping[str, Any]) -> dict[str, str]:
+    lookup: dict[str, str] = {}
+    for canon, spellings in schema.get("x-genotype-spellings", {}).items():
+        for s in spellings:
+            lookup[s.lower()] = canon
+    return lookup
+
+
+def _check_genotype(
+    name: str, values: pd.Series, lookup: Mapping[str, str], out: _Collector
+) -> pd.Series:
+    def norm(v: Any) -> str | None:
+        if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA:
+            return "missing"
+        if isinstance(v, bool | np.bool_):
+            return "mutant" if v else "wild-type"
+        if isinstance(v, int | np.integer | float | np.floating):
+            key = str(float(v))
+        else:
+            key = str(v).strip().lower()
+        return lookup.get(key)
+
+    canon = values.map(norm)
+    bad = canon.isna()
+    if bad.any():
+        idx = np.flatnonzero(bad.to_numpy())
+        mut = ", ".join(sorted({k for k, v in lookup.items() if v == "mutant" and k})[:6])
+        wt = ", ".join(sorted({k for k, v in lookup.items() if v == "wild-type" and k})[:6])
+        out.add(
+            idx,
+            name,
+            values.to_numpy()[idx],
+            f"genotype must be mutant ({mut}, ...), wild-type ({wt}, ...) or missing (blank, NA, unknown)",
+        )
+    result = canon.map(lambda c: None if c in (None, "missing") else c)
+    return result.astype(object)
+
+
+def check_table(
+    table: Any,
+    schema: str | Mapping[str, Any],
+    *,
+    source: str | None = None,
+    genotype_columns: Iterable[str] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Validate ``table`` against a table schema without raising.
+
+    Parameters
+    ----------
+    table
+        pandas or polars DataFrame, one row per record.
+    schema
+        Schema name (``"clinical"``, ``"slide_manifest"``) or a parsed schema dict.
+    source
+        Name used in the ``file`` column of violations (a file name, or ``"<DataFrame>"``).
+    genotype_columns
+        Extra columns to validate as genotype calls, beyond the schema's ``x-genotype-columns``.
+
+    Returns
+    -------
+    coerced : DataFrame
+        A copy of the table with validated columns coerced to their types (strings stripped,
+        numbers as float, integers as ``Int64``, genotypes as ``"mutant"``/``"wild-type"``/None).
+        Extra columns are kept unchanged.
+    violations : DataFrame
+        Columns ``file, row, column, value, rule``; empty when the table is valid.
+    """
+    sch = load_schema(schema) if isinstance(schema, str) else dict(schema)
+    df = to_pandas(table).copy()
+    df.columns = [str(c).strip() for c in df.columns]
+    df = df.reset_index(drop=True)
+    out = _Collector(source or "<DataFrame>")
+    items = sch.get("items", {})
+    props: Mapping[str, Any] = items.get("properties", {})
+
+    dup_cols = pd.Index(df.columns)[pd.Index(df.columns).duplicated()].unique()
+    for col in dup_cols:
+        out.add(None, col, None, "column appears more than once in the header")
+    if len(dup_cols):
+        return df, out.frame()
+
+    for col in items.get("required", []):
+        if col not in df.columns:
+            out.add(
+                None,
+                col,
+                None,
+                f"required column is missing (columns found: {', '.join(map(str, df.columns[:12]))})",
+            )
+
+    gene_set = set(sch.get("x-genotype-columns", [])) | set(genotype_columns or [])
+    lookup = _genotype_lookup(sch)
+    for col in df.columns:
+        if col in gene_set:
+            df[col] = _check_genotype(col, df[col], lookup, out)
+        elif col in props:
+            df[col] = _check_column(col, df[col], _resolve(props[col], sch), out)
+
+    for col in sch.get("x-unique", []):
+        if col in df.columns:
+            keys = df[col]
+            present = ~is_missing(keys)
+            dup = present & keys.duplicated(keep=False)
+            if dup.any():
+                first = {}
+                for pos, key in zip(np.flatnonzero(dup.to_numpy()), keys[dup], strict=True):
+                    if key in first:
+                        out.add(
+                            [pos], col, [key], f"duplicate {col} (first at row {first[key] + 1})"
+                        )
+                    else:
+                        first[key] = pos
+    return df, out.frame()
+
+
+def format_violations(violations: pd.DataFrame, *, limit: int = 50, header_lines: int = 1) -> str:
+    """Human-readable lines for a violations table (file, row, column, value, rule)."""
+    lines = []
+    for rec in violations.head(limit).itertuples(index=False):
+        where = [str(rec.file)]
+        if rec.row is not None and not pd.isna(rec.row):
+            row = int(rec.row)
+            where.append(f"row {row} (line {row + header_lines})")
+        if rec.column is not None:
+            where.append(f"column {rec.column!s}")
+        value = (
+            ""
+            if rec.value is None or (isinstance(rec.value, float) and np.isnan(rec.value))
+            else f", value {_display(rec.value)}"
+        )
+        lines.append(f"  - {', '.join(where)}{value}: {rec.rule}")
+    if len(violations) > limit:
+        lines.append(f"  ... and {len(violations) - limit} more (see SchemaError.violations)")
+    return "\n".join(lines)
+
+
+def validate_table(
+    table: Any,
+    schema: str | Mapping[str, Any],
+    *,
+    source: str | None = None,
+    genotype_columns: Iterable[str] | None = None,
+) -> pd.DataFrame:
+    """Validate ``table`` and return the coerced copy, or raise :class:`SchemaError` listing every problem.
+
+    Raises
+    ------
+    SchemaError
+        With ``.violations`` (DataFrame ``file, row, column, value, rule``) and a message
+        listing each violation with its row, column and value.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> validate_table(pd.DataFrame({"patient_id": ["P1", "P2"], "os_time": ["3.5", ""]}), "clinical")["os_time"].tolist()
+    [3.5, nan]
+    """
+    coerced, violations = check_table(
+        table, schema, source=source, genotype_columns=genotype_columns
+    )
+    if len(violations):
+        title = schema if isinstance(schema, str) else schema.get("title", "table")
+        n = len(violations)
+        raise SchemaError(
+            f"{source or '<DataFrame>'}: {n} problem{'s' if n != 1 else ''} against the {title} schema:\n"
+            + format_violations(violations),
+            violations=violations,
+        )
+    return coerced
