@@ -1,0 +1,448 @@
+"""Slide readers: pyramidal WSIs through openslide or tiffslide, plain images through Pillow/tifffile.
+
+One :class:`Slide` type hides the backend. Regions come back as ``H x W x 3`` ``uint8`` RGB arrays
+(transparent pixels composited on white), coordinates are level-0 pixels, and the resolution
+(``mpp``, µm per level-0 pixel) comes from the manifest override when given, else the file's
+metadata; a slide without either raises :class:`~tario_clinical.errors.SlideError` naming the
+slide and the manifest column ``mpp`` that fixes it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from ..errors import SlideError
+
+__all__ = ["Slide", "open_slide", "available_backends", "BACKENDS"]
+
+logger = logging.getLogger(__name__)
+
+Backend = Literal["auto", "openslide", "tiffslide", "image"]
+BACKENDS: tuple[str, ...] = ("auto", "openslide", "tiffslide", "image")
+
+#: file suffixes read as plain (single-resolution) images when no WSI backend opens them
+_PLAIN_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
+#: resolutions outside this range (µm/px) are not microscope scans (e.g. a 72-dpi default tag)
+_MPP_RANGE = (0.05, 20.0)
+
+
+def available_backends() -> list[str]:
+    """Return the WSI backends importable in this environment, preferred first.
+
+    Returns
+    -------
+    list of str
+        Subset of ``["openslide", "tiffslide"]`` followed by ``"image"`` (always available).
+    """
+    out = []
+    for name in ("openslide", "tiffslide"):
+        try:
+            __import__(name)
+        except Exception:  # noqa: BLE001 - a broken native library is as good as absent
+            continue
+        out.append(name)
+    out.append("image")
+    return out
+
+
+def _valid_mpp(value: Any) -> float | None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    if not math.isfinite(v) or not (_MPP_RANGE[0] <= v <= _MPP_RANGE[1]):
+        return None
+    return v
+
+
+class Slide:
+    """An open slide or image region with a resolution.
+
+    Use :func:`open_slide` to create one. Supports the context-manager protocol.
+
+    Attributes
+    ----------
+    slide_id : str
+        Identifier used in messages and outputs.
+    path : pathlib.Path
+        File path.
+    backend : {"openslide", "tiffslide", "image"}
+        Reader in use.
+    mpp : float
+        µm per level-0 pixel.
+    mpp_source : {"manifest", "metadata"}
+        Where ``mpp`` came from.
+    level_dimensions : tuple of (int, int)
+        ``(width, height)`` of each pyramid level.
+    level_downsamples : tuple of float
+        Downsample factor of each level relative to level 0.
+    """
+
+    def __init__(
+        self,
+        handle: Any,
+        *,
+        path: Path,
+        slide_id: str,
+        backend: str,
+        mpp: float,
+        mpp_source: str,
+        level_dimensions: tuple[tuple[int, int], ...],
+        level_downsamples: tuple[float, ...],
+        properties: dict[str, Any],
+    ) -> None:
+        self._handle = handle
+        self.path = path
+        self.slide_id = slide_id
+        self.backend = backend
+        self.mpp = mpp
+        self.mpp_source = mpp_source
+        self.level_dimensions = level_dimensions
+        self.level_downsamples = level_downsamples
+        self.properties = properties
+
+    # -- geometry -----------------------------------------------------------------------------
+    @property
+    def dimensions(self) -> tuple[int, int]:
+        """``(width, height)`` of level 0 in pixels."""
+        return self.level_dimensions[0]
+
+    @property
+    def level_count(self) -> int:
+        """Number of pyramid levels."""
+        return len(self.level_dimensions)
+
+    def best_level_for_downsample(self, downsample: float) -> int:
+        """Return the coarsest level whose downsample does not exceed ``downsample``.
+
+        Reading from that level and shrinking never upsamples, so no detail is invented.
+        """
+        best = 0
+        for i, ds in enumerate(self.level_downsamples):
+            if ds <= downsample * (1 + 1e-6):
+                best = i
+        return best
+
+    # -- pixels ---------------------------------------------------------------------------------
+    def read_region(
+        self, location: tuple[int, int], level: int, size: tuple[int, int]
+    ) -> np.ndarray:
+        """Read a region as an ``H x W x 3`` uint8 RGB array.
+
+        Parameters
+        ----------
+        location : (int, int)
+            Top-left ``(x, y)`` in level-0 pixels.
+        level : int
+            Pyramid level to read from.
+        size : (int, int)
+            ``(width, height)`` in pixels of ``level``.
+
+        Raises
+        ------
+        SlideError
+            If the backend fails (truncated or corrupt file).
+        """
+        if not 0 <= level < self.level_count:
+            raise SlideError(
+                f"slide {self.slide_id!r}: level {level} does not exist; "
+                f"allowed 0..{self.level_count - 1}"
+            )
+        x, y = int(location[0]), int(location[1])
+        w, h = int(size[0]), int(size[1])
+        try:
+            if self.backend == "image":
+                return self._read_plain(x, y, level, w, h)
+            region = self._handle.read_region((x, y), level, (w, h))
+        except SlideError:
+            raise
+        except Exception as err:  # noqa: BLE001 - backend errors are library-specific
+            raise SlideError(
+                f"slide {self.slide_id!r} ({self.path}): cannot read region at level-0 "
+                f"({x}, {y}), level {level}, size {w}x{h}: {err}"
+            ) from err
+        return _to_rgb(np.asarray(region))
+
+    def _read_plain(self, x: int, y: int, level: int, w: int, h: int) -> np.ndarray:
+        img = self._handle
+        H, W = img.shape[:2]
+        out = np.full((h, w, 3), 255, dtype=np.uint8)
+        x0, y0 = max(x, 0), max(y, 0)
+        x1, y1 = min(x + w, W), min(y + h, H)
+        if x1 > x0 and y1 > y0:
+            out[y0 - y : y1 - y, x0 - x : x1 - x] = img[y0:y1, x0:x1]
+        return out
+
+    def get_thumbnail(self, max_size: tuple[int, int] | int) -> np.ndarray:
+        """Return an RGB thumbnail that fits in ``max_size`` keeping the aspect ratio.
+
+        Parameters
+        ----------
+        max_size : int or (int, int)
+            Largest ``(width, height)``; an int bounds both sides.
+        """
+        from PIL import Image
+
+        if isinstance(max_size, int):
+            max_size = (max_size, max_size)
+        W, H = self.dimensions
+        scale = min(max_size[0] / W, max_size[1] / H, 1.0)
+        tw, th = max(1, round(W * scale)), max(1, round(H * scale))
+        level = self.best_level_for_downsample(1.0 / scale)
+        lw, lh = self.level_dimensions[level]
+        region = self.read_region((0, 0), level, (lw, lh))
+        if (lw, lh) != (tw, th):
+            region = np.asarray(
+                Image.fromarray(region).resize((tw, th), Image.Resampling.BOX), dtype=np.uint8
+            )
+        return region
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Release the file handle."""
+        h, self._handle = self._handle, None
+        if h is not None and hasattr(h, "close"):
+            try:
+                h.close()
+            except Exception:  # noqa: BLE001 - closing a broken handle must not mask errors
+                logger.debug("closing slide %s failed", self.slide_id, exc_info=True)
+
+    def __enter__(self) -> Slide:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        W, H = self.dimensions
+        return (
+            f"Slide({self.slide_id!r}, backend={self.backend!r}, {W}x{H} px, "
+            f"levels={self.level_count}, mpp={self.mpp:.4g} ({self.mpp_source}))"
+        )
+
+
+def _to_rgb(arr: np.ndarray) -> np.ndarray:
+    """Convert gray/RGB/RGBA arrays to RGB uint8, compositing transparency on white."""
+    if arr.dtype != np.uint8:
+        if np.issubdtype(arr.dtype, np.floating) and arr.size and float(np.nanmax(arr)) <= 1.0:
+            arr = arr * 255.0
+        arr = np.clip(arr, 0, 255).astype(np.uint8)
+    if arr.ndim == 2:
+        return np.repeat(arr[:, :, None], 3, axis=2)
+    if arr.ndim != 3:
+        raise SlideError(f"image has {arr.ndim} dimensions; expected 2 (gray) or 3 (colour)")
+    c = arr.shape[2]
+    if c == 3:
+        return np.ascontiguousarray(arr)
+    if c == 4:
+        rgb = arr[:, :, :3].astype(np.uint16)
+        a = arr[:, :, 3:4].astype(np.uint16)
+        out = (rgb * a + 255 * (255 - a) + 127) // 255
+        return out.astype(np.uint8)
+    if c == 1:
+        return np.repeat(arr, 3, axis=2)
+    if c == 2:  # gray + alpha
+        g = arr[:, :, :1].astype(np.uint16)
+        a = arr[:, :, 1:2].astype(np.uint16)
+        out = ((g * a + 255 * (255 - a) + 127) // 255).astype(np.uint8)
+        return np.repeat(out, 3, axis=2)
+    raise SlideError(
+        f"image has {c} channels; expected 1 (gray), 3 (RGB) or 4 (RGBA) for H&E "
+        "(multiplexed or fluorescence images are not supported)"
+    )
+
+
+def _open_openslide(path: Path) -> tuple[Any, dict[str, Any], float | None]:
+    import openslide
+
+    h = openslide.OpenSlide(str(path))
+    props = dict(h.properties)
+    mpp = _valid_mpp(props.get("openslide.mpp-x"))
+    return h, props, mpp
+
+
+def _open_tiffslide(path: Path) -> tuple[Any, dict[str, Any], float | None]:
+    import tiffslide
+
+    h = tiffslide.TiffSlide(str(path))
+    props = dict(h.properties)
+    mpp = _valid_mpp(props.get("tiffslide.mpp-x"))
+    return h, props, mpp
+
+
+def _open_plain(path: Path) -> tuple[np.ndarray, dict[str, Any], float | None]:
+    suffix = path.suffix.lower()
+    props: dict[str, Any] = {}
+    mpp: float | None = None
+    if suffix in (".tif", ".tiff"):
+        import tifffile
+
+        with tifffile.TiffFile(str(path)) as tf:
+            page = tf.pages[0]
+            arr = page.asarray()
+            if page.photometric == tifffile.PHOTOMETRIC.MINISBLACK and arr.ndim == 3:
+                # planar multi-channel stack (e.g. fluorescence): channel axis first
+                if arr.shape[0] < arr.shape[-1]:
+                    arr = np.moveaxis(arr, 0, -1)
+            tags = page.tags
+            xres = tags.get("XResolution")
+            unit = tags.get("ResolutionUnit")
+            if xres is not None and unit is not None:
+                num, den = xres.value
+                per_unit = num / den if den else 0.0
+                u = int(unit.value)
+                if per_unit > 0 and u in (2, 3):  # inch, centimetre
+                    mpp = _valid_mpp((25400.0 if u == 2 else 10000.0) / per_unit)
+    else:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            im.load()
+            dpi = im.info.get("dpi")
+            arr = np.asarray(im.convert("RGBA") if im.mode in ("P", "LA", "PA") else im)
+        if dpi:
+            try:
+                mpp = _valid_mpp(25400.0 / float(dpi[0]))
+            except (TypeError, ValueError, ZeroDivisionError):
+                mpp = None
+    return _to_rgb(arr), props, mpp
+
+
+def open_slide(
+    path: str | os.PathLike[str],
+    *,
+    mpp: float | None = None,
+    slide_id: str | None = None,
+    backend: Backend = "auto",
+) -> Slide:
+    """Open a whole-slide image or a plain image region.
+
+    Parameters
+    ----------
+    path : str or path-like
+        SVS, tiled TIFF, OME-TIFF, NDPI, MRXS (as far as the backend reads them) or a plain
+        PNG/JPEG/TIFF region.
+    mpp : float, optional
+        µm per level-0 pixel; overrides the metadata (the slide manifest's ``mpp`` column).
+    slide_id : str, optional
+        Name used in messages; defaults to the file stem.
+    backend : {"auto", "openslide", "tiffslide", "image"}
+        ``"auto"`` tries openslide (when importable), then tiffslide, then a plain-image reader.
+
+    Returns
+    -------
+    Slide
+
+    Raises
+    ------
+    SlideError
+        If the file is missing or unreadable, has an unsupported channel count, or has no µm/px
+        in its metadata and no ``mpp`` override.
+
+    Examples
+    --------
+    >>> from tario_clinical.slides import open_slide
+    >>> with open_slide("slide.svs") as s:  # doctest: +SKIP
+    ...     tile = s.read_region((0, 0), 0, (256, 256))
+    """
+    if backend not in BACKENDS:
+        raise SlideError(f"backend={backend!r} is not allowed; allowed: {', '.join(BACKENDS)}")
+    p = Path(path)
+    sid = slide_id if slide_id is not None else p.stem
+    if not p.is_file():
+        raise SlideError(f"slide {sid!r}: file not found: {p}")
+    override = None
+    if mpp is not None and not (isinstance(mpp, float) and math.isnan(mpp)):
+        override = _valid_mpp(mpp)
+        if override is None:
+            raise SlideError(
+                f"slide {sid!r}: manifest column 'mpp' has value {mpp!r}; expected µm/px in "
+                f"[{_MPP_RANGE[0]}, {_MPP_RANGE[1]}] (e.g. 0.25 for 40x, 0.5 for 20x)"
+            )
+
+    if backend == "auto":
+        order = [b for b in available_backends() if b != "image"]
+        if p.suffix.lower() in _PLAIN_SUFFIXES:
+            order.append("image")
+    else:
+        order = [backend]
+
+    errors: list[str] = []
+    for name in order:
+        try:
+            if name == "openslide":
+                handle, props, meta_mpp = _open_openslide(p)
+                dims = tuple(tuple(int(v) for v in d) for d in handle.level_dimensions)
+                downs = tuple(float(d) for d in handle.level_downsamples)
+            elif name == "tiffslide":
+                handle, props, meta_mpp = _open_tiffslide(p)
+                dims = tuple(tuple(int(v) for v in d) for d in handle.level_dimensions)
+                downs = tuple(float(d) for d in handle.level_downsamples)
+            else:
+                handle, props, meta_mpp = _open_plain(p)
+                dims = ((int(handle.shape[1]), int(handle.shape[0])),)
+                downs = (1.0,)
+        except SlideError as err:
+            errors.append(f"{name}: {err}")
+            if "channels" in str(err):
+                raise SlideError(f"slide {sid!r} ({p}): {err}") from err
+            continue
+        except Exception as err:  # noqa: BLE001 - each backend raises its own types
+            errors.append(f"{name}: {type(err).__name__}: {err}")
+            continue
+        if name != "image":
+            _check_channels(handle, sid, p)
+        res = override if override is not None else meta_mpp
+        if res is None:
+            if hasattr(handle, "close"):
+                handle.close()
+            raise SlideError(
+                f"slide {sid!r} ({p}): no µm/px (microns per pixel) in the file's metadata; "
+                "add it in the slide manifest column 'mpp' (e.g. 0.25 for a 40x scan, 0.5 for 20x)"
+            )
+        return Slide(
+            handle,
+            path=p,
+            slide_id=sid,
+            backend=name,
+            mpp=float(res),
+            mpp_source="manifest" if override is not None else "metadata",
+            level_dimensions=dims,  # type: ignore[arg-type]
+            level_downsamples=downs,
+            properties=props,
+        )
+    raise SlideError(
+        f"slide {sid!r}: cannot open {p} (truncated, corrupt or unsupported format); "
+        + "; ".join(errors)
+    )
+
+
+def _check_channels(handle: Any, sid: str, p: Path) -> None:
+    """Reject multi-channel (non-RGB) pyramids that the backend would silently mangle."""
+    samples = None
+    if p.suffix.lower() in (".tif", ".tiff", ".svs", ".ome.tif", ".ome.tiff"):
+        try:
+            import tifffile
+
+            with tifffile.TiffFile(str(p)) as tf:
+                page = tf.pages[0]
+                samples = int(page.samplesperpixel)
+                if page.photometric == tifffile.PHOTOMETRIC.MINISBLACK and page.ndim == 3:
+                    samples = int(page.shape[0]) if page.planarconfig == 2 else samples
+                series0 = tf.series[0] if tf.series else None
+                if series0 is not None and series0.axes and series0.axes[0] in "CS":
+                    if series0.shape[0] not in (1, 3, 4):
+                        samples = int(series0.shape[0])
+        except Exception:  # noqa: BLE001 - if tifffile cannot parse it, the backend decides
+            return
+    if samples is not None and samples not in (1, 3, 4):
+        raise SlideError(
+            f"slide {sid!r} ({p}): image has {samples} channels; expected 1 (gray), 3 (RGB) "
+            "or 4 (RGBA) for H&E (multiplexed or fluorescence images are not supported)"
+        )
