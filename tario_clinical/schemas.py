@@ -134,7 +134,7 @@ class _Collector:
 
     def frame(self) -> pd.DataFrame:
         frame = pd.DataFrame(self.rows, columns=_VIOLATION_COLUMNS)
-        order = frame["row"].fillna(0).astype(int)
+        order = pd.to_numeric(frame["row"], errors="coerce").fillna(0).astype(int)
         return frame.iloc[np.argsort(order.to_numpy(), kind="stable")].reset_index(drop=True)
 
 
