@@ -33,6 +33,8 @@ __all__ = [
     "format_violations",
     "is_missing",
     "to_pandas",
+    "validate_representations",
+    "read_representations",
 ]
 
 SCHEMA_NAMES = ("clinical", "slide_manifest", "model_card", "representations", "results")
@@ -385,7 +387,7 @@ def format_violations(violations: pd.DataFrame, *, limit: int = 50, header_lines
         where = [str(rec.file)]
         if rec.row is not None and not pd.isna(rec.row):
             row = int(rec.row)
-            where.append(f"row {row} (line {row + header_lines})")
+            where.append(f"row {row} (line {row + header_lines})" if header_lines else f"row {row}")
         if rec.column is not None:
             where.append(f"column {rec.column!s}")
         value = (
@@ -432,3 +434,115 @@ def validate_table(
             violations=violations,
         )
     return coerced
+
+
+def validate_representations(adata: Any, *, source: str | None = None) -> Any:
+    """Check an AnnData of representations against ``representations.schema.json``.
+
+    Every problem is reported at once: duplicate or empty ids, duplicate feature names,
+    non-numeric ``X``, NaN/inf values (with the first rows and features that hold them), a
+    provenance record from a newer tario_clinical.
+
+    Returns
+    -------
+    AnnData
+        The same object (unchanged).
+
+    Raises
+    ------
+    SchemaError
+        With ``.violations`` (``file, row, column, value, rule``); ``row`` is the 1-based obs row.
+    """
+    src = source or "<representations>"
+    out = _Collector(src)
+    obs = pd.Index(adata.obs_names.astype(str))
+    var = pd.Index(adata.var_names.astype(str))
+    if adata.n_obs == 0 or adata.n_vars == 0:
+        out.add(
+            None,
+            None,
+            f"shape {adata.shape}",
+            "representations must have at least one row and one feature",
+        )
+    dup = obs.duplicated(keep="first")
+    if dup.any():
+        idx = np.flatnonzero(dup)
+        out.add(
+            idx,
+            "obs_names",
+            obs[idx].tolist(),
+            "duplicate id (each patient or slide must appear once)",
+        )
+    empty = obs.str.strip() == ""
+    if empty.any():
+        idx = np.flatnonzero(empty)
+        out.add(idx, "obs_names", obs[idx].tolist(), "empty id")
+    vdup = var.duplicated(keep="first")
+    if vdup.any():
+        names = var[vdup].unique()[:10].tolist()
+        out.add(None, "var_names", ", ".join(names), "duplicate feature names")
+    x = adata.X
+    if hasattr(x, "toarray") and not isinstance(x, np.ndarray):
+        data = x.data
+        dense_rows = None
+    else:
+        data = np.asarray(x)
+        dense_rows = data
+    if not np.issubdtype(np.asarray(data).dtype, np.number):
+        out.add(None, "X", str(np.asarray(data).dtype), "X must be numeric")
+    else:
+        finite = np.isfinite(data)
+        if not finite.all():
+            if dense_rows is not None:
+                bad_rows = np.flatnonzero(~np.isfinite(dense_rows).all(axis=1))
+                bad_cols = np.flatnonzero(~np.isfinite(dense_rows).all(axis=0))
+                feats = ", ".join(var[bad_cols[:5]].tolist()) + (
+                    " ..." if len(bad_cols) > 5 else ""
+                )
+                for r in bad_rows[:20]:
+                    out.add([r], "X", [f"id {obs[r]}"], f"NaN or inf values (features {feats})")
+                if len(bad_rows) > 20:
+                    out.add(None, "X", f"{len(bad_rows)} rows", "more rows with non-finite values")
+            else:
+                out.add(
+                    None, "X", f"{int((~finite).sum())} values", "non-finite values (NaN or inf)"
+                )
+    prov = adata.uns.get("tario_clinical") if hasattr(adata, "uns") else None
+    if isinstance(prov, Mapping):
+        version = prov.get("schema_version", 1)
+        try:
+            newer = int(version) > 1
+        except (TypeError, ValueError):
+            newer = True
+        if newer:
+            out.add(
+                None,
+                "uns.tario_clinical.schema_version",
+                version,
+                "written by a newer tario_clinical; upgrade with `pip install -U tario-clinical`",
+            )
+    violations = out.frame()
+    if len(violations):
+        n = len(violations)
+        raise SchemaError(
+            f"{src}: {n} problem{'s' if n != 1 else ''} in the representations:\n"
+            + format_violations(violations, header_lines=0),
+            violations=violations,
+        )
+    return adata
+
+
+def read_representations(path: str | Path) -> Any:
+    """Read and validate ``representations.h5ad`` (errors name the file)."""
+    import anndata as ad
+
+    p = Path(path)
+    if not p.is_file():
+        raise SchemaError(f"{p}: representations file not found")
+    try:
+        adata = ad.read_h5ad(p)
+    except Exception as err:  # h5py/anndata raise many types for a damaged file
+        raise SchemaError(
+            f"{p}: cannot be read as an AnnData .h5ad file ({type(err).__name__}: {err})"
+        ) from err
+    return validate_representations(adata, source=str(p))

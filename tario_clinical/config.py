@@ -1,0 +1,252 @@
+"""Run configuration: one YAML file describes a whole study run.
+
+The YAML is read with ``yaml.safe_load`` (no Python objects can be constructed) and validated by
+pydantic models that forbid unknown keys, so a typo is an error naming the key and the keys that
+are allowed. Relative paths are resolved against the YAML file's folder.
+
+Example ``study.yaml``::
+
+    seed: 0
+    cohort:
+      clinical: clinical.csv
+      slides: slides.csv
+    encode:
+      model: demo
+    decode:
+      targets: [EGFR, KRAS, STK11, PTEN, responder]
+    survival:
+      endpoint: os
+      score_target: responder
+      cutoff: median
+      arm: arm
+    report:
+      show_patient_ids: false
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+
+__all__ = [
+    "StudyConfig",
+    "CohortConfig",
+    "EncodeConfig",
+    "DecodeConfig",
+    "SurvivalConfig",
+    "DesignConfig",
+    "ExpressionQCConfig",
+    "ReportConfig",
+    "load_config",
+    "config_from_dict",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CohortConfig(_Strict):
+    clinical: Path
+    slides: Path | None = None
+    time_unit: Literal["days", "weeks", "months", "years"] = "months"
+    genotype_columns: list[str] | None = None
+    responder_map: dict[str, Literal[0, 1] | None] | None = None
+    allow_outside: bool = False
+
+
+class EncodeConfig(_Strict):
+    model: str = "demo"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    batch_size: int = Field(default=64, ge=1, le=4096)
+    workers: int = Field(default=0, ge=0, le=64)
+    fusion: Literal["early", "late"] = "late"
+    save_tiles: bool = False
+
+
+class DecodeConfig(_Strict):
+    targets: list[str] = Field(
+        default_factory=lambda: ["EGFR", "KRAS", "STK11", "PTEN", "responder"], min_length=1
+    )
+    n_splits: int = Field(default=5, ge=2, le=20)
+    n_repeats: int = Field(default=5, ge=1, le=50)
+    n_inner_splits: int = Field(default=3, ge=2, le=10)
+    n_c: int = Field(default=10, ge=10, le=50)
+    penalty: Literal["l2", "elasticnet"] = "l2"
+    pca: int | None = Field(default=None, ge=1)
+    class_weight: Literal["balanced"] | None = None
+    group_by: Literal["site", "cancer_type"] | None = None
+    ci_method: Literal["delong", "bootstrap"] = "delong"
+
+
+class SurvivalConfig(_Strict):
+    endpoint: str = "os"
+    score_target: str = "responder"
+    cutoff: Literal["median", "tertiles", "prevalence", "probability", "fixed"] = "median"
+    cutoff_value: float | None = None
+    arm: str | None = "arm"
+    covariates: list[str] = Field(default_factory=list)
+    tau: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _value_needed(self) -> SurvivalConfig:
+        if self.cutoff in ("prevalence", "probability", "fixed") and self.cutoff_value is None:
+            raise ValueError(f"cutoff '{self.cutoff}' needs cutoff_value")
+        return self
+
+
+class DesignConfig(_Strict):
+    alpha: float = Field(default=0.05, gt=0, lt=0.5)
+    power: float = Field(default=0.8, gt=0.5, lt=1)
+    prevalence: float | None = Field(default=None, gt=0, lt=1)
+    hr_positive: float | None = Field(default=None, gt=0)
+    hr_negative: float | None = Field(default=None, gt=0)
+    allocation: float = Field(default=0.5, gt=0, lt=1)
+    accrual_months: float = Field(default=24.0, gt=0)
+    followup_months: float = Field(default=12.0, ge=0)
+    control_median_months: float | None = Field(default=None, gt=0)
+
+
+class ExpressionQCConfig(_Strict):
+    measured: Path
+    predicted: Path
+    tile_um: float = Field(gt=0)
+
+
+class ReportConfig(_Strict):
+    show_patient_ids: bool = False
+    title: str = "tario_clinical report"
+
+
+class StudyConfig(_Strict):
+    seed: int = 0
+    cohort: CohortConfig
+    representations: Path | None = None
+    encode: EncodeConfig | None = None
+    decode: DecodeConfig = Field(default_factory=DecodeConfig)
+    survival: SurvivalConfig | None = Field(default_factory=SurvivalConfig)
+    design: DesignConfig | None = Field(default_factory=DesignConfig)
+    expression_qc: ExpressionQCConfig | None = None
+    report: ReportConfig = Field(default_factory=ReportConfig)
+
+    @field_validator("seed")
+    @classmethod
+    def _seed_range(cls, v: int) -> int:
+        if not 0 <= v < 2**32:
+            raise ValueError("seed must be between 0 and 2**32 - 1")
+        return v
+
+    @model_validator(mode="after")
+    def _one_source(self) -> StudyConfig:
+        if self.representations is None and self.encode is None:
+            raise ValueError(
+                "give either 'representations' (an .h5ad file) or an 'encode' section (with cohort.slides)"
+            )
+        if self.encode is not None and self.cohort.slides is None:
+            raise ValueError("'encode' needs 'cohort.slides' (the slide manifest)")
+        return self
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        ann = field.annotation
+        for cand in getattr(ann, "__args__", (ann,)):
+            if isinstance(cand, type) and issubclass(cand, BaseModel):
+                current = cand
+                break
+        else:
+            return []
+    return list(getattr(current, "model_fields", {}))
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = tuple(p for p in e["loc"])
+        key = ".".join(str(p) for p in loc) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            allowed = _allowed_keys(StudyConfig, loc)
+            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            lines.append(f"  - key '{key}': unknown key{hint}; allowed: {', '.join(allowed)}")
+        elif e["type"] == "missing":
+            lines.append(f"  - key '{key}': required key is missing")
+        else:
+            value = e.get("input")
+            shown = "" if isinstance(value, dict) else f" (got {value!r})"
+            lines.append(f"  - key '{key}': {e['msg']}{shown}")
+    return f"{source}: invalid configuration:\n" + "\n".join(lines)
+
+
+def _resolve_paths(cfg: StudyConfig, base: Path) -> StudyConfig:
+    def fix(p: Path | None) -> Path | None:
+        if p is None:
+            return None
+        return p if p.is_absolute() else (base / p).resolve()
+
+    updates: dict[str, Any] = {
+        "cohort": cfg.cohort.model_copy(
+            update={"clinical": fix(cfg.cohort.clinical), "slides": fix(cfg.cohort.slides)}
+        ),
+        "representations": fix(cfg.representations),
+    }
+    if cfg.expression_qc is not None:
+        updates["expression_qc"] = cfg.expression_qc.model_copy(
+            update={
+                "measured": fix(cfg.expression_qc.measured),
+                "predicted": fix(cfg.expression_qc.predicted),
+            }
+        )
+    return cfg.model_copy(update=updates)
+
+
+def config_from_dict(
+    data: Any, *, source: str = "<config>", base: Path | None = None
+) -> StudyConfig:
+    """Validate a parsed configuration mapping; relative paths resolve against ``base``."""
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{source}: the configuration must be a mapping of keys (got {type(data).__name__})"
+        )
+    try:
+        cfg = StudyConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, source)) from None
+    return _resolve_paths(cfg, base or Path.cwd())
+
+
+def load_config(path: str | Path) -> StudyConfig:
+    """Read and validate a study YAML file (safe-loaded).
+
+    Raises
+    ------
+    ConfigError
+        Naming the file and every bad key with the allowed keys or values.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: configuration file not found")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{p}: not UTF-8 text") from err
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{p}: not valid YAML{where}: {problem}") from None
+    return config_from_dict(data, source=str(p), base=p.resolve().parent)
