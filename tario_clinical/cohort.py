@@ -392,6 +392,8 @@ def load_cohort(
 
     df, source, sha = _as_table(clinical, "clinical")
     df.columns = [str(c).strip() for c in df.columns]
+    if len(df) == 0:
+        raise CohortError(f"{source}: the clinical table has a header but no patient rows")
     lookup = {s.lower(): c for c, ss in schema["x-genotype-spellings"].items() for s in ss}
     if genotype_columns is None:
         genes = _detect_genotype_columns(df, schema["x-genotype-columns"], lookup)
