@@ -46,6 +46,15 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _header_from_first_row(raw: pd.DataFrame) -> pd.DataFrame:
+    if len(raw) == 0:
+        return raw
+    header = [str(c).strip() for c in raw.iloc[0].tolist()]
+    body = raw.iloc[1:].reset_index(drop=True)
+    body.columns = header
+    return body
+
+
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read a CSV/TSV/Parquet/Excel table as text cells, losing nothing.
 
@@ -65,13 +74,22 @@ def read_table(path: str | Path) -> pd.DataFrame:
     suffix = p.suffix.lower()
     try:
         if suffix in _READERS:
-            df = pd.read_csv(
-                p, sep=_READERS[suffix], dtype=str, keep_default_na=False, encoding="utf-8-sig"
+            # header=None keeps a duplicated header visible (pandas would rename it "x.1")
+            raw = pd.read_csv(
+                p,
+                sep=_READERS[suffix],
+                dtype=str,
+                keep_default_na=False,
+                encoding="utf-8-sig",
+                header=None,
             )
+            df = _header_from_first_row(raw)
         elif suffix == ".parquet":
             df = pd.read_parquet(p)
         elif suffix in (".xlsx", ".xlsm", ".xls"):
-            df = pd.read_excel(p, dtype=str, keep_default_na=False)
+            df = _header_from_first_row(
+                pd.read_excel(p, dtype=str, keep_default_na=False, header=None)
+            )
         else:
             raise CohortError(
                 f"{p}: unsupported table format {suffix!r}; use .csv, .tsv, .parquet or .xlsx"
@@ -129,6 +147,9 @@ def normalise_binary(values: Any, *, column: str, source: str | None = None) -> 
         source=source or "<labels>",
     )
     if len(violations):
+        violations["rule"] = violations["rule"].str.replace(
+            "genotype must be", "a binary label must be"
+        )
         raise SchemaError(
             f"{source or '<labels>'}: column {column!r} is not a binary label:\n"
             + format_violations(violations),
