@@ -1,0 +1,153 @@
+"""Tests of tario_clinical.design: closed-form numbers against independent computations
+(textbook Schoenfeld values, numerical integration) and the formula's power against a
+seeded Monte-Carlo simulation of the log-rank test."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pytest
+from scipy import integrate, stats
+
+from tario_clinical import design as dz
+
+
+def test_schoenfeld_events_textbook_values():
+    # 1:1, two-sided 5 %, 80 % power: HR 0.7 -> 247 events, HR 0.75 -> 380 (Schoenfeld 1983 tables)
+    assert math.ceil(dz.schoenfeld_events(0.7)) == 247
+    assert math.ceil(dz.schoenfeld_events(0.75)) == 380
+    z = stats.norm.ppf(0.975) + stats.norm.ppf(0.9)
+    assert dz.schoenfeld_events(0.6, power=0.9, allocation=2 / 3) == pytest.approx(
+        z**2 / ((2 / 9) * math.log(0.6) ** 2), rel=1e-12
+    )
+    # symmetric in HR <-> 1/HR and inverse of power_from_events
+    assert dz.schoenfeld_events(0.5) == pytest.approx(dz.schoenfeld_events(2.0))
+    assert dz.power_from_events(dz.schoenfeld_events(0.7, power=0.85), 0.7) == pytest.approx(
+        0.85, rel=1e-10
+    )
+    with pytest.raises(ValueError, match="no treatment effect"):
+        dz.schoenfeld_events(1.0)
+    with pytest.raises(ValueError, match="alpha"):
+        dz.schoenfeld_events(0.7, alpha=1.5)
+
+
+def test_event_probability_by_numerical_integration():
+    med, hr, a, f = 12.0, 0.6, 24.0, 12.0
+    lam0 = math.log(2) / med
+
+    def p(lam):  # entry uniform on [0, a]; event before the analysis at a + f
+        return integrate.quad(lambda u: 1 - math.exp(-lam * (a + f - u)), 0, a)[0] / a
+
+    expect = 0.5 * p(lam0) + 0.5 * p(lam0 * hr)
+    assert dz.event_probability(med, hr, accrual=a, follow_up=f) == pytest.approx(expect, rel=1e-9)
+    # no accrual period: all enter at 0
+    assert dz.event_probability(med, 1.0, accrual=0, follow_up=12) == pytest.approx(0.5, rel=1e-12)
+
+
+def test_compare_designs_structure_and_numbers():
+    c = dz.compare_designs(
+        prevalence=0.3,
+        hr_positive=0.6,
+        hr_negative=1.0,
+        median_control=12,
+        accrual=24,
+        follow_up=12,
+    )
+    t = c.table.set_index("design")
+    assert list(t.index) == ["enriched", "all-comers", "all-comers (biomarker-positive test)"]
+    d_pos = math.ceil(dz.schoenfeld_events(0.6))
+    p_pos = dz.event_probability(12, 0.6, accrual=24, follow_up=12)
+    assert t.loc["enriched", "events"] == d_pos
+    assert t.loc["enriched", "n_patients"] == math.ceil(d_pos / p_pos)
+    assert t.loc["enriched", "n_screened"] == math.ceil(t.loc["enriched", "n_patients"] / 0.3)
+    # the all-comers HR is diluted towards 1 by biomarker-negative patients
+    assert 0.6 < t.loc["all-comers", "hr"] < 1.0
+    assert t.loc["all-comers", "events"] > t.loc["enriched", "events"]
+    assert (t["power"] >= 0.8 - 1e-9).all()
+    json.dumps(c.to_dict(), allow_nan=False)
+    assert "<table" in c._repr_html_()
+    # homogeneous effect: all-comers HR equals the common HR and needs no screening
+    h = dz.compare_designs(
+        prevalence=0.5,
+        hr_positive=0.7,
+        hr_negative=0.7,
+        median_control=10,
+        accrual=18,
+        follow_up=12,
+    )
+    th = h.table.set_index("design")
+    assert th.loc["all-comers", "hr"] == pytest.approx(0.7)
+    assert th.loc["all-comers", "n_screened"] == th.loc["all-comers", "n_patients"]
+    assert dz.number_to_screen(100, 0.25, assay_success=0.8) == 500
+
+
+def test_power_curves_monotone_and_plot():
+    c = dz.compare_designs(
+        prevalence=0.4,
+        hr_positive=0.65,
+        hr_negative=0.9,
+        median_control=12,
+        accrual=24,
+        follow_up=12,
+    )
+    curves = dz.power_curves(c)
+    for _, g in curves.groupby("design"):
+        assert np.all(np.diff(g["power"].to_numpy()) >= -1e-12)
+    ax = c.plot_power()
+    assert len(ax.get_lines()) == 4  # three designs + target line
+    with pytest.raises(ValueError, match="allowed"):
+        dz.plot_power_curves(curves, x="years")
+
+
+def test_formula_power_agrees_with_simulation_homogeneous():
+    """Proportional hazards holds: Schoenfeld's power should be within Monte-Carlo error
+    (Wilson 95 % interval, widened by 0.03 for the formula's own approximation)."""
+    c = dz.compare_designs(
+        prevalence=0.5,
+        hr_positive=0.7,
+        hr_negative=0.7,
+        median_control=10,
+        accrual=18,
+        follow_up=12,
+    )
+    for design in ("enriched", "all-comers"):
+        r = dz.simulate_power(c, design=design, n_simulations=300, seed=11).iloc[0]
+        assert r["low"] - 0.03 <= r["power_formula"] <= r["high"] + 0.03, r.to_dict()
+    # with half the patients the power drops accordingly in both formula and simulation
+    half = dz.simulate_power(
+        c,
+        design="enriched",
+        n_patients=int(c.table["n_patients"].iloc[0] / 2),
+        n_simulations=300,
+        seed=12,
+    ).iloc[0]
+    assert half["low"] - 0.03 <= half["power_formula"] <= half["high"] + 0.03
+    assert half["power_simulated"] < 0.7
+
+
+def test_simulation_enriched_heterogeneous_and_deterministic():
+    c = dz.compare_designs(
+        prevalence=0.3,
+        hr_positive=0.6,
+        hr_negative=1.0,
+        median_control=12,
+        accrual=24,
+        follow_up=12,
+    )
+    a = dz.simulate_power(c, design="enriched", n_simulations=200, seed=3)
+    b = dz.simulate_power(c, design="enriched", n_simulations=200, seed=3)
+    assert a.equals(b)
+    r = a.iloc[0]
+    assert r["low"] - 0.03 <= r["power_formula"] <= r["high"] + 0.03
+    # the expected number of events matches the event-probability model
+    assert r["mean_events"] == pytest.approx(
+        r["n_patients"] * c.table["event_probability"].iloc[0], rel=0.05
+    )
+    with pytest.raises(ValueError, match="allowed"):
+        dz.simulate_power(c, design="basket")
