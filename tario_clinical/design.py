@@ -255,7 +255,7 @@ def compare_designs(
     --------
     >>> c = compare_designs(prevalence=0.3, hr_positive=0.6, hr_negative=1.0,
     ...                     median_control=12, accrual=24, follow_up=12)
-    >>> c.table.set_index("design").loc["enriched", "events"]
+    >>> int(c.table.set_index("design").loc["enriched", "events"])
     121
     """
     _check_prob("prevalence", prevalence, closed_high=True)
