@@ -1,0 +1,691 @@
+"""Maps of patient representations (PCA, t-SNE) and genotype co-occurrence.
+
+The maps answer "what does the representation separate?": patients are placed by a linear
+(PCA) or non-linear (t-SNE) projection of their representation and coloured by cancer type,
+histology or genotype. Coordinates come back as a tidy DataFrame (``patient_id, method, x, y``
+plus the clinical annotations), so any plotting library can draw them; :func:`plot_embedding`
+draws them with matplotlib.
+
+:func:`genotype_cooccurrence` tabulates every pair of genotype columns (2 x 2 counts among
+patients tested for both, sample and Haldane-corrected odds ratios, two-sided Fisher exact
+p-values, Benjamini-Hochberg q-values) and :func:`plot_cooccurrence` draws it as a heatmap.
+
+Both projections are deterministic for a given ``seed``: PCA uses a full SVD with signs fixed
+by scikit-learn's ``svd_flip``; t-SNE is run single-threaded with a seed derived from ``seed``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from .errors import AnalysisError, SchemaError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.axes import Axes
+
+__all__ = [
+    "embedding_map",
+    "pca_map",
+    "tsne_map",
+    "plot_embedding",
+    "genotype_cooccurrence",
+    "plot_cooccurrence",
+    "COORDINATE_COLUMNS",
+    "COOCCURRENCE_COLUMNS",
+]
+
+logger = logging.getLogger("tario_clinical.embedding_maps")
+
+Method = Literal["pca", "tsne"]
+_METHODS = ("pca", "tsne")
+
+#: leading columns of every coordinates table
+COORDINATE_COLUMNS = ["patient_id", "method", "x", "y"]
+
+#: columns of :func:`genotype_cooccurrence`
+COOCCURRENCE_COLUMNS = [
+    "gene_a",
+    "gene_b",
+    "n_tested",
+    "both",
+    "a_only",
+    "b_only",
+    "neither",
+    "odds_ratio",
+    "odds_ratio_corrected",
+    "log2_odds_ratio",
+    "p_value",
+    "q_value",
+    "relation",
+]
+
+_DEFAULT_ANNOTATIONS = ("arm", "cancer_type", "histology")
+_MISSING_LABEL = "missing"
+_PALETTE = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#17becf",
+    "#bcbd22",
+    "#7f7f7f",
+    "#393b79",
+    "#ad494a",
+)
+
+
+# ------------------------------------------------------------------------------ inputs
+def _matrix(representations: Any) -> tuple[np.ndarray, pd.Index, str]:
+    """(X float64, patient ids, feature kind) from an AnnData or a patients x features frame."""
+    if hasattr(representations, "X") and hasattr(representations, "obs_names"):
+        x = representations.X
+        if hasattr(x, "toarray"):
+            x = x.toarray()
+        ids = pd.Index(representations.obs_names.astype(str), name="patient_id")
+        uns = getattr(representations, "uns", {}) or {}
+        kind = str((uns.get("tario_clinical") or {}).get("feature_kind", "representation"))
+        return np.asarray(x, dtype=np.float64), ids, kind
+    if isinstance(representations, pd.DataFrame):
+        df = representations
+        if "patient_id" in df.columns:
+            df = df.set_index("patient_id")
+        try:
+            x = df.to_numpy(dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            bad = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
+            raise SchemaError(
+                f"representations: every column must be numeric; non-numeric column(s) {bad[:5]}"
+            ) from err
+        return x, pd.Index(df.index.astype(str), name="patient_id"), "representation"
+    raise TypeError(
+        "representations must be an AnnData (patients x features) or a pandas DataFrame indexed "
+        f"by patient_id; got {type(representations).__name__}"
+    )
+
+
+def _clinical(cohort: Any) -> pd.DataFrame | None:
+    if cohort is None:
+        return None
+    table = cohort.clinical if hasattr(cohort, "clinical") else cohort
+    if hasattr(table, "to_pandas") and not isinstance(table, pd.DataFrame):
+        table = table.to_pandas()
+    if not isinstance(table, pd.DataFrame):
+        raise TypeError(
+            f"cohort must be a Cohort or a clinical DataFrame; got {type(cohort).__name__}"
+        )
+    if "patient_id" not in table.columns:
+        if table.index.name == "patient_id":
+            table = table.reset_index()
+        else:
+            raise SchemaError(
+                f"clinical table needs a 'patient_id' column; got columns {list(table.columns)}"
+            )
+    table = table.copy()
+    table["patient_id"] = table["patient_id"].astype(str)
+    dup = table["patient_id"].duplicated()
+    if dup.any():
+        raise SchemaError(
+            f"clinical table: duplicate patient_id(s) {table.loc[dup, 'patient_id'].head().tolist()}"
+        )
+    return table
+
+
+def _genotype_columns(cohort: Any, table: pd.DataFrame) -> list[str]:
+    genes = list(getattr(cohort, "genotype_columns", []) or [])
+    if genes:
+        return [g for g in genes if g in table.columns]
+    out = []
+    for c in table.columns:
+        vals = table[c].dropna()
+        if len(vals) and set(vals.astype(str).unique()) <= {"mutant", "wild-type"}:
+            out.append(str(c))
+    return out
+
+
+def _seed_int(seed: int, n: int = 1) -> list[int]:
+    if not isinstance(seed, int | np.integer) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
+    return [
+        int(s.generate_state(1, dtype=np.uint32)[0])
+        for s in np.random.SeedSequence(int(seed)).spawn(n)
+    ]
+
+
+# ------------------------------------------------------------------------------ maps
+def _standardise(x: np.ndarray) -> np.ndarray:
+    centred = x - x.mean(axis=0)
+    sd = centred.std(axis=0, ddof=1) if len(x) > 1 else np.ones(x.shape[1])
+    sd[~(sd > 0)] = 1.0  # constant features stay zero instead of dividing by zero
+    return centred / sd
+
+
+def _pca(x: np.ndarray, n_components: int) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.decomposition import PCA
+
+    pca = PCA(n_components=n_components, svd_solver="full")
+    coords = pca.fit_transform(x)
+    return coords, np.asarray(pca.explained_variance_ratio_, dtype=float)
+
+
+def embedding_map(
+    representations: Any,
+    cohort: Any = None,
+    *,
+    method: Method = "pca",
+    annotations: Sequence[str] | None = None,
+    standardize: bool = True,
+    perplexity: float = 30.0,
+    n_pca: int = 50,
+    max_iter: int = 1000,
+    init: Literal["pca", "random"] = "pca",
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Two-dimensional map of patient representations.
+
+    Parameters
+    ----------
+    representations : AnnData or DataFrame
+        Patients x features (``obs_names`` / index = patient ids).
+    cohort : Cohort or DataFrame, optional
+        Clinical table joined by ``patient_id`` to annotate the map (``arm``, ``cancer_type``,
+        ``histology`` and the genotype columns by default).
+    method : {"pca", "tsne"}
+        ``"pca"``: the first two principal components. ``"tsne"``: t-SNE (exact gradient
+        up to 1,000 patients, Barnes-Hut above) of the first ``n_pca`` principal components.
+    annotations : sequence of str, optional
+        Clinical columns to carry into the table (default: arm, cancer type, histology,
+        genotypes; those absent are skipped).
+    standardize : bool
+        z-score each feature before projecting (constant features are kept at zero).
+    perplexity : float
+        t-SNE perplexity; lowered to ``(n - 1) / 3`` for small cohorts.
+    n_pca : int
+        Principal components fed to t-SNE.
+    max_iter : int
+        t-SNE iterations (>= 250).
+    init : {"pca", "random"}
+        t-SNE initialisation. ``"pca"`` (default) starts from the principal components, so the
+        map does not depend on ``seed``; ``"random"`` draws the start from ``seed``.
+    seed : int
+        Seed of the t-SNE optimisation (PCA is deterministic).
+
+    Returns
+    -------
+    DataFrame
+        ``patient_id, method, x, y`` then the annotation columns, one row per patient with a
+        finite representation, in representation order. ``attrs["tario_clinical"]`` holds the
+        method, parameters, ``explained_variance_ratio`` (PCA of the map's input, first 10
+        components) and ``exclusions`` (records ``{"patient_id", "reason"}`` of patients left
+        out).
+
+    Raises
+    ------
+    AnalysisError
+        Fewer than 5 patients with a finite representation.
+    ValueError
+        Unknown ``method`` or invalid numeric options.
+
+    Examples
+    --------
+    >>> from tario_clinical import simulate_trial
+    >>> trial = simulate_trial(60, seed=1, n_genes=20, compute_attainable=False)
+    >>> coords = embedding_map(trial.representations, trial.cohort(), method="pca")
+    >>> list(coords.columns[:4]), len(coords)
+    (['patient_id', 'method', 'x', 'y'], 60)
+    """
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {', '.join(_METHODS)}; got {method!r}")
+    if not perplexity > 0:
+        raise ValueError(f"perplexity must be > 0; got {perplexity!r}")
+    if int(n_pca) < 2:
+        raise ValueError(f"n_pca must be >= 2; got {n_pca!r}")
+    if int(max_iter) < 250:
+        raise ValueError(f"max_iter must be >= 250 (scikit-learn's minimum); got {max_iter!r}")
+    if init not in ("pca", "random"):
+        raise ValueError(f"init must be one of pca, random; got {init!r}")
+    (tsne_seed,) = _seed_int(seed)
+    x, ids, feature_kind = _matrix(representations)
+    if x.ndim != 2 or x.shape[1] < 2:
+        raise AnalysisError(
+            f"representations: need a patients x features matrix with >= 2 features; got shape "
+            f"{x.shape}"
+        )
+    dup = ids.duplicated()
+    if dup.any():
+        raise SchemaError(
+            f"representations: duplicate patient id(s) {ids[dup].unique()[:5].tolist()}"
+        )
+    finite = np.isfinite(x).all(axis=1)
+    exclusions = [
+        {"patient_id": str(p), "reason": "non-finite representation"} for p in ids[~finite]
+    ]
+    if not finite.all():
+        logger.warning(
+            "embedding map: %d patient(s) with NaN/inf features left out (first: %s)",
+            int((~finite).sum()),
+            ids[~finite][:5].tolist(),
+        )
+    x, ids = x[finite], ids[finite]
+    n = len(ids)
+    if n < 5:
+        raise AnalysisError(
+            f"embedding map: only {n} patient(s) with a finite representation; need >= 5"
+        )
+    z = _standardise(x) if standardize else x - x.mean(axis=0)
+    n_comp = int(min(max(n_pca, 10), n - 1, z.shape[1]))
+    pcs, evr = _pca(z, n_comp)
+    params: dict[str, Any] = {"standardize": bool(standardize)}
+    if method == "pca":
+        xy = pcs[:, :2]
+    else:
+        from sklearn.manifold import TSNE
+        from threadpoolctl import threadpool_limits
+
+        n_in = int(min(n_pca, pcs.shape[1]))
+        perp = float(min(perplexity, (n - 1) / 3.0))
+        tsne = TSNE(
+            n_components=2,
+            perplexity=perp,
+            init=init,
+            learning_rate="auto",
+            max_iter=int(max_iter),
+            method="exact" if n <= 1000 else "barnes_hut",
+            random_state=tsne_seed,
+        )
+        # single-threaded: deterministic sums and no oversubscription on small machines
+        with threadpool_limits(limits=1):
+            xy = tsne.fit_transform(pcs[:, :n_in])
+        params.update(
+            {
+                "perplexity": perp,
+                "n_pca": n_in,
+                "max_iter": int(max_iter),
+                "tsne_method": tsne.method,
+                "init": init,
+                "kl_divergence": float(tsne.kl_divergence_),
+                "seed": int(seed),
+            }
+        )
+    out = pd.DataFrame(
+        {
+            "patient_id": ids.to_numpy(dtype=object),
+            "method": method,
+            "x": xy[:, 0].astype(float),
+            "y": xy[:, 1].astype(float),
+        }
+    )
+    table = _clinical(cohort)
+    n_unmatched = 0
+    if table is not None:
+        if annotations is None:
+            wanted = [c for c in _DEFAULT_ANNOTATIONS if c in table.columns]
+            wanted += [g for g in _genotype_columns(cohort, table) if g not in wanted]
+        else:
+            absent = [c for c in annotations if c not in table.columns]
+            if absent:
+                raise SchemaError(
+                    f"annotations: column(s) {absent} not in the clinical table; available: "
+                    f"{list(map(str, table.columns))}"
+                )
+            wanted = [c for c in annotations if c not in COORDINATE_COLUMNS]
+        ann = table.set_index("patient_id")[wanted]
+        joined = ann.reindex(out["patient_id"])
+        n_unmatched = int((~out["patient_id"].isin(ann.index)).sum())
+        for c in wanted:
+            out[c] = joined[c].to_numpy()
+    out.attrs["tario_clinical"] = {
+        "method": method,
+        "n_patients": n,
+        "n_features": int(x.shape[1]),
+        "feature_kind": feature_kind,
+        "explained_variance_ratio": [float(v) for v in evr[:10]],
+        "parameters": params,
+        "n_without_clinical_row": n_unmatched,
+        "exclusions": exclusions,
+    }
+    return out
+
+
+def pca_map(representations: Any, cohort: Any = None, **kwargs: Any) -> pd.DataFrame:
+    """:func:`embedding_map` with ``method="pca"``."""
+    return embedding_map(representations, cohort, method="pca", **kwargs)
+
+
+def tsne_map(representations: Any, cohort: Any = None, **kwargs: Any) -> pd.DataFrame:
+    """:func:`embedding_map` with ``method="tsne"``."""
+    return embedding_map(representations, cohort, method="tsne", **kwargs)
+
+
+def _plain(text: Any) -> str:
+    """A label matplotlib draws literally (no mathtext from user strings)."""
+    return str(text).replace("$", r"\$")
+
+
+def plot_embedding(
+    coords: pd.DataFrame,
+    color: str | None = "cancer_type",
+    *,
+    ax: Axes | None = None,
+    title: str | None = None,
+    max_categories: int = 12,
+    point_size: float = 14.0,
+) -> Axes:
+    """Scatter plot of an :func:`embedding_map` table coloured by a column.
+
+    Parameters
+    ----------
+    coords : DataFrame
+        Output of :func:`embedding_map` (needs ``x``, ``y``).
+    color : str or None
+        Column to colour by: categorical columns get a legend with counts (missing values in
+        grey, categories beyond ``max_categories`` pooled as "other"); numeric columns a
+        colour bar. ``None`` draws all points alike.
+    ax : Axes, optional
+    title : str, optional
+    max_categories : int
+    point_size : float
+
+    Returns
+    -------
+    Axes
+    """
+    for c in ("x", "y"):
+        if c not in coords.columns:
+            raise SchemaError(
+                f"coords: column {c!r} missing; pass the table from embedding_map(); got "
+                f"{list(coords.columns)}"
+            )
+    if color is not None and color not in coords.columns:
+        raise SchemaError(
+            f"color: column {color!r} not in the coordinates table; available: "
+            f"{[c for c in coords.columns if c not in COORDINATE_COLUMNS]}"
+        )
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        _, ax = plt.subplots(figsize=(5.2, 4.2))
+    meta = coords.attrs.get("tario_clinical", {}) if hasattr(coords, "attrs") else {}
+    method = str(coords["method"].iloc[0]) if "method" in coords and len(coords) else "map"
+    x = coords["x"].to_numpy(dtype=float)
+    y = coords["y"].to_numpy(dtype=float)
+    if color is None:
+        ax.scatter(x, y, s=point_size, color=_PALETTE[0], alpha=0.8, linewidths=0)
+    else:
+        col = coords[color]
+        numeric = pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
+        if numeric and col.nunique(dropna=True) > max_categories:
+            vals = col.to_numpy(dtype=float)
+            miss = ~np.isfinite(vals)
+            if miss.any():
+                ax.scatter(x[miss], y[miss], s=point_size, color="#cccccc", label=_MISSING_LABEL)
+            sc = ax.scatter(
+                x[~miss], y[~miss], c=vals[~miss], s=point_size, cmap="viridis", linewidths=0
+            )
+            ax.figure.colorbar(sc, ax=ax, label=_plain(color))
+        else:
+            labels = col.astype(object).where(col.notna(), None)
+            labels = labels.map(lambda v: _MISSING_LABEL if v is None else str(v))
+            counts = labels.value_counts(sort=False)
+            order = sorted(
+                (lv for lv in counts.index if lv != _MISSING_LABEL),
+                key=lambda lv: (-counts[lv], lv),
+            )
+            if len(order) > max_categories:
+                keep = set(order[: max_categories - 1])
+                labels = labels.map(lambda v: v if v in keep or v == _MISSING_LABEL else "other")
+                counts = labels.value_counts(sort=False)
+                order = order[: max_categories - 1] + ["other"]
+            if _MISSING_LABEL in counts.index:
+                order.append(_MISSING_LABEL)
+            lab = labels.to_numpy()
+            for i, level in enumerate(order):
+                m = lab == level
+                colour = "#cccccc" if level == _MISSING_LABEL else _PALETTE[i % len(_PALETTE)]
+                ax.scatter(
+                    x[m],
+                    y[m],
+                    s=point_size,
+                    color=colour,
+                    alpha=0.85,
+                    linewidths=0,
+                    label=f"{_plain(level)} ({int(m.sum())})",
+                )
+            ax.legend(
+                title=_plain(color),
+                fontsize=7,
+                title_fontsize=8,
+                loc="center left",
+                bbox_to_anchor=(1.01, 0.5),
+                frameon=False,
+            )
+    evr = meta.get("explained_variance_ratio") or []
+    if method == "pca" and len(evr) >= 2:
+        ax.set_xlabel(f"PC1 ({100 * evr[0]:.1f} %)")
+        ax.set_ylabel(f"PC2 ({100 * evr[1]:.1f} %)")
+    else:
+        ax.set_xlabel(f"{method.upper()} 1")
+        ax.set_ylabel(f"{method.upper()} 2")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title is None:
+        title = f"{method.upper()} of representations" + (
+            f" by {color}" if color is not None else ""
+        )
+    ax.set_title(_plain(title), fontsize=10)
+    return ax
+
+
+# ------------------------------------------------------------------------------ co-occurrence
+def _bh(p: np.ndarray) -> np.ndarray:
+    """Benjamini-Hochberg q-values (NaN p-values stay NaN and are not counted)."""
+    q = np.full(p.shape, np.nan)
+    ok = np.isfinite(p)
+    m = int(ok.sum())
+    if m == 0:
+        return q
+    pv = p[ok]
+    order = np.argsort(pv, kind="mergesort")
+    ranked = pv[order] * m / np.arange(1, m + 1)
+    ranked = np.minimum.accumulate(ranked[::-1])[::-1]
+    out = np.empty(m)
+    out[order] = np.minimum(ranked, 1.0)
+    q[ok] = out
+    return q
+
+
+def _binary_genotypes(cohort: Any, genes: Sequence[str] | None) -> pd.DataFrame:
+    table = _clinical(cohort)
+    if table is None:
+        raise TypeError("genotype_cooccurrence needs a Cohort or a clinical DataFrame")
+    if genes is None:
+        genes = _genotype_columns(cohort, table)
+    else:
+        absent = [g for g in genes if g not in table.columns]
+        if absent:
+            raise SchemaError(
+                f"genes: column(s) {absent} not in the clinical table; available: "
+                f"{list(map(str, table.columns))}"
+            )
+    out = {}
+    from .cohort import normalise_binary
+
+    for g in genes:
+        out[str(g)] = normalise_binary(table[g], column=str(g)).to_numpy(dtype=float)
+    return pd.DataFrame(out, index=pd.Index(table["patient_id"], name="patient_id"))
+
+
+def genotype_cooccurrence(
+    cohort: Any,
+    *,
+    genes: Sequence[str] | None = None,
+    alpha: float = 0.05,
+) -> pd.DataFrame:
+    """Pairwise co-occurrence of mutations: 2 x 2 counts, odds ratios and Fisher exact tests.
+
+    Each pair is evaluated on the patients tested for both genes (missing calls are left out
+    of that pair only; ``n_tested`` says how many remain).
+
+    Parameters
+    ----------
+    cohort : Cohort or DataFrame
+        Genotype columns hold the clinical schema's spellings (``mutant``/``wild-type``,
+        ``mut``/``wt``, 1/0 ...).
+    genes : sequence of str, optional
+        Genotype columns (default: the cohort's ``genotype_columns``, or the columns whose
+        values are all ``mutant``/``wild-type``).
+    alpha : float
+        False-discovery rate at which ``relation`` calls a pair co-occurring or mutually
+        exclusive.
+
+    Returns
+    -------
+    DataFrame
+        One row per pair ``gene_a < gene_b`` in column order with :data:`COOCCURRENCE_COLUMNS`:
+        ``both, a_only, b_only, neither`` counts; ``odds_ratio`` = both * neither /
+        (a_only * b_only) (0 or inf when a cell is empty, NaN when undefined);
+        ``odds_ratio_corrected`` with 0.5 added to every cell (Haldane-Anscombe), and its
+        ``log2_odds_ratio``; two-sided Fisher exact ``p_value``; Benjamini-Hochberg
+        ``q_value`` over the pairs; ``relation`` = ``"co-occurring"`` / ``"mutually
+        exclusive"`` by the sign of the corrected log odds ratio where ``q_value < alpha``,
+        ``"not significant"`` otherwise.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"patient_id": list("abcdefgh"),
+    ...                    "EGFR": ["mut"] * 4 + ["wt"] * 4,
+    ...                    "KRAS": ["wt"] * 4 + ["mut"] * 4})
+    >>> genotype_cooccurrence(df, genes=["EGFR", "KRAS"])[["both", "neither", "p_value"]]
+       both  neither   p_value
+    0     0        0  0.028571
+    """
+    from scipy.stats import fisher_exact
+
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1); got {alpha!r}")
+    geno = _binary_genotypes(cohort, genes)
+    cols = list(geno.columns)
+    rows = []
+    for i, a in enumerate(cols):
+        for b in cols[i + 1 :]:
+            va, vb = geno[a].to_numpy(), geno[b].to_numpy()
+            ok = np.isfinite(va) & np.isfinite(vb)
+            va, vb = va[ok].astype(bool), vb[ok].astype(bool)
+            both = int((va & vb).sum())
+            a_only = int((va & ~vb).sum())
+            b_only = int((~va & vb).sum())
+            neither = int((~va & ~vb).sum())
+            num, den = both * neither, a_only * b_only
+            if den > 0:
+                or_ = num / den
+            elif num > 0:
+                or_ = math.inf
+            else:
+                or_ = math.nan
+            orc = ((both + 0.5) * (neither + 0.5)) / ((a_only + 0.5) * (b_only + 0.5))
+            n_tested = int(ok.sum())
+            if n_tested > 0:
+                p = float(fisher_exact([[both, a_only], [b_only, neither]]).pvalue)
+            else:
+                p = math.nan
+            lor = math.log2(orc)
+            rows.append(
+                {
+                    "gene_a": a,
+                    "gene_b": b,
+                    "n_tested": n_tested,
+                    "both": both,
+                    "a_only": a_only,
+                    "b_only": b_only,
+                    "neither": neither,
+                    "odds_ratio": float(or_),
+                    "odds_ratio_corrected": float(orc),
+                    "log2_odds_ratio": float(lor),
+                    "p_value": p,
+                }
+            )
+    out = pd.DataFrame(rows, columns=COOCCURRENCE_COLUMNS[:-2])
+    q = _bh(out["p_value"].to_numpy(dtype=float)) if len(out) else np.array([], dtype=float)
+    out["q_value"] = q
+    lor = out["log2_odds_ratio"].to_numpy(dtype=float)
+    sig = np.nan_to_num(q, nan=1.0) < alpha
+    out["relation"] = np.where(
+        sig & (lor > 0),
+        "co-occurring",
+        np.where(sig & (lor < 0), "mutually exclusive", "not significant"),
+    )
+    out.attrs["tario_clinical"] = {"genes": cols}
+    return out
+
+
+def plot_cooccurrence(table: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
+    """Heatmap of the log2 (Haldane-corrected) odds ratio of every genotype pair.
+
+    Cells are annotated with the number of patients mutated in both genes and the Fisher
+    p-value (``*`` marks q < 0.05); red is co-occurrence, blue mutual exclusivity.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Output of :func:`genotype_cooccurrence`.
+    ax : Axes, optional
+
+    Returns
+    -------
+    Axes
+    """
+    missing = [
+        c for c in ("gene_a", "gene_b", "log2_odds_ratio", "both", "p_value") if c not in table
+    ]
+    if missing:
+        raise SchemaError(
+            f"table: column(s) {missing} missing; pass the output of genotype_cooccurrence()"
+        )
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        _, ax = plt.subplots(figsize=(4.8, 4.0))
+    genes = list(
+        (table.attrs.get("tario_clinical") or {}).get("genes")
+        or dict.fromkeys([*table["gene_a"], *table["gene_b"]])
+    )
+    k = len(genes)
+    pos = {g: i for i, g in enumerate(genes)}
+    mat = np.full((k, k), np.nan)
+    for rec in table.itertuples(index=False):
+        i, j = pos[rec.gene_a], pos[rec.gene_b]
+        mat[j, i] = rec.log2_odds_ratio  # lower triangle: row = later gene
+    finite = mat[np.isfinite(mat)]
+    lim = max(1.0, float(np.abs(finite).max())) if finite.size else 1.0
+    im = ax.imshow(np.ma.masked_invalid(mat), cmap="RdBu_r", vmin=-lim, vmax=lim)
+    for rec in table.itertuples(index=False):
+        i, j = pos[rec.gene_a], pos[rec.gene_b]
+        q = getattr(rec, "q_value", np.nan)
+        star = "*" if np.isfinite(q) and q < 0.05 else ""
+        p = rec.p_value
+        ptxt = "p=n/a" if not np.isfinite(p) else f"p={p:.2g}"
+        dark = np.isfinite(mat[j, i]) and abs(mat[j, i]) > 0.6 * lim
+        ax.text(
+            i,
+            j,
+            f"{rec.both}\n{ptxt}{star}",
+            ha="center",
+            va="center",
+            fontsize=7,
+            color="white" if dark else "black",
+        )
+    labels = [_plain(g) for g in genes]
+    ax.set_xticks(range(k), labels, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(k), labels, fontsize=8)
+    ax.figure.colorbar(im, ax=ax, label="log2 odds ratio (Haldane)")
+    ax.set_title("Genotype co-occurrence", fontsize=10)
+    return ax
