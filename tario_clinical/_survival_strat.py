@@ -593,7 +593,8 @@ def _scores_series(scores: Any) -> pd.Series:
                 f"scores: duplicate patient_id(s) {sorted(set(s.index[dup]))[:5]} in the Series; "
                 "pass the tidy OOF table (patient_id, repeat, score) to average repeats"
             )
-        return pd.to_numeric(s, errors="coerce").astype(float)
+        val = pd.to_numeric(s, errors="coerce").astype(float)
+        return val.where(np.isfinite(val))  # +-inf is excluded and listed like NaN
     if hasattr(scores, "to_pandas") and not isinstance(scores, pd.DataFrame):
         scores = scores.to_pandas()
     if isinstance(scores, pd.DataFrame):
