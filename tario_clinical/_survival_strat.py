@@ -582,7 +582,7 @@ class StratificationResult:
 _CROSS = ("median", "tertiles", "quantile", "prevalence")
 
 
-def _scores_series(scores: Any) -> pd.Series:
+def _scores_series(scores: Any, *, target: str | None = None, column: str = "score") -> pd.Series:
     """Decoder scores as one float per patient_id (mean over repeats of a tidy OOF table)."""
     if isinstance(scores, pd.Series):
         s = scores.copy()
@@ -598,13 +598,25 @@ def _scores_series(scores: Any) -> pd.Series:
     if hasattr(scores, "to_pandas") and not isinstance(scores, pd.DataFrame):
         scores = scores.to_pandas()
     if isinstance(scores, pd.DataFrame):
-        missing = [c for c in ("patient_id", "score") if c not in scores.columns]
+        if "target" in scores.columns:
+            targets = sorted(scores["target"].dropna().astype(str).unique())
+            if target is not None:
+                if target not in targets:
+                    raise SchemaError(f"scores table has no target {target!r}; targets: {targets}")
+                scores = scores[scores["target"].astype(str) == target]
+            elif len(targets) > 1:
+                raise SchemaError(
+                    f"scores table holds {len(targets)} targets {targets}; pass target=... to choose one"
+                )
+        if column not in scores.columns:
+            column = "score"
+        missing = [c for c in ("patient_id", column) if c not in scores.columns]
         if missing:
             raise SchemaError(
                 f"scores table lacks column(s) {missing}; expected the decoder's OOF table with "
                 f"columns patient_id, repeat, score; got {list(scores.columns)}"
             )
-        val = pd.to_numeric(scores["score"], errors="coerce").astype(float)
+        val = pd.to_numeric(scores[column], errors="coerce").astype(float)
         val = val.where(np.isfinite(val))
         pid = scores["patient_id"].astype(str)
         # a non-finite score in any repeat makes the patient's mean NaN (excluded and listed)
@@ -642,6 +654,7 @@ def stratify(
     tau: float | None = None,
     min_prop: float = 0.1,
     conf_level: float = 0.95,
+    target: str | None = None,
 ) -> StratificationResult:
     """Risk groups from decoder scores at cut-offs never tuned on the patients they evaluate.
 
@@ -653,7 +666,9 @@ def stratify(
         ``patient_id`` column.
     scores : Series or DataFrame
         Series indexed by ``patient_id``, or the decoder's tidy out-of-fold table with columns
-        ``patient_id, repeat, score`` (averaged over repeats).
+        ``patient_id, repeat, score`` (averaged over repeats; with ``cutoff="probability"``
+        its ``probability`` column is averaged instead when present). A ``target`` column with
+        several targets needs ``target=``.
     time, event : str
         Survival columns of the clinical table.
     cutoff : {"median", "tertiles", "quantile", "prevalence", "probability", "optimal"} or float
@@ -680,10 +695,21 @@ def stratify(
     min_prop : float
         Smallest group fraction for the optimal cut-point search.
     conf_level : float
+    target : str, optional
+        Target to take from a multi-target decoder OOF table (``DecodeResult.oof``).
 
     Returns
     -------
     StratificationResult
+
+    Examples
+    --------
+    >>> import tario_clinical as tc  # doctest: +SKIP
+    >>> trial = tc.simulate_trial(n_patients=300, seed=1)  # doctest: +SKIP
+    >>> cohort = trial.cohort()  # doctest: +SKIP
+    >>> res = tc.decode(trial.representations, cohort, targets=["EGFR"], seed=0)  # doctest: +SKIP
+    >>> strat = tc.survival.stratify(cohort, res.oof, arm="arm")  # doctest: +SKIP
+    >>> strat.km_plot()  # doctest: +SKIP
 
     Raises
     ------
@@ -716,7 +742,9 @@ def stratify(
         raise SchemaError(
             f"clinical table: duplicate patient_id(s) {clin['patient_id'][clin['patient_id'].duplicated()].head().tolist()}"
         )
-    sc = _scores_series(scores)
+    sc = _scores_series(
+        scores, target=target, column="probability" if cutoff == "probability" else "score"
+    )
     analysis = f"survival.stratify({time})"
     reasons: dict[str, list[str]] = {}
 
@@ -935,6 +963,7 @@ def stratify(
         "min_prop": min_prop,
         "conf_level": conf_level,
         "folds_given": folds is not None,
+        "target": target,
     }
     return StratificationResult(
         time=time,

@@ -699,3 +699,33 @@ def test_polars_input(veterans):
     pl = pytest.importorskip("polars")
     d = pl.from_pandas(veterans[["time", "event", "Karnofsky_score"]])
     assert sv.cox(d, "time", "event", ["Karnofsky_score"]).shape == (1, 7)
+
+
+def test_oof_table_with_targets_and_probability_column(sim_scores):
+    d, oof = sim_scores
+    multi = pd.concat([oof.assign(target="EGFR"), oof.assign(target="KRAS", score=-oof["score"])])
+    multi["probability"] = 1 / (1 + np.exp(-multi["score"]))
+    with pytest.raises(SchemaError, match="target="):
+        sv.stratify(d, multi, "time", "event")
+    a = sv.stratify(d, multi, "time", "event", target="KRAS").assignments
+    expect = -oof.groupby("patient_id")["score"].mean()
+    np.testing.assert_allclose(a["score"], expect.loc[a["patient_id"]].to_numpy())
+    p = sv.stratify(d, multi, "time", "event", target="EGFR", cutoff="probability").assignments
+    prob = multi[multi["target"] == "EGFR"].groupby("patient_id")["probability"].mean()
+    np.testing.assert_allclose(p["score"], prob.loc[p["patient_id"]].to_numpy())
+
+
+@pytest.mark.slow
+def test_decode_then_stratify_end_to_end():
+    """The notebook flow of the issue: tc.decode -> survival.stratify -> km_plot."""
+    tc = pytest.importorskip("tario_clinical")
+    trial = tc.simulate_trial(n_patients=200, seed=2, n_genes=60)
+    cohort = trial.cohort()
+    res = tc.decode(trial.representations, cohort, targets=["STK11"], n_repeats=1, seed=0)
+    strat = tc.survival.stratify(cohort, res.oof, arm="arm", covariates=["age"])
+    assert strat.n + len(
+        strat.exclusions[strat.exclusions["analysis"] == "survival.stratify(os_time)"]
+    ) == len(cohort.clinical)
+    disp = strat.km_plot()
+    assert disp.at_risk_.iloc[:, 0].sum() == strat.n
+    json.dumps(strat.to_dict(), allow_nan=False)
