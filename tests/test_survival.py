@@ -319,7 +319,7 @@ def test_km_medians_and_survival_match_independent_and_lifelines(veterans, gbsg2
             expect = np.clip(tab["survival"] * np.exp(-1.959963984540054 * tab["std_err"]), 0, 1)
             np.testing.assert_allclose(tab.loc[pos, "low"], expect[pos])
             assert (tab.loc[~pos, ["low", "high"]] == 0).all().all()  # band collapses at S = 0
-    # R: survfit(Surv(time, status) ~ trt, veteran): medians 103 (standard) and 52.5? no: 52
+    # R: survfit(Surv(time, status) ~ trt, veteran): medians 103 (standard) and 52 (test)
     vet = sv.km(veterans, "time", "event", "Treatment").summary.set_index("group")
     assert vet.loc["standard", "median"] == 103 and vet.loc["test", "median"] == 52
 
