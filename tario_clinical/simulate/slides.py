@@ -283,8 +283,8 @@ def write_synthetic_slides(
     *,
     seed: int = 0,
     slides_per_patient: int = 1,
-    size_px: int = 2048,
-    mpp: float = 0.5,
+    size_px: int = 1024,
+    mpp: float = 1.0,
     patients: Sequence[str] | None = None,
     compression: str = "jpeg",
 ) -> pd.DataFrame:

@@ -1,0 +1,150 @@
+"""Click commands of the encoder stage, wired into ``tario-clinical`` by ``cli.py``.
+
+``encode`` runs :func:`~tario_clinical.encode.encode_slides`; :func:`slide_options` adds the
+``--with-slides`` options to a ``simulate`` command and :func:`write_slides_from_options` acts
+on them. Errors of the toolkit become exit code 2 with a one-line message, no traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from ..errors import TarioClinicalError
+
+__all__ = ["encode", "slide_options", "write_slides_from_options"]
+
+
+def _fail(err: TarioClinicalError) -> None:
+    click.echo(f"error: {err}", err=True)
+    sys.exit(getattr(err, "exit_code", 2))
+
+
+@click.command("encode")
+@click.option(
+    "--slides",
+    "slides",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Slide manifest (slides.csv: slide_id, patient_id, path[, mpp]).",
+)
+@click.option(
+    "--model",
+    "model",
+    required=True,
+    help="Model card (.json) or 'demo' (a small demo model, not a pathology model).",
+)
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Tiles per batch.")
+@click.option(
+    "--workers", type=click.IntRange(min=0), default=None, help="DataLoader workers reading tiles."
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--fusion",
+    type=click.Choice(["early", "late"]),
+    default="late",
+    show_default=True,
+    help="Slide -> patient pooling.",
+)
+@click.option("--tile-output", is_flag=True, help="Also write tile-level h5ad per slide.")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+def encode(
+    slides: str,
+    model: str,
+    out: str,
+    device: str,
+    batch_size: int | None,
+    workers: int | None,
+    seed: int,
+    fusion: str,
+    tile_output: bool,
+    no_progress: bool,
+) -> None:
+    """Encode H&E slides with a frozen model into patient representations (resumable)."""
+    from .engine import encode_slides
+
+    try:
+        res = encode_slides(
+            slides,
+            model,
+            out,
+            device=device,
+            batch_size=batch_size,
+            num_workers=workers,
+            seed=seed,
+            progress=not no_progress,
+            tile_output=tile_output,
+            fusion=fusion,  # type: ignore[arg-type]
+        )
+    except TarioClinicalError as err:
+        _fail(err)
+        return
+    n_p, n_f = res.representations.shape
+    click.echo(
+        f"wrote {res.out_dir / 'representations.h5ad'}: {n_p} patients x {n_f} features; "
+        f"{res.slides.n_obs} slides, {len(res.exclusions)} excluded "
+        f"(see exclusions.csv); {res.n_tiles} tiles encoded this run"
+        + (f" at {res.tiles_per_second:.0f} tiles/s" if res.n_tiles else "")
+    )
+
+
+def slide_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorator adding ``--with-slides``, ``--slides-per-patient``, ``--slide-px``, ``--slide-mpp``."""
+
+    @click.option("--with-slides", is_flag=True, help="Also write synthetic H&E slides + slides.csv.")
+    @click.option("--slides-per-patient", type=click.IntRange(min=1), default=1, show_default=True)
+    @click.option(
+        "--slide-px", type=click.IntRange(min=128), default=1024, show_default=True,
+        help="Synthetic slide side in pixels.",
+    )  # fmt: skip
+    @click.option(
+        "--slide-mpp", type=click.FloatRange(min=0.1, max=4.0), default=1.0, show_default=True,
+        help="Synthetic slide resolution (µm/px).",
+    )  # fmt: skip
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+def write_slides_from_options(
+    trial: Any,
+    out: str,
+    *,
+    seed: int,
+    with_slides: bool,
+    slides_per_patient: int = 1,
+    slide_px: int = 1024,
+    slide_mpp: float = 1.0,
+) -> Any:
+    """Write synthetic slides when ``with_slides``; returns the manifest or None."""
+    if not with_slides:
+        return None
+    from ..simulate.slides import write_synthetic_slides
+
+    logging.getLogger(__name__).info("writing synthetic slides to %s", out)
+    return write_synthetic_slides(
+        trial,
+        out,
+        seed=seed,
+        slides_per_patient=slides_per_patient,
+        size_px=slide_px,
+        mpp=slide_mpp,
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m tario_clinical.encode._cli ...`
+    encode()

@@ -1,0 +1,720 @@
+"""Batched inference engine: slides -> tiles -> frozen encoder -> streamed per-slide pooling.
+
+For each slide the tissue mask and tile grid are computed on a thumbnail; DataLoader workers
+read and decode tiles (each worker keeps its own slide handles), batches are pinned on CUDA and
+copied asynchronously, and the encoder output is folded into running sums (float64) so memory
+does not grow with slide size. A batch never spans two slides, so a slide's result does not
+depend on which other slides are processed in the same run: a rerun that skips finished slides
+gives bit-identical results.
+
+Output folder layout::
+
+    run.json                     fingerprint of model + tiling (a rerun must match it)
+    slides/<slide_id>.npz        per-slide result, written atomically (resume unit)
+    tiles/<slide_id>.h5ad        optional tile-level output (float16, obsm["spatial"])
+    slides.h5ad                  slides x features
+    representations.h5ad         patients x features, provenance in uns["tario_clinical"]
+    exclusions.csv               patient_id, slide_id, analysis, reason
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import io
+import json
+import logging
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from ..errors import EncoderError, OutputError, SlideError
+from ..provenance import atomic_write, atomic_write_text, ensure_output_dir, provenance_record
+from ..slides import detect_tissue, open_slide, read_slide_manifest, tile_grid
+from ..slides.tiling import read_tile_at
+
+__all__ = ["EncodeResult", "encode_slides", "FUSIONS", "pool_patients", "default_batch_size"]
+
+logger = logging.getLogger(__name__)
+
+FUSIONS = ("early", "late")
+_EXCLUSION_COLUMNS = ["patient_id", "slide_id", "analysis", "reason"]
+_ANALYSIS = "encode"
+
+
+# ------------------------------------------------------------------------------------------------
+# results
+
+
+@dataclass(frozen=True)
+class EncodeResult:
+    """What :func:`encode_slides` produced.
+
+    Attributes
+    ----------
+    representations : anndata.AnnData
+        Patients x features (mean predicted expression), ``layers["sd"]`` tile-level SD,
+        provenance in ``uns["tario_clinical"]``.
+    slides : anndata.AnnData
+        Slides x features with ``obs["patient_id"]`` and ``obs["n_tiles"]``.
+    exclusions : pandas.DataFrame
+        ``patient_id, slide_id, analysis, reason``.
+    out_dir : pathlib.Path
+    n_tiles : int
+        Tiles encoded in this run (0 when everything was resumed).
+    seconds : float
+        Wall time of the tile loop in this run.
+    """
+
+    representations: Any
+    slides: Any
+    exclusions: pd.DataFrame
+    out_dir: Path
+    n_tiles: int
+    seconds: float
+
+    @property
+    def tiles_per_second(self) -> float:
+        return self.n_tiles / self.seconds if self.seconds > 0 else float("nan")
+
+    def _repr_html_(self) -> str:
+        n_p, n_f = self.representations.shape
+        rows = {
+            "patients": n_p,
+            "features": n_f,
+            "slides": self.slides.n_obs,
+            "excluded slides": len(self.exclusions),
+            "tiles this run": self.n_tiles,
+            "tiles/s": f"{self.tiles_per_second:.1f}",
+            "output": str(self.out_dir),
+        }
+        body = "".join(
+            f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+            for k, v in rows.items()
+        )
+        return f"<table>{body}</table>"
+
+
+# ------------------------------------------------------------------------------------------------
+# tile dataset read in DataLoader workers
+
+
+@dataclass(frozen=True)
+class _SlideJob:
+    pos: int
+    slide_id: str
+    patient_id: str
+    path: str
+    mpp: float | None
+    level: int
+    read_px: int
+    tile_px: int
+    xy: np.ndarray  # (n, 2) int64 level-0 top-left
+    grid: pd.DataFrame
+    tiling: dict[str, Any]
+    input_sha256: str
+
+
+class _TileDataset:
+    """Map-style dataset over (slide job, tile) pairs; opens slides lazily per worker."""
+
+    def __init__(self, jobs: Sequence[_SlideJob], backend: str, *, max_open: int = 4) -> None:
+        self.jobs = list(jobs)
+        self.backend = backend
+        self.offsets = np.cumsum([0] + [len(j.xy) for j in self.jobs])
+        self.max_open = max_open
+        self._open: OrderedDict[int, Any] = OrderedDict()
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def _slide(self, j: int) -> Any:
+        s = self._open.get(j)
+        if s is None:
+            job = self.jobs[j]
+            s = open_slide(job.path, mpp=job.mpp, slide_id=job.slide_id, backend=self.backend)  # type: ignore[arg-type]
+            self._open[j] = s
+            while len(self._open) > self.max_open:
+                _, old = self._open.popitem(last=False)
+                old.close()
+        else:
+            self._open.move_to_end(j)
+        return s
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int, int, str]:
+        j = int(np.searchsorted(self.offsets, i, side="right") - 1)
+        k = int(i - self.offsets[j])
+        job = self.jobs[j]
+        try:
+            x, y = job.xy[k]
+            tile = read_tile_at(self._slide(j), int(x), int(y), job.level, job.read_px, job.tile_px)
+            return tile, j, k, ""
+        except Exception as err:  # noqa: BLE001 - any read failure excludes the slide
+            self._open.pop(j, None)
+            return np.zeros((job.tile_px, job.tile_px, 3), np.uint8), j, k, f"{err}"
+
+    def batches(self, batch_size: int) -> list[list[int]]:
+        """Batches of flat indices that never cross a slide boundary."""
+        out = []
+        for j in range(len(self.jobs)):
+            a, b = int(self.offsets[j]), int(self.offsets[j + 1])
+            out.extend(list(range(s, min(s + batch_size, b))) for s in range(a, b, batch_size))
+        return out
+
+
+def _collate(items: list[tuple[np.ndarray, int, int, str]]) -> tuple[Any, int, Any, list[str]]:
+    import torch
+
+    tiles = torch.from_numpy(np.stack([t[0] for t in items]))
+    job = items[0][1]
+    idx = torch.tensor([t[2] for t in items], dtype=torch.int64)
+    errs = [t[3] for t in items if t[3]]
+    return tiles, job, idx, errs
+
+
+# ------------------------------------------------------------------------------------------------
+# helpers
+
+
+def default_batch_size(device: str, tile_px: int) -> int:
+    """Batch size for ``device``: 64 on CPU; on CUDA scaled by tile area and free memory."""
+    if not device.startswith("cuda"):
+        return 64
+    import torch
+
+    try:
+        free, _ = torch.cuda.mem_get_info()
+    except Exception:  # noqa: BLE001
+        free = 8 << 30
+    scale = (224 / tile_px) ** 2
+    by_mem = int(free / (40 << 20) * scale)  # ~40 MB activations per 224-px tile, generous
+    return int(max(16, min(1024, 256 * scale, by_mem)))
+
+
+def _fingerprint(encoder: Any, tiling: dict[str, Any]) -> dict[str, Any]:
+    fp = {
+        "weights_sha256": encoder.weights_sha256,
+        "head_sha256": encoder.head_sha256,
+        "features": list(encoder.feature_names),
+        "model_card": encoder.card.to_dict(),
+        "tiling": tiling,
+    }
+    fp["id"] = hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()
+    return fp
+
+
+def _slide_file(out: Path, slide_id: str) -> Path:
+    return out / "slides" / f"{slide_id}.npz"
+
+
+def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    def writer(tmp: Path) -> None:
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        tmp.write_bytes(buf.getvalue())
+
+    atomic_write(path, writer)
+
+
+def _load_slide_result(path: Path, run_id: str) -> dict[str, Any] | None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            if meta.get("run_id") != run_id:
+                return None
+            return {
+                "sum": z["sum"],
+                "sumsq": z["sumsq"],
+                "n_tiles": int(z["n_tiles"]),
+                "meta": meta,
+            }
+    except Exception:  # noqa: BLE001 - a damaged file is recomputed
+        logger.warning("per-slide result %s unreadable; recomputing", path)
+        return None
+
+
+def pool_patients(
+    slides_adata: Any, *, fusion: Literal["early", "late"] = "late"
+) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """Pool slide results to patients.
+
+    ``early``: all tiles of a patient together (mean and SD over the pooled tiles).
+    ``late``: mean of slide vectors weighted by their tissue-tile counts; SD is the same
+    weighted mean of the slide SDs. For the mean feature both give the same number; they differ
+    in the dispersion summary.
+
+    Returns
+    -------
+    mean, sd : numpy.ndarray
+        ``(n_patients, n_features)`` float64.
+    obs : pandas.DataFrame
+        Index ``patient_id`` with ``n_slides`` and ``n_tiles``.
+    """
+    if fusion not in FUSIONS:
+        raise EncoderError(f"fusion={fusion!r} is not allowed; allowed: {', '.join(FUSIONS)}")
+    obs = slides_adata.obs
+    pids = pd.unique(obs["patient_id"].astype(str))
+    S = np.asarray(slides_adata.layers["sum"], dtype=np.float64)
+    Q = np.asarray(slides_adata.layers["sumsq"], dtype=np.float64)
+    n = obs["n_tiles"].to_numpy(np.float64)
+    mean = np.zeros((len(pids), S.shape[1]))
+    sd = np.zeros_like(mean)
+    rows = []
+    for i, pid in enumerate(pids):
+        m = (obs["patient_id"].astype(str) == pid).to_numpy()
+        nt = n[m].sum()
+        mean[i] = S[m].sum(0) / nt
+        if fusion == "early":
+            var = Q[m].sum(0) / nt - mean[i] ** 2
+            sd[i] = np.sqrt(np.clip(var, 0, None) * nt / max(nt - 1, 1))
+        else:
+            slide_mean = S[m] / n[m][:, None]
+            slide_var = np.clip(Q[m] / n[m][:, None] - slide_mean**2, 0, None)
+            slide_sd = np.sqrt(slide_var * (n[m] / np.maximum(n[m] - 1, 1))[:, None])
+            sd[i] = (slide_sd * n[m][:, None]).sum(0) / nt
+        rows.append({"patient_id": pid, "n_slides": int(m.sum()), "n_tiles": int(nt)})
+    return mean, sd, pd.DataFrame(rows).set_index("patient_id")
+
+
+# ------------------------------------------------------------------------------------------------
+# main entry point
+
+
+def _prepare(
+    manifest: pd.DataFrame,
+    encoder: Any,
+    out: Path,
+    *,
+    run_id: str,
+    tiling_params: dict[str, Any],
+    backend: str,
+) -> tuple[list[_SlideJob], dict[str, dict[str, Any]], list[dict[str, str]]]:
+    """Split slides into finished (resumed), pending jobs and exclusions."""
+    from ..provenance import sha256_file
+
+    done: dict[str, dict[str, Any]] = {}
+    jobs: list[_SlideJob] = []
+    excluded: list[dict[str, str]] = []
+    for row in manifest.itertuples(index=False):
+        sid, pid = str(row.slide_id), str(row.patient_id)
+        f = _slide_file(out, sid)
+        if f.is_file():
+            res = _load_slide_result(f, run_id)
+            if res is not None:
+                done[sid] = res
+                continue
+        mpp = None if pd.isna(row.mpp) else float(row.mpp)
+        try:
+            with open_slide(row.path, mpp=mpp, slide_id=sid, backend=backend) as s:  # type: ignore[arg-type]
+                mask = detect_tissue(s)
+                grid = tile_grid(
+                    s,
+                    tile_px=encoder.card.tile_px,
+                    mpp=encoder.card.mpp,
+                    min_tissue=tiling_params["min_tissue"],
+                    mask=mask,
+                )
+                if len(grid) == 0:
+                    raise SlideError(
+                        f"slide {sid!r} ({row.path}): no tissue tiles (tissue fraction "
+                        f"{mask.tissue_fraction:.1%} on the thumbnail, min_tissue="
+                        f"{tiling_params['min_tissue']})"
+                    )
+                sha = sha256_file(row.path)
+                jobs.append(
+                    _SlideJob(
+                        pos=len(jobs),
+                        slide_id=sid,
+                        patient_id=pid,
+                        path=str(row.path),
+                        mpp=mpp,
+                        level=grid.level,
+                        read_px=grid.read_px,
+                        tile_px=grid.tile_px,
+                        xy=grid.tiles[["x", "y"]].to_numpy(np.int64),
+                        grid=grid.tiles,
+                        tiling={**grid.params(), "backend": s.backend, "mpp_source": s.mpp_source},
+                        input_sha256=sha,
+                    )
+                )
+        except SlideError as err:
+            logger.warning("excluding slide %s: %s", sid, err)
+            excluded.append(
+                {"patient_id": pid, "slide_id": sid, "analysis": _ANALYSIS, "reason": str(err)}
+            )
+        except OSError as err:
+            excluded.append(
+                {
+                    "patient_id": pid,
+                    "slide_id": sid,
+                    "analysis": _ANALYSIS,
+                    "reason": f"slide {sid!r}: cannot read {row.path}: {err}",
+                }
+            )
+    return jobs, done, excluded
+
+
+def _finish_slide(
+    out: Path,
+    job: _SlideJob,
+    run_id: str,
+    s: np.ndarray,
+    q: np.ndarray,
+    tiles: list[np.ndarray] | None,
+    feature_names: list[str],
+) -> dict[str, Any]:
+    n = len(job.xy)
+    meta = {
+        "run_id": run_id,
+        "slide_id": job.slide_id,
+        "patient_id": job.patient_id,
+        "tiling": job.tiling,
+        "input_sha256": job.input_sha256,
+    }
+    if tiles is not None:
+        _write_tiles(out / "tiles" / f"{job.slide_id}.h5ad", job, np.concatenate(tiles), feature_names)
+    _save_npz(
+        _slide_file(out, job.slide_id),
+        {"sum": s, "sumsq": q, "n_tiles": np.int64(n), "meta": np.array(json.dumps(meta, sort_keys=True))},
+    )
+    return {"sum": s, "sumsq": q, "n_tiles": n, "meta": meta}
+
+
+def _write_tiles(path: Path, job: _SlideJob, X: np.ndarray, feature_names: list[str]) -> None:
+    import anndata as ad
+
+    g = job.grid
+    obs = pd.DataFrame(
+        {
+            "slide_id": job.slide_id,
+            "patient_id": job.patient_id,
+            "tile_index": g["tile_index"].to_numpy(),
+            "x": g["x"].to_numpy(),
+            "y": g["y"].to_numpy(),
+            "tissue_fraction": g["tissue_fraction"].to_numpy(),
+        },
+        index=[f"{job.slide_id}:{i}" for i in g["tile_index"]],
+    )
+    a = ad.AnnData(X=X.astype(np.float16), obs=obs, var=pd.DataFrame(index=list(feature_names)))
+    a.obsm["spatial"] = g[["x_center_px", "y_center_px"]].to_numpy(np.float64)
+    a.obsm["spatial_um"] = g[["x_um", "y_um"]].to_numpy(np.float64)
+    a.uns["tario_clinical"] = {"kind": "tile", "level": "tile", "tiling": job.tiling}
+    atomic_write(path, lambda p: a.write_h5ad(p, compression="gzip"))
+
+
+def _check_manifest_unique(manifest: pd.DataFrame) -> None:
+    if manifest.empty:
+        raise EncoderError("slide manifest has no rows; nothing to encode")
+
+
+def encode_slides(
+    slides: str | os.PathLike[str] | pd.DataFrame,
+    model: Any,
+    out_dir: str | os.PathLike[str],
+    *,
+    device: str = "auto",
+    batch_size: int | None = None,
+    num_workers: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    tile_output: bool = False,
+    fusion: Literal["early", "late"] = "late",
+    min_tissue: float = 0.5,
+    backend: Literal["auto", "openslide", "tiffslide", "image"] = "auto",
+    allow_outside: bool = False,
+) -> EncodeResult:
+    """Encode slides with a frozen model and pool to patients; resumable.
+
+    Parameters
+    ----------
+    slides : path or DataFrame
+        Slide manifest (``slide_id, patient_id, path[, mpp]``).
+    model : "demo", model card path, ModelCard or FrozenEncoder
+    out_dir : path-like
+        Output folder (see the module docstring for the layout). Finished slides already in it
+        (same model and tiling) are skipped.
+    device : {"auto", "cpu", "cuda"}
+    batch_size : int, optional
+        Tiles per batch; default from the model card or :func:`default_batch_size`.
+    num_workers : int, optional
+        DataLoader workers reading tiles; default ``min(4, cpu_count - 1)``.
+    seed : int
+        Recorded in provenance (inference is deterministic; the seed covers any stochastic
+        choice a future option may add).
+    progress : bool
+        Show a tqdm progress bar with tiles/s.
+    tile_output : bool
+        Also write tile-level AnnData per slide (float16, ``obsm["spatial"]``).
+    fusion : {"early", "late"}
+        Slide -> patient pooling, see :func:`pool_patients`.
+    min_tissue : float
+        Minimum tissue fraction of a tile.
+    backend : {"auto", "openslide", "tiffslide", "image"}
+        Slide reader.
+    allow_outside : bool
+        Allow manifest paths outside the manifest's folder.
+
+    Returns
+    -------
+    EncodeResult
+
+    Raises
+    ------
+    OutputError
+        If ``out_dir`` is not writable, or holds results of a different model/tiling.
+    EncoderError
+        If the model cannot be loaded or every slide is excluded.
+    SchemaError
+        If the manifest is invalid.
+
+    Notes
+    -----
+    Unreadable slides (missing, truncated, no µm/px, no tissue, wrong channel count) are
+    written to ``exclusions.csv`` and the run continues.
+
+    Examples
+    --------
+    >>> res = encode_slides("slides.csv", "demo", "encoded", device="cpu")  # doctest: +SKIP
+    >>> res.representations  # doctest: +SKIP
+    """
+    import torch
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    from .loaders import load_encoder
+
+    if fusion not in FUSIONS:
+        raise EncoderError(f"fusion={fusion!r} is not allowed; allowed: {', '.join(FUSIONS)}")
+    out = ensure_output_dir(out_dir)
+    manifest = read_slide_manifest(slides, allow_outside=allow_outside)
+    _check_manifest_unique(manifest)
+    encoder = load_encoder(model, device=device)
+    tiling_params = {
+        "tile_px": encoder.card.tile_px,
+        "mpp": encoder.card.mpp,
+        "min_tissue": float(min_tissue),
+        "tissue": "saturation-otsu thumbnail 8 um/px",
+        "grid": "non-overlapping",
+    }
+    fp = _fingerprint(encoder, tiling_params)
+    run_file = out / "run.json"
+    if run_file.is_file():
+        try:
+            prev = json.loads(run_file.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            prev = {}
+        if prev.get("id") != fp["id"]:
+            raise OutputError(
+                f"output folder {out} holds results of a different model or tiling "
+                f"(run.json id {prev.get('id')!r}, this run {fp['id']!r}); use a new --out"
+            )
+    else:
+        atomic_write_text(run_file, json.dumps(fp, indent=1, sort_keys=True))
+    jobs, done, excluded = _prepare(
+        manifest, encoder, out, run_id=fp["id"], tiling_params=tiling_params, backend=backend
+    )
+    bs = int(batch_size or encoder.card.data.get("batch_size") or default_batch_size(
+        encoder.device, encoder.card.tile_px
+    ))
+    if bs < 1:
+        raise EncoderError(f"batch_size must be >= 1; got {bs}")
+    if num_workers is None:
+        num_workers = max(0, min(4, (os.cpu_count() or 1) - 1))
+    ds = _TileDataset(jobs, backend)
+    n_total = len(ds)
+    t0 = time.perf_counter()
+    n_done = 0
+    if n_total:
+        is_cuda = encoder.device.startswith("cuda")
+        loader = DataLoader(
+            ds,  # type: ignore[arg-type]
+            batch_sampler=ds.batches(bs),
+            num_workers=num_workers,
+            collate_fn=_collate,
+            pin_memory=is_cuda,
+            prefetch_factor=4 if num_workers else None,
+            persistent_workers=False,
+        )
+        nf = len(encoder.feature_names)
+        dev = torch.device(encoder.device)
+        acc_dtype = torch.float64
+        cur = -1
+        s = q = None
+        tiles_buf: list[np.ndarray] | None = None
+        failed: str | None = None
+        bar = tqdm(total=n_total, unit="tile", disable=not progress, desc="encode", smoothing=0.1)
+        try:
+            for tiles, j, idx, errs in loader:
+                job = jobs[j]
+                if j != cur:
+                    cur = j
+                    s = torch.zeros(nf, dtype=acc_dtype, device=dev)
+                    q = torch.zeros(nf, dtype=acc_dtype, device=dev)
+                    tiles_buf = [] if tile_output else None
+                    failed = None
+                if errs and failed is None:
+                    failed = errs[0]
+                if failed is None:
+                    feats = encoder(tiles)
+                    if not bool(torch.isfinite(feats).all()):
+                        failed = f"model produced non-finite features for slide {job.slide_id!r}"
+                    else:
+                        f64 = feats.to(acc_dtype)
+                        s += f64.sum(0)
+                        q += f64.square().sum(0)
+                        if tiles_buf is not None:
+                            tiles_buf.append(feats.half().cpu().numpy())
+                n_done += len(idx)
+                bar.update(len(idx))
+                if int(idx[-1]) == len(job.xy) - 1:  # last batch of this slide
+                    if failed is not None:
+                        excluded.append(
+                            {
+                                "patient_id": job.patient_id,
+                                "slide_id": job.slide_id,
+                                "analysis": _ANALYSIS,
+                                "reason": f"slide {job.slide_id!r} ({job.path}): {failed}",
+                            }
+                        )
+                        logger.warning("excluding slide %s: %s", job.slide_id, failed)
+                    else:
+                        done[job.slide_id] = _finish_slide(
+                            out,
+                            job,
+                            fp["id"],
+                            s.cpu().numpy(),  # type: ignore[union-attr]
+                            q.cpu().numpy(),  # type: ignore[union-attr]
+                            tiles_buf,
+                            list(encoder.feature_names),
+                        )
+        finally:
+            bar.close()
+    seconds = time.perf_counter() - t0
+    return _assemble(
+        out,
+        manifest,
+        done,
+        excluded,
+        encoder=encoder,
+        fingerprint=fp,
+        fusion=fusion,
+        seed=seed,
+        n_tiles=n_done,
+        seconds=seconds,
+        num_workers=num_workers,
+        batch_size=bs,
+        manifest_source=None if isinstance(slides, pd.DataFrame) else str(slides),
+    )
+
+
+def _assemble(
+    out: Path,
+    manifest: pd.DataFrame,
+    done: dict[str, dict[str, Any]],
+    excluded: list[dict[str, str]],
+    *,
+    encoder: Any,
+    fingerprint: dict[str, Any],
+    fusion: Literal["early", "late"],
+    seed: int,
+    n_tiles: int,
+    seconds: float,
+    num_workers: int,
+    batch_size: int,
+    manifest_source: str | None,
+) -> EncodeResult:
+    import anndata as ad
+
+    feats = list(encoder.feature_names)
+    order = [sid for sid in manifest["slide_id"] if sid in done]
+    excl = pd.DataFrame(excluded, columns=_EXCLUSION_COLUMNS)
+    # patients whose every slide was excluded are listed too (nothing silently dropped)
+    atomic_write(out / "exclusions.csv", lambda p: excl.to_csv(p, index=False))
+    if not order:
+        raise EncoderError(
+            f"every slide was excluded ({len(excl)}); see {out / 'exclusions.csv'}. First reason: "
+            + (excl["reason"].iloc[0] if len(excl) else "none")
+        )
+    S = np.stack([done[s]["sum"] for s in order]).astype(np.float64)
+    Q = np.stack([done[s]["sumsq"] for s in order]).astype(np.float64)
+    n = np.array([done[s]["n_tiles"] for s in order], dtype=np.int64)
+    mrow = manifest.set_index("slide_id").loc[order]
+    sobs = pd.DataFrame(
+        {
+            "patient_id": mrow["patient_id"].astype(str).to_numpy(),
+            "n_tiles": n,
+            "backend": [done[s]["meta"]["tiling"]["backend"] for s in order],
+            "mpp": [done[s]["meta"]["tiling"]["slide_mpp"] for s in order],
+            "mpp_source": [done[s]["meta"]["tiling"]["mpp_source"] for s in order],
+        },
+        index=pd.Index(order, name="slide_id"),
+    )
+    smean = S / n[:, None]
+    svar = np.clip(Q / n[:, None] - smean**2, 0, None) * (n / np.maximum(n - 1, 1))[:, None]
+    slides_ad = ad.AnnData(
+        X=smean.astype(np.float32), obs=sobs, var=pd.DataFrame(index=pd.Index(feats, name="feature"))
+    )
+    slides_ad.layers["sd"] = np.sqrt(svar).astype(np.float32)
+    slides_ad.layers["sum"] = S
+    slides_ad.layers["sumsq"] = Q
+    pmean, psd, pobs = pool_patients(slides_ad, fusion=fusion)
+    inputs = {f"slide:{s}": done[s]["meta"]["input_sha256"] for s in order}
+    prov_base = provenance_record(
+        kind="patient",
+        seed=int(seed),
+        parameters={
+            "fusion": fusion,
+            "tiling": fingerprint["tiling"],
+            "batch_size": int(batch_size),
+            "num_workers": int(num_workers),
+            "run_id": fingerprint["id"],
+            "n_excluded_slides": int(len(excl)),
+        },
+        inputs={"manifest": manifest_source} if manifest_source else None,
+        **encoder.provenance(),
+    )
+    prov_base["level"] = "patient"
+    prov_base["input_hashes"].update(inputs)
+    prov_base["slide_tiling"] = {s: done[s]["meta"]["tiling"] for s in order}
+    prov_base = json.loads(json.dumps(prov_base, default=str))
+    reps = ad.AnnData(
+        X=pmean.astype(np.float32),
+        obs=pobs,
+        var=pd.DataFrame(index=pd.Index(feats, name="feature")),
+    )
+    reps.layers["sd"] = psd.astype(np.float32)
+    reps.uns["tario_clinical"] = _h5_safe(prov_base)
+    sprov = dict(prov_base, kind="slide", level="slide")
+    slides_ad.uns["tario_clinical"] = _h5_safe(sprov)
+    atomic_write(out / "slides.h5ad", lambda p: slides_ad.write_h5ad(p))
+    atomic_write(out / "representations.h5ad", lambda p: reps.write_h5ad(p))
+    return EncodeResult(
+        representations=reps,
+        slides=slides_ad,
+        exclusions=excl,
+        out_dir=out,
+        n_tiles=n_tiles,
+        seconds=seconds,
+    )
+
+
+def _h5_safe(obj: Any) -> Any:
+    """Make a provenance dict storable in h5ad ``uns`` (no None, no mixed lists)."""
+    if isinstance(obj, dict):
+        return {str(k): _h5_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in obj) and obj:
+            return np.asarray(obj)
+        if all(isinstance(v, str) for v in obj) and obj:
+            return np.asarray(obj, dtype=object)
+        return json.dumps(obj)
+    if obj is None:
+        return "null"
+    return obj

@@ -1,0 +1,334 @@
+"""Load a frozen encoder described by a model card.
+
+Formats: TorchScript, ``torch.export`` programs, safetensors or ``state_dict`` weights for a named
+architecture (``state_dict`` files are read with ``torch.load(weights_only=True)`` only), and
+ONNX (onnxruntime). The weight file's SHA-256 is computed (and checked against the card when
+the card gives one); the model is put in eval mode with gradients off and run under
+``torch.inference_mode``. On CUDA the forward pass runs in channels-last memory format under
+bf16 autocast; on CPU in float32.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Literal
+
+import numpy as np
+
+from ..errors import EncoderError
+from ..provenance import sha256_file
+from .architectures import build_architecture
+from .head import ExpressionHead
+from .model_card import ModelCard, load_model_card
+
+__all__ = ["FrozenEncoder", "load_encoder", "resolve_device", "DEVICES"]
+
+logger = logging.getLogger(__name__)
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(device: str = "auto") -> str:
+    """Map ``"auto"`` to ``"cuda"`` when available, else ``"cpu"``; validate the others.
+
+    Raises
+    ------
+    EncoderError
+        If ``device`` is not one of ``auto, cpu, cuda[:N]`` or CUDA is requested but absent.
+    """
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        return "cpu"
+    if device == "cuda" or device.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise EncoderError(
+                f"device={device!r} requested but CUDA is not available; use --device cpu or auto"
+            )
+        return device
+    raise EncoderError(f"device={device!r} is not allowed; allowed: auto, cpu, cuda, cuda:N")
+
+
+class FrozenEncoder:
+    """A frozen tile encoder: uint8 RGB tiles in, float32 features out.
+
+    Create with :func:`load_encoder`.
+
+    Attributes
+    ----------
+    card : ModelCard
+    device : str
+    dtype : {"float32", "bfloat16"}
+        Compute dtype (bf16 autocast on CUDA for torch models).
+    weights_sha256 : str
+    head_sha256 : str or None
+    feature_names : list of str
+        Gene symbols (expression output) or ``f0..`` (embedding output).
+    """
+
+    def __init__(self, card: ModelCard, *, device: str = "auto") -> None:
+        import torch
+
+        self.card = card
+        self.device = resolve_device(device)
+        self._torch_device = torch.device(self.device)
+        wpath = card.weights_path
+        if not wpath.is_file():
+            raise EncoderError(
+                f"model card {card.path}: key 'weights' points to a missing file: {wpath}"
+            )
+        self.weights_sha256 = sha256_file(wpath)
+        expected = card.data.get("sha256")
+        if expected and expected != self.weights_sha256:
+            raise EncoderError(
+                f"model weights {wpath} have SHA-256 {self.weights_sha256}; the model card "
+                f"(key 'sha256') expects {expected}. The file is corrupt or not the one described"
+            )
+        self._onnx = None
+        self._module = None
+        fmt = card.format
+        if fmt == "onnx":
+            self._onnx = self._load_onnx(wpath)
+            self.dtype: Literal["float32", "bfloat16"] = "float32"
+        else:
+            self._module = self._load_torch(fmt, wpath)
+            self.dtype = "bfloat16" if self._torch_device.type == "cuda" else "float32"
+        self.head: ExpressionHead | None = None
+        self._head_torch = None
+        self.head_sha256: str | None = None
+        hpath = card.head_path
+        if hpath is not None:
+            if not hpath.is_file():
+                raise EncoderError(
+                    f"model card {card.path}: key 'head.weights' points to a missing file: {hpath}"
+                )
+            self.head_sha256 = sha256_file(hpath)
+            hexp = card.data["head"].get("sha256")
+            if hexp and hexp != self.head_sha256:
+                raise EncoderError(
+                    f"ExpressionHead weights {hpath} have SHA-256 {self.head_sha256}; the model "
+                    f"card (key 'head.sha256') expects {hexp}"
+                )
+            self.head = ExpressionHead.load(hpath)
+            self._head_torch = self.head.to_torch().to(self._torch_device)
+        mean = torch.tensor(card.mean, dtype=torch.float32).view(1, 3, 1, 1)
+        std = torch.tensor(card.std, dtype=torch.float32).view(1, 3, 1, 1)
+        self._mean = mean.to(self._torch_device)
+        self._std = std.to(self._torch_device)
+        self.feature_names = self._check_output()
+
+    # -- loading --------------------------------------------------------------------------------
+    def _load_torch(self, fmt: str, wpath: os.PathLike[str]) -> Any:
+        import torch
+
+        card = self.card
+        try:
+            if fmt == "torchscript":
+                module = torch.jit.load(str(wpath), map_location="cpu")
+            elif fmt == "torch_export":
+                module = torch.export.load(str(wpath)).module()
+            else:
+                if fmt == "safetensors":
+                    from safetensors.torch import load_file
+
+                    state = load_file(str(wpath), device="cpu")
+                else:  # state_dict: never unpickle arbitrary objects
+                    state = torch.load(str(wpath), map_location="cpu", weights_only=True)
+                    if not isinstance(state, dict):
+                        raise EncoderError(
+                            f"weights {wpath}: expected a state_dict (dict of tensors); "
+                            f"got {type(state).__name__}"
+                        )
+                module = build_architecture(
+                    card.data["architecture"], card.data.get("architecture_kwargs")
+                )
+                missing, unexpected = module.load_state_dict(state, strict=False)
+                if missing or unexpected:
+                    raise EncoderError(
+                        f"weights {wpath} do not fit architecture {card.data['architecture']!r}: "
+                        f"missing keys {list(missing)[:5]}, unexpected keys {list(unexpected)[:5]}"
+                    )
+        except EncoderError:
+            raise
+        except Exception as err:  # noqa: BLE001 - torch raises many types for bad archives
+            raise EncoderError(
+                f"cannot load {fmt} model from {wpath} (model card key 'format'={fmt!r}): {err}"
+            ) from err
+        try:
+            module.eval()
+        except (NotImplementedError, RuntimeError):  # exported programs may refuse .eval()
+            logger.debug("module.eval() not supported for %s", fmt)
+        for p in getattr(module, "parameters", lambda: [])():
+            p.requires_grad_(False)
+        module = module.to(self._torch_device)
+        if self._torch_device.type == "cuda":
+            try:
+                module = module.to(memory_format=torch.channels_last)
+            except (TypeError, RuntimeError):
+                logger.debug("channels_last not supported for this module")
+        return module
+
+    def _load_onnx(self, wpath: os.PathLike[str]) -> Any:
+        try:
+            import onnxruntime as ort
+        except ImportError as err:
+            raise EncoderError(
+                "ONNX models need onnxruntime (pip install onnxruntime, or onnxruntime-gpu)"
+            ) from err
+        providers = ["CPUExecutionProvider"]
+        if self._torch_device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        try:
+            return ort.InferenceSession(str(wpath), sess_options=opts, providers=providers)
+        except Exception as err:  # noqa: BLE001
+            raise EncoderError(f"cannot load ONNX model {wpath}: {err}") from err
+
+    # -- inference ------------------------------------------------------------------------------
+    def _raw(self, x: Any) -> Any:
+        """Backbone forward on a normalised float32 NCHW tensor; returns a float32 tensor."""
+        import torch
+
+        out_idx = int(self.card.data["output"].get("output_index", 0))
+        if self._onnx is not None:
+            name = self._onnx.get_inputs()[0].name
+            res = self._onnx.run(None, {name: x.detach().cpu().numpy().astype(np.float32)})
+            return torch.from_numpy(np.asarray(res[out_idx], dtype=np.float32)).to(x.device)
+        if self._torch_device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                y = self._module(x)
+        else:
+            y = self._module(x)
+        if isinstance(y, tuple | list):
+            y = y[out_idx]
+        elif isinstance(y, dict):
+            y = list(y.values())[out_idx]
+        return y.float()
+
+    def forward(self, tiles: Any) -> Any:
+        """Encode a batch of uint8 tiles.
+
+        Parameters
+        ----------
+        tiles : torch.Tensor
+            ``(N, H, W, 3)`` uint8 (as produced by the tile loader), on any device.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(N, n_features)`` float32 on :attr:`device`.
+        """
+        import torch
+
+        with torch.inference_mode():
+            x = tiles.to(self._torch_device, non_blocking=True)
+            x = x.permute(0, 3, 1, 2).float().div_(self.card.value_scale)
+            x = (x - self._mean) / self._std
+            y = self._raw(x)
+            out = self.card.data["output"]
+            transform = out.get("transform", "none")
+            if transform == "softmax":
+                y = torch.softmax(y, dim=1)
+            elif transform == "sigmoid":
+                y = torch.sigmoid(y)
+            elif transform == "expm1":
+                y = torch.expm1(y)
+            elif transform == "log1p":
+                y = torch.log1p(y.clamp_min(0))
+            if y.ndim > 2:
+                if out.get("spatial_reduce", "none") != "mean":
+                    raise EncoderError(
+                        f"model {self.card.name!r} outputs shape {tuple(y.shape)}; set model card "
+                        "key 'output.spatial_reduce' to 'mean' for spatial outputs"
+                    )
+                y = y.flatten(2).mean(dim=2)
+            if self._head_torch is not None:
+                y = self._head_torch(y)
+            return y.float()
+
+    __call__ = forward
+
+    def encode_array(self, tiles: np.ndarray) -> np.ndarray:
+        """Encode ``(N, H, W, 3)`` uint8 tiles held in memory; returns float32 ``(N, F)``."""
+        import torch
+
+        return self.forward(torch.from_numpy(np.ascontiguousarray(tiles))).cpu().numpy()
+
+    def _check_output(self) -> list[str]:
+        t = self.card.tile_px
+        try:
+            y = self.encode_array(np.full((1, t, t, 3), 200, dtype=np.uint8))
+        except EncoderError:
+            raise
+        except Exception as err:  # noqa: BLE001
+            raise EncoderError(
+                f"model {self.card.name!r} fails on a {t}x{t} RGB tile (model card key "
+                f"'input.tile_px'={t}): {err}"
+            ) from err
+        width = y.shape[1]
+        out = self.card.data["output"]
+        if self.head is not None:
+            return list(self.head.genes_)
+        if out["kind"] == "expression":
+            genes = list(out["genes"])
+            if len(genes) != width:
+                raise EncoderError(
+                    f"model {self.card.name!r} outputs {width} features but the model card lists "
+                    f"{len(genes)} genes (key 'output.genes')"
+                )
+            return genes
+        if int(out["width"]) != width:
+            raise EncoderError(
+                f"model {self.card.name!r} outputs {width} features but the model card says "
+                f"output.width={out['width']}"
+            )
+        return [f"f{i}" for i in range(width)]
+
+    def provenance(self) -> dict[str, Any]:
+        """Model card, weight hashes, device and dtype for provenance records."""
+        return {
+            "model_card": self.card.to_dict(),
+            "weights_sha256": self.weights_sha256,
+            "head_sha256": self.head_sha256,
+            "device": self.device,
+            "dtype": self.dtype,
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"FrozenEncoder({self.card.name!r}, format={self.card.format}, "
+            f"{len(self.feature_names)} features, device={self.device}, dtype={self.dtype})"
+        )
+
+
+def load_encoder(model: Any, *, device: str = "auto") -> FrozenEncoder:
+    """Load a frozen encoder.
+
+    Parameters
+    ----------
+    model : "demo", path to a model card, dict, ModelCard or FrozenEncoder
+        ``"demo"`` loads the demo model (a small fixed CNN + ExpressionHead fitted on synthetic
+        paired data; **not a pathology model**).
+    device : {"auto", "cpu", "cuda"}
+
+    Returns
+    -------
+    FrozenEncoder
+
+    Raises
+    ------
+    EncoderError
+        If the card is invalid, the weights are missing, corrupt or do not match the card.
+    """
+    if isinstance(model, FrozenEncoder):
+        return model
+    if isinstance(model, str) and model == "demo":
+        from .demo import demo_card_path
+
+        model = demo_card_path()
+    return FrozenEncoder(load_model_card(model), device=device)
