@@ -761,40 +761,105 @@ def _row_block(n_cols: int) -> int:
     return int(max(16, min(4096, 2_000_000 // max(n_cols, 1))))
 
 
-def _sparse_moran_parts(X: sp.csr_matrix, w: _Weights, n_jobs: int) -> tuple[np.ndarray, ...]:
-    """Raw-moment parts of Moran's I for sparse X: (sum_e w_e x_i x_j, c·x, sum x, sum x^2)."""
-    n, g = X.shape
-    data = X.data.astype(np.float64, copy=False)
-    indptr, indices = X.indptr, X.indices
-    K = w.nb.shape[1]
+def _grouped_map(fn, spans: list[tuple[int, int]], n_jobs: int) -> list:  # noqa: ANN001
+    """Run ``fn(spans_of_one_worker) -> list`` on contiguous groups of spans; results in span order.
 
-    def block(span: tuple[int, int]) -> tuple[np.ndarray, ...]:
-        r0, r1 = span
-        h1 = min(n, r1 + w.halo)
-        a, b, e = indptr[r0], indptr[h1], indptr[r1]
-        lr = np.repeat(np.arange(h1 - r0, dtype=np.int64), np.diff(indptr[r0 : h1 + 1]))
-        flat = lr * g + indices[a:b]
-        D = np.zeros((h1 - r0) * g, dtype=np.float64)
-        D[flat] = data[a:b]
-        lr, ci, d = lr[: e - a], indices[a:e], data[a:e]
-        cross = np.zeros(g)
-        for k in range(K):
-            j = w.nb[r0:r1, k][lr]
-            ok = j >= 0
-            if not ok.any():
-                continue
-            v = D[(j[ok] - r0) * g + ci[ok]]
-            cross += np.bincount(ci[ok], weights=d[ok] * w.wt[r0:r1, k][lr[ok]] * v, minlength=g)
-        if w.diag is not None:
-            cross += np.bincount(ci, weights=d * d * w.diag[r0:r1][lr], minlength=g)
-        cx = np.bincount(ci, weights=d * w.c[r0:r1][lr], minlength=g)
-        s1 = np.bincount(ci, weights=d, minlength=g)
-        s2 = np.bincount(ci, weights=d * d, minlength=g)
-        return cross, cx, s1, s2
+    Each worker gets its own contiguous share so that it can reuse its buffers; the reduction
+    order (by span) does not depend on ``n_jobs``.
+    """
+    if n_jobs <= 1 or len(spans) <= 1:
+        return fn(spans)
+    k = min(n_jobs, len(spans))
+    bounds = np.linspace(0, len(spans), k + 1).astype(int)
+    groups = [spans[bounds[i] : bounds[i + 1]] for i in range(k)]
+    with ThreadPoolExecutor(max_workers=k) as ex:
+        parts = list(ex.map(fn, groups))
+    return [x for part in parts for x in part]
 
-    size = max(_row_block(g), 4 * w.halo)  # keep the halo overhead small
-    parts = _map(block, _chunks(n, size), n_jobs)
-    return tuple(np.sum([p[i] for p in parts], axis=0) for i in range(4))
+
+def _fused_parts(
+    P: np.ndarray | None,
+    M: sp.csr_matrix,
+    w: _Weights | None,
+    n_jobs: int,
+) -> dict[str, np.ndarray]:
+    """One blocked pass over bins for all per-gene sums of a sample.
+
+    ``M`` (sparse, CSR with sorted indices) gives ``m1 = sum x``, ``m2 = sum x^2`` and, with
+    weights ``w``, the Moran parts ``mcross = sum_e w_e x_i x_j`` and ``mcx = c · x``. ``P``
+    (dense, same rows) gives shifted sums ``s1, s2`` and ``cross = sum (P - shift) x``.
+    Work buffers are allocated once per worker and reused (no per-block page faults).
+    """
+    n, g = M.shape
+    data = M.data.astype(np.float64, copy=False)
+    indptr, indices = M.indptr, M.indices
+    halo = w.halo if w is not None else 0
+    size = max(_row_block(g), 4 * halo)
+    spans = _chunks(n, size)
+    # shift by the first row: keeps the raw moments well conditioned and makes a constant column
+    # exactly zero after shifting (so its sum of squares is exactly 0)
+    shift = None if P is None else np.asarray(P[0], dtype=np.float64)
+    if w is not None:
+        K = w.nb.shape[1]
+        own = np.arange(n, dtype=np.int64)
+        # offset (in flat units of the dense block) of each row's k-th neighbour; 0 (itself) with
+        # weight 0 where there is none, so no masking is needed per entry
+        offs = [np.where(w.nb[:, k] >= 0, w.nb[:, k] - own, 0) * g for k in range(K)]
+        wts = [np.where(w.nb[:, k] >= 0, w.wt[:, k], 0.0) for k in range(K)]
+
+    def work(group: list[tuple[int, int]]) -> list[dict[str, np.ndarray]]:
+        out = []
+        D = np.zeros((size + halo) * g, dtype=np.float64) if w is not None else None
+        C = np.empty((size, g), dtype=np.float64) if P is not None else None
+        for r0, r1 in group:
+            m = r1 - r0
+            a, e = indptr[r0], indptr[r1]
+            cnt = np.diff(indptr[r0 : r1 + 1])
+            lr = np.repeat(np.arange(m, dtype=np.int64), cnt)
+            ci = indices[a:e]
+            d = data[a:e]
+            flat = lr * g + ci
+            res = {
+                "m1": np.bincount(ci, weights=d, minlength=g),
+                "m2": np.bincount(ci, weights=d * d, minlength=g),
+            }
+            if P is not None:
+                Cm = C[:m]
+                np.subtract(P[r0:r1], shift, out=Cm)
+                res["s1"] = Cm.sum(axis=0)
+                res["s2"] = np.einsum("ij,ij->j", Cm, Cm)
+                res["cross"] = np.bincount(ci, weights=d * np.take(Cm.ravel(), flat), minlength=g)
+            if w is not None:
+                h1 = min(n, r1 + halo)
+                b = indptr[h1]
+                hl = np.repeat(np.arange(m, h1 - r0, dtype=np.int64), np.diff(indptr[r1 : h1 + 1]))
+                hflat = hl * g + indices[e:b]
+                D[flat] = d
+                D[hflat] = data[e:b]
+                t = np.zeros(flat.size)
+                for k in range(K):
+                    ok_k = np.repeat(offs[k][r0:r1], cnt)
+                    t += np.repeat(wts[k][r0:r1], cnt) * np.take(D, flat + ok_k)
+                if w.diag is not None:
+                    t += np.repeat(w.diag[r0:r1], cnt) * d
+                res["mcross"] = np.bincount(ci, weights=d * t, minlength=g)
+                res["mcx"] = np.bincount(ci, weights=d * np.repeat(w.c[r0:r1], cnt), minlength=g)
+                D[flat] = 0.0
+                D[hflat] = 0.0
+            out.append(res)
+        return out
+
+    parts = _grouped_map(work, spans, n_jobs)
+    keys = parts[0].keys()
+    total = {}
+    for key in keys:
+        acc = np.zeros(g)
+        for p in parts:
+            acc += p[key]
+        total[key] = acc
+    if shift is not None:
+        total["shift"] = shift
+    return total
 
 
 def _moran_from_raw(
@@ -901,9 +966,19 @@ def morans_i(
         Xc = sp.csr_matrix(X)
         Xc.sum_duplicates()
         Xc.sort_indices()
-        cross, cx, s1, s2 = _sparse_moran_parts(Xc, w, n_jobs)
-        return _moran_from_raw(cross, cx, s1, s2, n, w)
+        f = _fused_parts(None, Xc, w, n_jobs)
+        return _moran_from_raw(f["mcross"], f["mcx"], f["m1"], f["m2"], n, w)
     return _dense_moran(np.asarray(X), w, n_jobs)
+
+
+def _pearson_parts(f: dict[str, np.ndarray], n: int) -> np.ndarray:
+    s1, m1 = f["s1"], f["m1"]
+    sxx = f["s2"] - s1 * s1 / n
+    sxy = f["cross"] - s1 * m1 / n
+    syy = f["m2"] - m1 * m1 / n
+    r = _pearson_from_moments(sxy, sxx, syy, f["s2"], f["m2"])
+    r[f["s2"] == 0.0] = np.nan  # constant prediction (exactly zero after the first-row shift)
+    return r
 
 
 def _pearson_from_moments(
@@ -916,40 +991,6 @@ def _pearson_from_moments(
         r = sxy / np.sqrt(sxx * syy)
     r[const] = np.nan
     return np.clip(r, -1.0, 1.0)
-
-
-def _dense_sparse_parts(P: np.ndarray, M: sp.csr_matrix, n_jobs: int) -> tuple[np.ndarray, ...]:
-    """Shifted moments of dense P, raw moments of sparse M and sum_i P_ig M_ig (shifted P)."""
-    n, g = P.shape
-    shift = np.asarray(P[: min(n, 64)], dtype=np.float64).mean(axis=0)
-    data = M.data.astype(np.float64, copy=False)
-    indptr, indices = M.indptr, M.indices
-
-    def block(span: tuple[int, int]) -> tuple[np.ndarray, ...]:
-        r0, r1 = span
-        C = np.asarray(P[r0:r1], dtype=np.float64) - shift
-        a, b = indptr[r0], indptr[r1]
-        lr = np.repeat(np.arange(r1 - r0, dtype=np.int64), np.diff(indptr[r0 : r1 + 1]))
-        ci = indices[a:b]
-        d = data[a:b]
-        pv = C.ravel()[lr * g + ci]
-        return (
-            C.sum(axis=0),
-            np.einsum("ij,ij->j", C, C),
-            np.abs(C).max(axis=0),
-            np.bincount(ci, weights=pv * d, minlength=g),
-            np.bincount(ci, weights=d, minlength=g),
-            np.bincount(ci, weights=d * d, minlength=g),
-        )
-
-    parts = _map(block, _chunks(n, _row_block(g)), n_jobs)
-    s1 = np.sum([p[0] for p in parts], axis=0)
-    s2 = np.sum([p[1] for p in parts], axis=0)
-    amax = np.max([p[2] for p in parts], axis=0)
-    cross = np.sum([p[3] for p in parts], axis=0)
-    m1 = np.sum([p[4] for p in parts], axis=0)
-    m2 = np.sum([p[5] for p in parts], axis=0)
-    return s1, s2, amax, cross, m1, m2, shift
 
 
 def spatial_correlation(
@@ -1001,11 +1042,9 @@ def spatial_correlation(
     if sp.issparse(measured):
         M = sp.csr_matrix(measured)
         M.sum_duplicates()
-        s1, s2, amax, cross, m1, m2, _ = _dense_sparse_parts(np.asarray(predicted), M, n_jobs)
-        sxx = s2 - s1 * s1 / n
-        sxy = cross - s1 * m1 / n
-        syy = m2 - m1 * m1 / n
-        return _pearson_from_moments(sxy, sxx, syy, n * amax * amax, m2)
+        M.sort_indices()
+        f = _fused_parts(np.asarray(predicted), M, None, n_jobs)
+        return _pearson_parts(f, n)
     # both dense: centre per column block
     Pa, Ma = np.asarray(predicted), np.asarray(measured)
     g = Pa.shape[1]
@@ -1215,14 +1254,11 @@ def compare_sample(
     if w.s0 <= 0:
         raise AnalysisError(f"sample {sample.sample_id!r}: no two compared bins are neighbours")
 
-    s1, s2, amax, cross, m1, m2, shift = _dense_sparse_parts(P, M, n_jobs)
     n = n_sel
-    sxx = s2 - s1 * s1 / n
-    sxy = cross - s1 * m1 / n
-    syy = m2 - m1 * m1 / n
-    r = _pearson_from_moments(sxy, sxx, syy, n * amax * amax, m2)
-    mc, mcx, ms1, ms2 = _sparse_moran_parts(M, w, n_jobs)
-    mi_m = _moran_from_raw(mc, mcx, ms1, ms2, n, w)
+    f = _fused_parts(P, M, w, n_jobs)
+    r = _pearson_parts(f, n)
+    mi_m = _moran_from_raw(f["mcross"], f["mcx"], f["m1"], f["m2"], n, w)
+    s1, m1, shift = f["s1"], f["m1"], f["shift"]
     mi_p = _dense_moran(P, w, n_jobs) if morans_predicted else np.full(len(genes), np.nan)
     bulk_p = shift + s1 / n
     if bulk == "mean":
