@@ -1,0 +1,44 @@
+"""Reviewable reports: one self-contained HTML file, ``results.json`` and out-of-fold scores.
+
+:func:`build_report` gathers whatever analyses were run (cohort, decoders, survival
+stratification, trial design, expression QC, representations) into a :class:`Report`;
+:meth:`Report.write` writes ``report.html`` (figures embedded, no scripts, a
+Content-Security-Policy that forbids loading anything), ``results.json`` (every number the HTML
+shows; validated by ``data_schemas/results.schema.json``; byte-identical for the same inputs and
+seed) and ``oof_scores.csv``.
+
+Examples
+--------
+>>> import tario_clinical as tc
+>>> trial = tc.simulate_trial(60, seed=0, n_genes=20, compute_attainable=False)
+>>> rep = tc.report.build_report(cohort=trial.cohort())
+>>> [s["id"] for s in rep.results["sections"] if s["present"]]
+['cohort', 'flow', 'provenance', 'checklist']
+"""
+
+from __future__ import annotations
+
+from .model import (
+    RESULTS_SCHEMA_VERSION,
+    Report,
+    build_report,
+    canonical_json,
+    consort_flow,
+    jsonable,
+    table_one,
+    validate_results,
+)
+from .render import CSP, render_html
+
+__all__ = [
+    "build_report",
+    "Report",
+    "table_one",
+    "consort_flow",
+    "validate_results",
+    "canonical_json",
+    "jsonable",
+    "render_html",
+    "CSP",
+    "RESULTS_SCHEMA_VERSION",
+]
