@@ -54,6 +54,7 @@ def machine() -> dict:
         "pandas": pd.__version__,
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "note": os.environ.get("BENCH_NOTE", ""),
+        "load_average_1m": round(os.getloadavg()[0], 2),
     }
 
 
@@ -109,13 +110,18 @@ def one_run(args: argparse.Namespace) -> dict:
         )
         return eq.SpatialSample(f"S{i:03d}", pred, meas, cancer_type=cancer[i % len(cancer)])
 
-    gen_times, comp_times, comps = [], [], []
+    def cpu() -> float:
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        return r.ru_utime + r.ru_stime
+
+    gen_times, comp_times, comp_cpu, comps = [], [], [], []
     for i in range(args.samples):
         t0 = time.perf_counter()
         s = make(i)
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), cpu()
         comps.append(eq.compare_sample(s, n_jobs=args.jobs, morans_predicted=args.morans_predicted))
         t2 = time.perf_counter()
+        comp_cpu.append(cpu() - c1)
         del s
         gen_times.append(t1 - t0)
         comp_times.append(t2 - t1)
@@ -138,8 +144,10 @@ def one_run(args: argparse.Namespace) -> dict:
         "compute_s": round(sum(comp_times) + t_summary, 2),
         "per_sample_compute_median_s": round(statistics.median(comp_times), 4),
         "summary_s": round(t_summary, 2),
+        "compute_cpu_s": round(sum(comp_cpu), 2),
         "generation_s": round(sum(gen_times) + t_bank, 2),
         "peak_rss_gib": round(peak_rss_gib(), 3),
+        "load_average_1m_at_end": round(os.getloadavg()[0], 2),
         "mean_spatial_r_all": round(float(summ.loc[0, "mean_spatial_r_all"]), 4),
     }
 
