@@ -39,7 +39,9 @@ def _fail(err: TarioClinicalError) -> None:
     required=True,
     help="Model card (.json) or 'demo' (a small demo model, not a pathology model).",
 )
-@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option(
+    "--out", "out", required=True, type=click.Path(file_okay=False), help="Output folder."
+)
 @click.option(
     "--device",
     type=click.Choice(["auto", "cpu", "cuda"]),
@@ -103,7 +105,9 @@ def encode(
 def slide_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Decorator adding ``--with-slides``, ``--slides-per-patient``, ``--slide-px``, ``--slide-mpp``."""
 
-    @click.option("--with-slides", is_flag=True, help="Also write synthetic H&E slides + slides.csv.")
+    @click.option(
+        "--with-slides", is_flag=True, help="Also write synthetic H&E slides + slides.csv."
+    )
     @click.option("--slides-per-patient", type=click.IntRange(min=1), default=1, show_default=True)
     @click.option(
         "--slide-px", type=click.IntRange(min=128), default=1024, show_default=True,

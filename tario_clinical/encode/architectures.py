@@ -107,4 +107,6 @@ def build_architecture(name: str, kwargs: dict[str, Any] | None = None) -> Any:
     try:
         return ARCHITECTURES[name](**kwargs)
     except TypeError as err:
-        raise EncoderError(f"architecture {name!r}: bad architecture_kwargs {kwargs}: {err}") from err
+        raise EncoderError(
+            f"architecture {name!r}: bad architecture_kwargs {kwargs}: {err}"
+        ) from err

@@ -379,10 +379,17 @@ def _finish_slide(
         "input_sha256": job.input_sha256,
     }
     if tiles is not None:
-        _write_tiles(out / "tiles" / f"{job.slide_id}.h5ad", job, np.concatenate(tiles), feature_names)
+        _write_tiles(
+            out / "tiles" / f"{job.slide_id}.h5ad", job, np.concatenate(tiles), feature_names
+        )
     _save_npz(
         _slide_file(out, job.slide_id),
-        {"sum": s, "sumsq": q, "n_tiles": np.int64(n), "meta": np.array(json.dumps(meta, sort_keys=True))},
+        {
+            "sum": s,
+            "sumsq": q,
+            "n_tiles": np.int64(n),
+            "meta": np.array(json.dumps(meta, sort_keys=True)),
+        },
     )
     return {"sum": s, "sumsq": q, "n_tiles": n, "meta": meta}
 
@@ -492,10 +499,11 @@ def encode_slides(
 
     if fusion not in FUSIONS:
         raise EncoderError(f"fusion={fusion!r} is not allowed; allowed: {', '.join(FUSIONS)}")
-    out = ensure_output_dir(out_dir)
+    # inputs are validated before anything is written
     manifest = read_slide_manifest(slides, allow_outside=allow_outside)
     _check_manifest_unique(manifest)
     encoder = load_encoder(model, device=device)
+    out = ensure_output_dir(out_dir)
     tiling_params = {
         "tile_px": encoder.card.tile_px,
         "mpp": encoder.card.mpp,
@@ -520,9 +528,11 @@ def encode_slides(
     jobs, done, excluded = _prepare(
         manifest, encoder, out, run_id=fp["id"], tiling_params=tiling_params, backend=backend
     )
-    bs = int(batch_size or encoder.card.data.get("batch_size") or default_batch_size(
-        encoder.device, encoder.card.tile_px
-    ))
+    bs = int(
+        batch_size
+        or encoder.card.data.get("batch_size")
+        or default_batch_size(encoder.device, encoder.card.tile_px)
+    )
     if bs < 1:
         raise EncoderError(f"batch_size must be >= 1; got {bs}")
     if num_workers is None:
@@ -635,13 +645,17 @@ def _assemble(
     feats = list(encoder.feature_names)
     order = [sid for sid in manifest["slide_id"] if sid in done]
     excl = pd.DataFrame(excluded, columns=_EXCLUSION_COLUMNS)
+    if not order:
+        # nothing to pool: leave no partial outputs behind, report every reason
+        if not any((out / "slides").glob("*.npz")):
+            (out / "run.json").unlink(missing_ok=True)
+        reasons = "; ".join(excl["reason"].head(5))
+        raise EncoderError(
+            f"every slide was excluded ({len(excl)} of {len(manifest)}): {reasons}"
+            + (" ..." if len(excl) > 5 else "")
+        )
     # patients whose every slide was excluded are listed too (nothing silently dropped)
     atomic_write(out / "exclusions.csv", lambda p: excl.to_csv(p, index=False))
-    if not order:
-        raise EncoderError(
-            f"every slide was excluded ({len(excl)}); see {out / 'exclusions.csv'}. First reason: "
-            + (excl["reason"].iloc[0] if len(excl) else "none")
-        )
     S = np.stack([done[s]["sum"] for s in order]).astype(np.float64)
     Q = np.stack([done[s]["sumsq"] for s in order]).astype(np.float64)
     n = np.array([done[s]["n_tiles"] for s in order], dtype=np.int64)
@@ -659,7 +673,9 @@ def _assemble(
     smean = S / n[:, None]
     svar = np.clip(Q / n[:, None] - smean**2, 0, None) * (n / np.maximum(n - 1, 1))[:, None]
     slides_ad = ad.AnnData(
-        X=smean.astype(np.float32), obs=sobs, var=pd.DataFrame(index=pd.Index(feats, name="feature"))
+        X=smean.astype(np.float32),
+        obs=sobs,
+        var=pd.DataFrame(index=pd.Index(feats, name="feature")),
     )
     slides_ad.layers["sd"] = np.sqrt(svar).astype(np.float32)
     slides_ad.layers["sum"] = S

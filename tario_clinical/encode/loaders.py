@@ -179,7 +179,10 @@ class FrozenEncoder:
                 "ONNX models need onnxruntime (pip install onnxruntime, or onnxruntime-gpu)"
             ) from err
         providers = ["CPUExecutionProvider"]
-        if self._torch_device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+        if (
+            self._torch_device.type == "cuda"
+            and "CUDAExecutionProvider" in ort.get_available_providers()
+        ):
             providers.insert(0, "CUDAExecutionProvider")
         opts = ort.SessionOptions()
         opts.log_severity_level = 3

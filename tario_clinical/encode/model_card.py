@@ -173,6 +173,8 @@ def load_model_card(
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise EncoderError(f"model card {p}: not valid JSON: {err}") from err
     if not isinstance(data, dict):
-        raise EncoderError(f"model card {p}: top level must be a JSON object; got {type(data).__name__}")
+        raise EncoderError(
+            f"model card {p}: top level must be a JSON object; got {type(data).__name__}"
+        )
     validate_model_card(data, source=str(p))
     return ModelCard(data, p.resolve())

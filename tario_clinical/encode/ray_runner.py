@@ -46,7 +46,10 @@ class _Reader:
                     if len(self.open) >= 4:
                         self.open.pop(next(iter(self.open))).close()
                     s = self.open[j] = open_slide(
-                        job["path"], mpp=job["mpp"], slide_id=job["slide_id"], backend=self.backend  # type: ignore[arg-type]
+                        job["path"],
+                        mpp=job["mpp"],
+                        slide_id=job["slide_id"],
+                        backend=self.backend,  # type: ignore[arg-type]
                     )
                 x, y = job["xy"][k]
                 tiles[i] = read_tile_at(s, int(x), int(y), job["level"], job["read_px"], tile_px)
@@ -125,9 +128,9 @@ def encode_slides_ray(
         raise EncoderError(f"fusion={fusion!r} is not allowed; allowed: {', '.join(FUSIONS)}")
     if isinstance(model, FrozenEncoder):
         model = model.card.path if model.card.path is not None else model.card.to_dict()
-    out = ensure_output_dir(out_dir)
     manifest = read_slide_manifest(slides, allow_outside=allow_outside)
     encoder = load_encoder(model, device="cpu")  # driver copy: card, hashes, feature names
+    out = ensure_output_dir(out_dir)
     tiling_params = {
         "tile_px": encoder.card.tile_px,
         "mpp": encoder.card.mpp,
@@ -186,10 +189,13 @@ def encode_slides_ray(
             num_gpus=num_gpus_per_actor or None,
         )
         nf = len(encoder.feature_names)
-        acc = {i: [np.zeros(nf), np.zeros(nf), 0, None, [] if tile_output else None] for i in range(len(jobs))}
+        acc = {
+            i: [np.zeros(nf), np.zeros(nf), 0, None, [] if tile_output else None]
+            for i in range(len(jobs))
+        }
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             feats = batch["features"].astype(np.float64)
-            for j, k, f, e in zip(batch["job"].tolist(), batch["k"].tolist(), feats, batch["error"]):
+            for j, f, e in zip(batch["job"].tolist(), feats, batch["error"]):
                 a = acc[j]
                 if e and a[3] is None:
                     a[3] = str(e)

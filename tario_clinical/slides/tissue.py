@@ -124,7 +124,7 @@ def tissue_mask(
     hue, sat, val = hsv[..., 0], hsv[..., 1], hsv[..., 2]
     if reject_pen:
         # H&E is pink (hue ~0.85-1.0, 0-0.05) to purple (~0.7-0.85); ink is blue/green or black
-        coloured_ink = (hue > 0.22) & (hue < 0.62) & (sat > 0.15)
+        coloured_ink = (hue > 0.20) & (hue < 0.66) & (sat > 0.20)
         black_ink = val < 0.16
         pen = coloured_ink | black_ink
         pen = ndimage.binary_dilation(pen, iterations=1)
