@@ -64,8 +64,8 @@ class CohortConfig(_Strict):
 class EncodeConfig(_Strict):
     model: str = "demo"
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    batch_size: int = Field(default=64, ge=1, le=4096)
-    workers: int = Field(default=0, ge=0, le=64)
+    batch_size: int | None = Field(default=None, ge=1, le=4096)
+    workers: int | None = Field(default=None, ge=0, le=64)
     fusion: Literal["early", "late"] = "late"
     save_tiles: bool = False
 
@@ -88,7 +88,9 @@ class DecodeConfig(_Strict):
 class SurvivalConfig(_Strict):
     endpoint: str = "os"
     score_target: str = "responder"
-    cutoff: Literal["median", "tertiles", "prevalence", "probability", "fixed"] = "median"
+    cutoff: Literal[
+        "median", "tertiles", "quantile", "prevalence", "probability", "optimal", "fixed"
+    ] = "median"
     cutoff_value: float | None = None
     arm: str | None = "arm"
     covariates: list[str] = Field(default_factory=list)
@@ -96,7 +98,10 @@ class SurvivalConfig(_Strict):
 
     @model_validator(mode="after")
     def _value_needed(self) -> SurvivalConfig:
-        if self.cutoff in ("prevalence", "probability", "fixed") and self.cutoff_value is None:
+        if (
+            self.cutoff in ("quantile", "prevalence", "probability", "fixed")
+            and self.cutoff_value is None
+        ):
             raise ValueError(f"cutoff '{self.cutoff}' needs cutoff_value")
         return self
 

@@ -18,7 +18,13 @@ import pandas as pd
 from .config import StudyConfig
 from .errors import ConfigError, SchemaError
 
-__all__ = ["PreparedStudy", "prepare", "run_study", "align_representations"]
+__all__ = [
+    "PreparedStudy",
+    "prepare",
+    "run_study",
+    "align_representations",
+    "design_inputs_from_stratification",
+]
 
 log = logging.getLogger("tario_clinical")
 
@@ -171,18 +177,22 @@ def run_study(
         enc = cfg.encode
         result = encode_slides(
             cohort.slides,
-            model=enc.model,
-            out_dir=out_dir / "encode",
+            enc.model,
+            out_dir / "encode",
             device=enc.device,
             batch_size=enc.batch_size,
-            workers=enc.workers,
+            num_workers=enc.workers,
             fusion=enc.fusion,
-            save_tiles=enc.save_tiles,
+            tile_output=enc.save_tiles,
             seed=cfg.seed,
             progress=progress,
-            cohort=cohort,
+            allow_outside=True,  # manifest paths were already checked by load_cohort
         )
-        adata = result.representations if hasattr(result, "representations") else result
+        for rec in result.exclusions.itertuples(index=False):
+            cohort.exclude(
+                [rec.patient_id], reason=rec.reason, analysis=rec.analysis, slide_ids=[rec.slide_id]
+            )
+        adata = result.representations
         written["representations"] = out_dir / "encode" / "representations.h5ad"
         align_representations(adata, cohort, source=str(written["representations"]))
 
@@ -278,34 +288,95 @@ def run_study(
     return written
 
 
+def design_inputs_from_stratification(strat: Any, cohort: Any) -> dict[str, float] | None:
+    """Design inputs estimated from a stratification with an arm.
+
+    Biomarker-positive patients are the highest score group; HRs are experimental vs control
+    within the positive and the negative (all other) patients; the control median is the KM
+    median of positive control patients (falling back to all control patients). These are the
+    cross-fitted groups, so no estimate comes from a cut-off tuned on the same patients.
+    """
+    from . import survival
+
+    inter = getattr(strat, "interaction", None)
+    if strat is None or inter is None:
+        return None
+    a = strat.assignments
+    arm_col = inter.arm
+    if arm_col not in a.columns:
+        a = a.merge(cohort.clinical[["patient_id", arm_col]], on="patient_id", how="left")
+    top = strat.groups[-1]
+    a = a.assign(
+        _positive=(a["risk_group"] == top).astype(int),
+        _exp=(a[arm_col] == inter.experimental).astype(float),
+    )
+    out: dict[str, float] = {"prevalence": float(a["_positive"].mean())}
+    for name, part in (
+        ("hr_positive", a[a["_positive"] == 1]),
+        ("hr_negative", a[a["_positive"] == 0]),
+    ):
+        if part["_exp"].nunique() < 2 or part["event"].sum() < 2:
+            return None
+        table = survival.cox(part, "time", "event", ["_exp"])
+        out[name] = float(table.loc["_exp", "hr"])
+    ctrl = a[(a["_exp"] == 0) & (a["_positive"] == 1)]
+    median = np.nan
+    if len(ctrl) and ctrl["event"].sum():
+        median = float(survival.km(ctrl, "time", "event").summary["median"].iloc[0])
+    if not np.isfinite(median):
+        ctrl = a[a["_exp"] == 0]
+        median = float(survival.km(ctrl, "time", "event").summary["median"].iloc[0])
+    out["median_control"] = median
+    return out
+
+
 def _design_table(cfg: StudyConfig, cohort: Any, strat: Any) -> Any:
-    """Trial-design numbers: from the config where given, else estimated from the stratification."""
+    """Trial-design numbers: inputs from the config where given, else estimated from the stratification."""
     from . import design
 
     d = cfg.design
-    assert d is not None
-    prevalence = d.prevalence
-    hr_pos, hr_neg = d.hr_positive, d.hr_negative
-    if strat is not None and (prevalence is None or hr_pos is None or hr_neg is None):
-        est = getattr(strat, "design_inputs", None)
-        if callable(est):
-            guess = est()
-            prevalence = prevalence or guess.get("prevalence")
-            hr_pos = hr_pos or guess.get("hr_positive")
-            hr_neg = hr_neg or guess.get("hr_negative")
-    if prevalence is None or hr_pos is None or hr_neg is None:
+    if d is None:
         return None
-    median = d.control_median_months or 12.0
+    guess = design_inputs_from_stratification(strat, cohort) or {}
+    prevalence = d.prevalence if d.prevalence is not None else guess.get("prevalence")
+    hr_pos = d.hr_positive if d.hr_positive is not None else guess.get("hr_positive")
+    hr_neg = d.hr_negative if d.hr_negative is not None else guess.get("hr_negative")
+    median = (
+        d.control_median_months
+        if d.control_median_months is not None
+        else guess.get("median_control")
+    )
+    values = {
+        "prevalence": prevalence,
+        "hr_positive": hr_pos,
+        "hr_negative": hr_neg,
+        "median_control": median,
+    }
+    missing = [k for k, v in values.items() if v is None or not np.isfinite(v)]
+    if missing:
+        log.warning(
+            "trial-design table skipped: no value for %s (set them under 'design')",
+            ", ".join(missing),
+        )
+        return None
+    if not hr_pos < 1 or not 0 < prevalence < 1:
+        log.warning(
+            "trial-design table skipped: estimated HR in biomarker-positive patients is %.2f (>= 1) or prevalence %.2f "
+            "outside (0, 1); set design.hr_positive to plan a trial",
+            hr_pos,
+            prevalence,
+        )
+        return None
     return design.compare_designs(
-        prevalence=prevalence,
-        hr_positive=hr_pos,
-        hr_negative=hr_neg,
+        prevalence=float(prevalence),
+        hr_positive=float(hr_pos),
+        hr_negative=float(hr_neg),
+        median_control=float(median),
+        accrual=d.accrual_months,
+        follow_up=d.followup_months,
+        allocation=d.allocation,
         alpha=d.alpha,
         power=d.power,
-        allocation=d.allocation,
-        accrual=d.accrual_months,
-        followup=d.followup_months,
-        control_median=median,
     )
 
 
