@@ -792,12 +792,16 @@ def validate_results(results: Mapping[str, Any]) -> None:
 
     schema = load_schema("results")
     validator = jsonschema.Draft202012Validator(schema)
+    from jsonschema.exceptions import best_match
+
     errors = sorted(validator.iter_errors(jsonable(results)), key=lambda e: list(e.path))
     if errors:
-        lines = [
-            f"  at $.{'.'.join(map(str, e.absolute_path)) or '(root)'}: {e.message[:200]}"
-            for e in errors[:10]
-        ]
+        lines = []
+        for err in errors[:10]:
+            while err.context:  # oneOf/anyOf: descend to the most relevant inner error
+                err = best_match(err.context)
+            where = ".".join(map(str, err.absolute_path)) or "(root)"
+            lines.append(f"  at $.{where}: {err.message[:200]}")
         raise OutputError(
             f"results do not match data_schemas/results.schema.json ({len(errors)} "
             "problem(s)); this is a tario_clinical bug, please report it:\n" + "\n".join(lines)
@@ -998,7 +1002,11 @@ def build_report(
 
     results = jsonable(results)
     if not show_patient_ids:
-        results = _redact(results, ids)
+        # other modules' outputs: id keys dropped and id-valued strings replaced; our own
+        # sections hold no ids (a cancer type that happens to equal an id stays readable)
+        for key in ("decode", "survival", "design", "expression_qc"):
+            results[key] = _redact(results[key], ids)
+        results = _redact(results, frozenset())
     validate_results(results)
     created = _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat()
     return Report(
