@@ -1,0 +1,57 @@
+"""Linear decoders with honest, patient-level nested cross-validation.
+
+The package is itself callable: ``tario_clinical.decode(representations, cohort, targets=[...])``
+is :func:`tario_clinical.decode.cross_validation.decode`, and the building blocks stay reachable as
+attributes (``tario_clinical.decode.LinearDecoder``, ``.PatientStratifiedGroupKFold`` ...).
+
+Examples
+--------
+>>> import numpy as np, pandas as pd
+>>> import tario_clinical
+>>> rng = np.random.default_rng(0)
+>>> X = pd.DataFrame(rng.normal(size=(80, 30)), index=[f"P{i}" for i in range(80)])
+>>> clin = pd.DataFrame({"patient_id": X.index, "EGFR": (X[0] + rng.normal(size=80) > 0).astype(int)})
+>>> res = tario_clinical.decode(X, clin, targets=["EGFR"], n_repeats=1, seed=0)
+>>> res.summary().loc[0, "auroc"] > 0.6
+True
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from typing import Any
+
+from .analyses import (
+    generalist_vs_specialist,
+    learning_curve,
+    leave_one_group_out,
+    representation_comparison,
+)
+from .cross_validation import decode, default_Cs
+from .estimator import LinearDecoder
+from .result import DecodeResult
+from .splitters import LeaveOneGroupOut, PatientStratifiedGroupKFold
+
+__all__ = [
+    "decode",
+    "default_Cs",
+    "DecodeResult",
+    "LinearDecoder",
+    "PatientStratifiedGroupKFold",
+    "LeaveOneGroupOut",
+    "learning_curve",
+    "generalist_vs_specialist",
+    "leave_one_group_out",
+    "representation_comparison",
+]
+
+
+class _CallableModule(types.ModuleType):
+    """Module type whose instances forward calls to :func:`decode`."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> DecodeResult:
+        return decode(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
