@@ -135,6 +135,7 @@ def _environment() -> jinja2.Environment:
     env.tests["records"] = _is_records
     env.globals["records_columns"] = _records_columns
     env.globals["MAX_TABLE_ROWS"] = MAX_TABLE_ROWS
+    env.globals["without"] = lambda d, keys: {k: v for k, v in d.items() if k not in keys}
     return env
 
 
