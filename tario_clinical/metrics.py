@@ -397,8 +397,8 @@ def delong_test(
         auroc_a=float(aucs[0]),
         auroc_b=float(aucs[1]),
         estimate=diff,
-        low=diff - z * se,
-        high=diff + z * se,
+        low=float(diff - z * se),
+        high=float(diff + z * se),
         statistic=float(stat),
         p_value=p,
         level=level,
@@ -491,6 +491,11 @@ def calibration(y_true: Any, y_prob: Any) -> CalibrationResult:
     if np.any((p < 0) | (p > 1)):
         raise SchemaError("y_prob must lie in [0, 1]; got values outside.")
     lp = _logit(p)
+    if lp[y == 1].min() > lp[y == 0].max():
+        raise AnalysisError(
+            "calibration slope not estimable: predictions are perfectly separated by class "
+            "(the maximum-likelihood slope is infinite)."
+        )
     yf = y.astype(float)
     intercept = _fit_logistic(np.ones((y.size, 1)), yf, lp)[0]
     slope = _fit_logistic(np.column_stack([np.ones(y.size), lp]), yf, np.zeros(y.size))[1]

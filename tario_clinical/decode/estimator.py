@@ -114,6 +114,7 @@ class LinearDecoder(ClassifierMixin, BaseEstimator):
         ).fit(Z, y, sample_weight=sample_weight)
         self.coef_ = self.logistic_.coef_
         self.intercept_ = self.logistic_.intercept_
+        self.n_iter_ = self.logistic_.n_iter_
         return self
 
     @classmethod
@@ -145,6 +146,7 @@ class LinearDecoder(ClassifierMixin, BaseEstimator):
         est.logistic_ = lr
         est.coef_ = lr.coef_
         est.intercept_ = lr.intercept_
+        est.n_iter_ = np.array([0])
         est.classes_ = np.asarray(classes)
         est.n_features_in_ = mean.size
         if feature_names is not None:
@@ -162,19 +164,23 @@ class LinearDecoder(ClassifierMixin, BaseEstimator):
 
     def decision_function(self, X: Any) -> np.ndarray:
         """Linear score (log-odds for binary problems)."""
-        return self.logistic_.decision_function(self._transform(X))
+        Z = self._transform(X)
+        return self.logistic_.decision_function(Z)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities, columns in ``classes_`` order."""
-        return self.logistic_.predict_proba(self._transform(X))
+        Z = self._transform(X)
+        return self.logistic_.predict_proba(Z)
 
     def predict_log_proba(self, X: Any) -> np.ndarray:
         """Log of :meth:`predict_proba`."""
-        return self.logistic_.predict_log_proba(self._transform(X))
+        Z = self._transform(X)
+        return self.logistic_.predict_log_proba(Z)
 
     def predict(self, X: Any) -> np.ndarray:
         """Most probable class."""
-        return self.logistic_.predict(self._transform(X))
+        Z = self._transform(X)
+        return self.logistic_.predict(Z)
 
     # ------------------------------------------------------------------------ explain
     def coef_table(self, feature_names: Any = None) -> pd.DataFrame:
