@@ -33,12 +33,14 @@ def demo_cnn_class() -> type:
     from torch import nn
 
     class TarioDemoCNN(nn.Module):
-        """Three conv blocks; embedding = per-channel mean and SD of each block's activations.
+        """Conv blocks (first with stride 2); embedding = per-channel mean and SD of each block's activations.
 
         A deliberately small, fixed (random-feature) network for demonstrations and tests.
         """
 
-        def __init__(self, widths: tuple[int, ...] = (16, 32, 64), kernel0: int = 5) -> None:
+        def __init__(
+            self, widths: tuple[int, ...] = (16, 32, 64), kernel0: int = 5, stride0: int = 2
+        ) -> None:
             super().__init__()
             chans = [3, *widths]
             self.blocks = nn.ModuleList(
@@ -46,6 +48,7 @@ def demo_cnn_class() -> type:
                     chans[i],
                     chans[i + 1],
                     kernel0 if i == 0 else 3,
+                    stride=stride0 if i == 0 else 1,
                     padding=(kernel0 if i == 0 else 3) // 2,
                 )
                 for i in range(len(widths))
@@ -54,13 +57,13 @@ def demo_cnn_class() -> type:
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             feats = []
-            for conv in self.blocks:
-                x = torch.relu(conv(x))
-                m = x.mean(dim=(2, 3))
-                sd = (x.square().mean(dim=(2, 3)) - m.square()).clamp_min(0).sqrt()
+            for i, conv in enumerate(self.blocks):
+                x = torch.relu_(conv(x))
+                var, m = torch.var_mean(x, dim=(2, 3), correction=0)
                 feats.append(m)
-                feats.append(sd)
-                x = torch.nn.functional.avg_pool2d(x, 2)
+                feats.append(var.sqrt())
+                if i < len(self.blocks) - 1:
+                    x = torch.nn.functional.avg_pool2d(x, 2)
             return torch.cat(feats, dim=1)
 
     _DEMO_CLS = TarioDemoCNN

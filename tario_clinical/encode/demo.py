@@ -135,7 +135,7 @@ def build_demo_assets(
     out.mkdir(parents=True, exist_ok=True)
     state = _backbone_state(seed)
     save_file(state, str(out / "demo_backbone.safetensors"))
-    model = build_architecture("tario_demo_cnn", {"widths": [16, 32, 64]})
+    model = build_architecture("tario_demo_cnn", {"widths": [16, 32, 64], "stride0": 2})
     model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
     model.eval()
     tiles, z = _paired_tiles(seed, n_tiles)
@@ -166,7 +166,7 @@ def build_demo_assets(
         "weights": "demo_backbone.safetensors",
         "sha256": sha256_file(out / "demo_backbone.safetensors"),
         "architecture": "tario_demo_cnn",
-        "architecture_kwargs": {"widths": [16, 32, 64]},
+        "architecture_kwargs": {"widths": [16, 32, 64], "stride0": 2},
         "input": {
             "tile_px": _TILE_PX,
             "mpp": _MPP,

@@ -698,7 +698,10 @@ def _assemble(
     )
     prov_base["level"] = "patient"
     prov_base["input_hashes"].update(inputs)
-    prov_base["slide_tiling"] = {s: done[s]["meta"]["tiling"] for s in order}
+    # one JSON string: thousands of small h5 groups would make the h5ad slow to write and read
+    prov_base["slide_tiling"] = json.dumps(
+        {s: done[s]["meta"]["tiling"] for s in order}, sort_keys=True
+    )
     prov_base = json.loads(json.dumps(prov_base, default=str))
     reps = ad.AnnData(
         X=pmean.astype(np.float32),
