@@ -843,7 +843,8 @@ def build_report(
         Patient representations: PCA / t-SNE maps and their provenance (``uns``).
     provenance : dict, optional
         Provenance of the run (e.g. :func:`tario_clinical.provenance.provenance_record`). A
-        ``created_utc`` in it is shown in the HTML but kept out of ``results.json``.
+        ``created_utc`` in it (or in the representations' ``uns``) is shown in the HTML but
+        kept out of ``results.json``, so re-running a pipeline gives the same file.
     config : dict or pydantic model, optional
         The study configuration (shown in the provenance section).
     show_patient_ids : bool
@@ -971,6 +972,11 @@ def build_report(
         t = user_prov.pop("created_utc")
         if t not in (None, "not recorded"):
             html_only["run_created_utc"] = t
+    rep_prov = _representation_provenance(representations)
+    if isinstance(rep_prov, dict) and "created_utc" in rep_prov:
+        t = rep_prov.pop("created_utc")
+        if t not in (None, "not recorded"):
+            html_only["representations_created_utc"] = t
     report_prov = provenance_record(
         kind="report", seed=int(seed), include_time=False, parameters={}
     )
@@ -981,7 +987,7 @@ def build_report(
     results["provenance"] = {
         "report": jsonable(report_prov),
         "run": user_prov,
-        "representations": _representation_provenance(representations),
+        "representations": rep_prov,
         "cohort_sources": cohort_sources,
         "config": cfg,
     }
