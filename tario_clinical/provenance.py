@@ -193,6 +193,12 @@ def ensure_output_dir(path: str | Path) -> Path:
     return p
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | Path, writer: Callable[[Path], Any]) -> Path:
     """Write a file atomically: ``writer(tmp_path)`` then fsync and rename onto ``path``.
 
@@ -214,6 +220,7 @@ def atomic_write(path: str | Path, writer: Callable[[Path], Any]) -> Path:
         writer(tmp)
         with tmp.open("rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
         os.replace(tmp, target)
     except OSError as err:
         tmp.unlink(missing_ok=True)
