@@ -416,6 +416,14 @@ def _write_tiles(path: Path, job: _SlideJob, X: np.ndarray, feature_names: list[
     atomic_write(path, lambda p: a.write_h5ad(p, compression="gzip"))
 
 
+def _clean_stale_tmp(out: Path) -> None:
+    """Remove temporary files a killed run left behind (final names are never partial)."""
+    for folder in (out, out / "slides", out / "tiles"):
+        if folder.is_dir():
+            for f in folder.glob(".*.tmp"):
+                f.unlink(missing_ok=True)
+
+
 def _check_manifest_unique(manifest: pd.DataFrame) -> None:
     if manifest.empty:
         raise EncoderError("slide manifest has no rows; nothing to encode")
@@ -504,6 +512,7 @@ def encode_slides(
     _check_manifest_unique(manifest)
     encoder = load_encoder(model, device=device)
     out = ensure_output_dir(out_dir)
+    _clean_stale_tmp(out)
     tiling_params = {
         "tile_px": encoder.card.tile_px,
         "mpp": encoder.card.mpp,

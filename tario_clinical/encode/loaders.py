@@ -142,9 +142,14 @@ class FrozenEncoder:
                             f"weights {wpath}: expected a state_dict (dict of tensors); "
                             f"got {type(state).__name__}"
                         )
-                module = build_architecture(
-                    card.data["architecture"], card.data.get("architecture_kwargs")
-                )
+                try:
+                    module = build_architecture(
+                        card.data["architecture"], card.data.get("architecture_kwargs")
+                    )
+                except EncoderError as err:
+                    raise EncoderError(
+                        f"model card {card.path}: key 'architecture': {err}"
+                    ) from err
                 missing, unexpected = module.load_state_dict(state, strict=False)
                 if missing or unexpected:
                     raise EncoderError(
@@ -270,8 +275,8 @@ class FrozenEncoder:
             raise
         except Exception as err:  # noqa: BLE001
             raise EncoderError(
-                f"model {self.card.name!r} fails on a {t}x{t} RGB tile (model card key "
-                f"'input.tile_px'={t}): {err}"
+                f"model {self.card.name!r} (card {self.card.path}) fails on a {t}x{t} RGB tile "
+                f"(model card key 'input.tile_px'={t}): {err}"
             ) from err
         width = y.shape[1]
         out = self.card.data["output"]
@@ -281,14 +286,14 @@ class FrozenEncoder:
             genes = list(out["genes"])
             if len(genes) != width:
                 raise EncoderError(
-                    f"model {self.card.name!r} outputs {width} features but the model card lists "
-                    f"{len(genes)} genes (key 'output.genes')"
+                    f"model {self.card.name!r} outputs {width} features but the model card "
+                    f"{self.card.path} lists {len(genes)} genes (key 'output.genes')"
                 )
             return genes
         if int(out["width"]) != width:
             raise EncoderError(
-                f"model {self.card.name!r} outputs {width} features but the model card says "
-                f"output.width={out['width']}"
+                f"model {self.card.name!r} outputs {width} features but the model card "
+                f"{self.card.path} says output.width={out['width']} (key 'output.width')"
             )
         return [f"f{i}" for i in range(width)]
 

@@ -373,6 +373,7 @@ def open_slide(
     else:
         order = [backend]
 
+    _check_tiff_extent(p, sid)
     errors: list[str] = []
     for name in order:
         try:
@@ -421,6 +422,59 @@ def open_slide(
         f"slide {sid!r}: cannot open {p} (truncated, corrupt or unsupported format); "
         + "; ".join(errors)
     )
+
+
+_TIFF_SUFFIXES = (".tif", ".tiff", ".svs", ".scn", ".bif", ".qptiff")
+
+
+def _check_tiff_extent(p: Path, sid: str) -> None:
+    """Refuse a TIFF whose pages or tile data lie beyond the end of the file (truncated copy).
+
+    Backends differ here: openslide refuses such files, tiffslide may silently open the part
+    that is left; checking first makes both behave the same.
+    """
+    if p.suffix.lower() not in _TIFF_SUFFIXES:
+        return
+    import tifffile
+
+    size = p.stat().st_size
+    warnings: list[str] = []
+
+    class _Catch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            warnings.append(record.getMessage())
+
+    tlog = logging.getLogger("tifffile")
+    handler = _Catch(level=logging.WARNING)
+    tlog.addHandler(handler)
+    try:
+        try:
+            tf = tifffile.TiffFile(str(p))
+        except Exception:  # noqa: BLE001 - not parseable as TIFF: let the backends decide
+            return
+        with tf:
+            pages = list(tf.pages)
+            for i, page in enumerate(pages):
+                offs = getattr(page, "dataoffsets", None)
+                counts = getattr(page, "databytecounts", None)
+                if offs is None or counts is None or not len(offs):
+                    continue
+                end = int(
+                    np.max(np.asarray(offs, dtype=np.int64) + np.asarray(counts, dtype=np.int64))
+                )
+                if end > size:
+                    raise SlideError(
+                        f"slide {sid!r} ({p}): file is truncated or corrupt: image data of TIFF "
+                        f"page {i} extends to byte {end} but the file has {size} bytes; copy the "
+                        "slide again"
+                    )
+    finally:
+        tlog.removeHandler(handler)
+    bad = [w for w in warnings if "invalid page offset" in w or "corrupted" in w.lower()]
+    if bad:
+        raise SlideError(
+            f"slide {sid!r} ({p}): file is truncated or corrupt ({bad[0]}); copy the slide again"
+        )
 
 
 def _check_channels(handle: Any, sid: str, p: Path) -> None:
