@@ -205,7 +205,8 @@ def _fit_sklearn_fold(
     pca: int | None,
     class_weight: str | None,
     seed: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    scoring: str = "neg_log_loss",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Reference path: Pipeline(StandardScaler, [PCA], LogisticRegressionCV) per target."""
     import warnings
 
@@ -216,6 +217,7 @@ def _fit_sklearn_fold(
 
     T = Ytr.shape[1]
     best = np.full(T, np.nan)
+    std = np.zeros((test.size, T))
     scores = np.zeros((test.size, T))
     inner_oof = np.full((train.size, T), np.nan)
     for t in range(T):
@@ -236,7 +238,7 @@ def _fit_sklearn_fold(
             LogisticRegressionCV(
                 Cs=list(Cs),
                 cv=splits,
-                scoring="roc_auc",
+                scoring=scoring,
                 l1_ratios=(l1,),
                 solver="lbfgs" if l1 == 0 else "saga",
                 class_weight=class_weight,
@@ -254,7 +256,8 @@ def _fit_sklearn_fold(
         best[t] = float(np.ravel(lr.C_)[0])
         if test.size:
             scores[:, t] = model.decision_function(X[test])
-    return best, scores, inner_oof
+            std[:, t] = _engine._standardised(scores[:, t], model.decision_function(X[train]))
+    return best, scores, std, inner_oof
 
 
 # -------------------------------------------------------------------------------- API
@@ -278,6 +281,7 @@ def decode(
     ci_method: Literal["delong", "bootstrap"] = "delong",
     level: float = 0.95,
     engine: Literal["auto", "fast", "sklearn"] = "auto",
+    inner_scoring: Literal["neg_log_loss", "roc_auc"] = "neg_log_loss",
     n_permutations: int = 1000,
     seed: int = 0,
 ) -> DecodeResult:
@@ -322,6 +326,10 @@ def decode(
         ``fast``: Gram/eigen-space batched solver (L2 only); ``sklearn``: reference
         ``Pipeline(StandardScaler, [PCA], LogisticRegressionCV)`` per outer fold and target;
         ``auto``: fast for L2, sklearn otherwise.
+    inner_scoring : {"neg_log_loss", "roc_auc"}
+        Inner-CV criterion choosing C (mean over inner folds). Log-loss (a proper scoring rule)
+        is the default: with AUROC, flat inner curves tie-break to the strongest
+        regularisation (a centroid classifier).
     n_permutations : int, default 1000
     seed : int, default 0
         Seeds folds (outer, inner) and permutations via ``SeedSequence(seed).spawn``.
@@ -352,6 +360,10 @@ def decode(
         raise SchemaError(f"penalty must be one of {list(_PENALTIES)}; got {penalty!r}.")
     if ci_method not in _CI_METHODS:
         raise SchemaError(f"ci_method must be one of {list(_CI_METHODS)}; got {ci_method!r}.")
+    if inner_scoring not in ("neg_log_loss", "roc_auc"):
+        raise SchemaError(
+            f"inner_scoring must be one of ['neg_log_loss', 'roc_auc']; got {inner_scoring!r}."
+        )
     if class_weight not in (None, "balanced"):
         raise SchemaError(f"class_weight must be None or 'balanced'; got {class_weight!r}.")
     if isinstance(targets, str):
@@ -443,10 +455,12 @@ def decode(
         )
         if use_fast:
             basis = _engine.fold_basis(X, train, test, n_components=pca)
-            ff = _engine.nested_fold(basis, Yrow[train], inner, Cs_arr, class_weight=class_weight)
-            best, scores, inner_oof = ff.best_C, ff.test_scores, ff.inner_oof
+            ff = _engine.nested_fold(
+                basis, Yrow[train], inner, Cs_arr, class_weight=class_weight, scoring=inner_scoring
+            )
+            best, scores, std, inner_oof = ff.best_C, ff.test_scores, ff.test_std, ff.inner_oof
         else:
-            best, scores, inner_oof = _fit_sklearn_fold(
+            best, scores, std, inner_oof = _fit_sklearn_fold(
                 X,
                 Yrow[train],
                 inner,
@@ -458,6 +472,7 @@ def decode(
                 pca=pca,
                 class_weight=class_weight,
                 seed=seed,
+                scoring=inner_scoring,
             )
         for j, t in enumerate(targets):
             yt = Yrow[test, j]
@@ -469,7 +484,8 @@ def decode(
                         "target": t,
                         "repeat": r,
                         "fold": k,
-                        "score": scores[ok, j],
+                        "score": std[ok, j],
+                        "probability": 1.0 / (1.0 + np.exp(-scores[ok, j])),
                         "y_true": yt[ok].astype(int),
                     }
                 )
@@ -502,9 +518,8 @@ def decode(
     oof = pd.concat(oof_parts, ignore_index=True)
     # slides -> patients: mean score per patient, repeat and target
     oof = oof.groupby(["patient_id", "target", "repeat", "fold"], sort=False, as_index=False).agg(
-        score=("score", "mean"), y_true=("y_true", "first")
+        score=("score", "mean"), probability=("probability", "mean"), y_true=("y_true", "first")
     )
-    oof["probability"] = 1.0 / (1.0 + np.exp(-oof["score"].to_numpy()))
     oof = oof[["patient_id", "target", "repeat", "fold", "score", "probability", "y_true"]]
     oof = oof.sort_values(["target", "repeat", "patient_id"], kind="mergesort").reset_index(
         drop=True
@@ -527,6 +542,7 @@ def decode(
         pca=pca,
         class_weight=class_weight,
         seed=seed,
+        scoring=inner_scoring,
     )
     params = {
         "cv": cv_desc,
@@ -542,6 +558,7 @@ def decode(
         "stratify_jointly": stratify_jointly,
         "engine": "fast" if use_fast else "sklearn",
         "ci_method": ci_method,
+        "inner_scoring": inner_scoring,
         "level": level,
         "n_permutations": n_permutations,
         "seed": seed,
@@ -579,6 +596,7 @@ def _final_models(
     pca: int | None,
     class_weight: str | None,
     seed: int,
+    scoring: str,
 ) -> dict[str, LinearDecoder]:
     """One decoder per target on all its labelled rows; C chosen by inner CV on them."""
     out: dict[str, LinearDecoder] = {}
@@ -599,7 +617,9 @@ def _final_models(
         inner = assign_folds(Ypat[pat][:, js], n_inner_splits, rng)[pc]
         if use_fast and pca is None:
             basis = _engine.fold_basis(X, rows, None, with_feature_map=True)
-            ff = _engine.nested_fold(basis, Yrow[rows][:, js], inner, Cs, class_weight=class_weight)
+            ff = _engine.nested_fold(
+                basis, Yrow[rows][:, js], inner, Cs, class_weight=class_weight, scoring=scoring
+            )
             for q, j in enumerate(js):
                 w = basis.feature_map @ ff.coef[:, q]
                 out[targets[j]] = LinearDecoder._from_solution(
@@ -615,10 +635,10 @@ def _final_models(
             if use_fast:
                 basis = _engine.fold_basis(X, rows, None, n_components=pca)
                 best = _engine.nested_fold(
-                    basis, Yrow[rows][:, js], inner, Cs, class_weight=class_weight
+                    basis, Yrow[rows][:, js], inner, Cs, class_weight=class_weight, scoring=scoring
                 ).best_C
             else:
-                best, _, _ = _fit_sklearn_fold(
+                best, _, _, _ = _fit_sklearn_fold(
                     X,
                     Yrow[rows][:, js],
                     inner,
@@ -630,6 +650,7 @@ def _final_models(
                     pca=pca,
                     class_weight=class_weight,
                     seed=seed,
+                    scoring=scoring,
                 )
             for q, j in enumerate(js):
                 Xdf = (

@@ -310,8 +310,12 @@ class FoldFit:
     ----------
     best_C : (T,) chosen C per target (NaN when a target had one class in training)
     inner_scores : (T, L) mean inner-fold AUROC per target and C
-    test_scores : (n_test, T) decision values of the refitted model on the test rows
-    inner_oof : (n_train, T) inner out-of-fold scores at the chosen C (for cross-fitted cut-offs)
+    test_scores : (n_test, T) decision values (log-odds) of the refitted model on the test rows
+    test_std : (n_test, T) the same linear predictor standardised by its mean and standard
+        deviation over the training rows (label-free, training rows only), so that scores of
+        folds with different C share one scale when pooled
+    inner_oof : (n_train, T) inner out-of-fold scores at the chosen C, each minus its inner
+        model's intercept (for cross-fitted cut-offs)
     coef : (r, T) and intercept (T,) of the refitted models in the fold basis
     n_iter : int
     """
@@ -319,6 +323,7 @@ class FoldFit:
     best_C: np.ndarray
     inner_scores: np.ndarray
     test_scores: np.ndarray
+    test_std: np.ndarray
     inner_oof: np.ndarray
     coef: np.ndarray
     intercept: np.ndarray
@@ -332,6 +337,7 @@ def nested_fold(
     Cs: np.ndarray,
     *,
     class_weight: str | None = None,
+    scoring: str = "neg_log_loss",
     tol: float = 1e-6,
 ) -> FoldFit:
     """Inner CV over the C path for every target, then refit on all training rows.
@@ -343,12 +349,14 @@ def nested_fold(
     inner : (n_train,) inner fold of each training row (0..k-1)
     Cs : (L,) C path (ascending)
     class_weight : None or "balanced"
+    scoring : {"neg_log_loss", "roc_auc"}
+        Inner-fold criterion (mean over inner folds).
 
     Notes
     -----
-    The C with the highest mean inner-fold AUROC wins (ties: the smallest C, i.e. the strongest
-    regularisation, as scikit-learn's ``LogisticRegressionCV``). Inner folds whose validation
-    rows hold one class are skipped. A target with one class in the training rows gets a
+    The C with the best mean inner-fold score wins (ties: the smallest C, i.e. the strongest
+    regularisation, as scikit-learn's ``LogisticRegressionCV``). With ``roc_auc``, inner folds
+    whose validation rows hold one class are skipped. A target with one class in the training rows gets a
     constant score (its prevalence; logged).
     """
     F, s = basis.F, basis.s
@@ -374,6 +382,7 @@ def nested_fold(
     best_C = np.full(T, np.nan)
     inner_scores = np.full((T, L), np.nan)
     test_scores = np.empty((basis.G.shape[0], T))
+    test_std = np.zeros((basis.G.shape[0], T))
     inner_oof = np.full((n, T), np.nan)
     coef = np.zeros((F.shape[1], T))
     intercept = np.zeros(T)
@@ -383,14 +392,22 @@ def nested_fold(
         for m in range(k):
             val = (inner == m) & labelled
             base = (m * T + t) * L
-            per_fold.append(_column_aurocs(Ytr[val, t].astype(int), f[val, base : base + L]))
+            if scoring == "roc_auc":
+                per_fold.append(_column_aurocs(Ytr[val, t].astype(int), f[val, base : base + L]))
+            else:
+                per_fold.append(
+                    -_loss(f[val, base : base + L], Ytr[val, t][:, None]).mean(0)
+                    if val.any()
+                    else np.full(L, np.nan)
+                )
         sc = np.array(per_fold)
         valid = ~np.isnan(sc).any(axis=1)
         y_lab = Ytr[labelled, t]
         if y_lab.size == 0 or y_lab.min() == y_lab.max():
             prev = float(y_lab.mean()) if y_lab.size else 0.5
             logger.warning("target %d has one class in a training fold; constant score used", t)
-            test_scores[:, t] = np.log(max(prev, 1e-6) / max(1 - prev, 1e-6))
+            intercept[t] = np.log(max(prev, 1e-6) / max(1 - prev, 1e-6))
+            test_scores[:, t] = intercept[t]
             continue
         if valid.any():
             mean_sc = sc[valid].mean(axis=0)
@@ -404,7 +421,16 @@ def nested_fold(
         coef[:, t] = V[:, full]
         intercept[t] = b[full]
         test_scores[:, t] = basis.G @ V[:, full] + b[full] if basis.G.shape[0] else 0.0
+        test_std[:, t] = _standardised(test_scores[:, t], f[:, full])
         for m in range(k):
             rows = inner == m
-            inner_oof[rows, t] = f[rows, (m * T + t) * L + best]
-    return FoldFit(best_C, inner_scores, test_scores, inner_oof, coef, intercept, n_iter)
+            col = (m * T + t) * L + best
+            inner_oof[rows, t] = _standardised(f[rows, col], f[~rows, col])
+    return FoldFit(best_C, inner_scores, test_scores, test_std, inner_oof, coef, intercept, n_iter)
+
+
+def _standardised(scores: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """``(scores - mean(reference)) / sd(reference)`` (sd 0 -> scores centred only)."""
+    mu = float(reference.mean()) if reference.size else 0.0
+    sd = float(reference.std()) if reference.size else 0.0
+    return (scores - mu) / (sd if sd > 0 else 1.0)
