@@ -777,87 +777,150 @@ def _grouped_map(fn, spans: list[tuple[int, int]], n_jobs: int) -> list:  # noqa
     return [x for part in parts for x in part]
 
 
+def _dense_moments(
+    P: np.ndarray, shift: np.ndarray, r0: int, r1: int, buf: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``sum (P - shift)`` and ``sum (P - shift)**2`` over rows ``r0:r1``, per column (float64).
+
+    The rows are shifted into a small float64 buffer a few rows at a time, so the buffer stays
+    in cache and the float32 matrix is never copied whole.
+    """
+    g = P.shape[1]
+    bs = buf.shape[0]
+    s1 = np.zeros(g)
+    s2 = np.zeros(g)
+    for a in range(r0, r1, bs):
+        b = min(r1, a + bs)
+        C = buf[: b - a]
+        np.subtract(P[a:b], shift, out=C)
+        s1 += C.sum(axis=0)
+        s2 += np.einsum("ij,ij->j", C, C)
+    return s1, s2
+
+
+def _neighbour_slots(w: _Weights) -> list[tuple[int | np.ndarray, np.ndarray]]:
+    """Neighbour look-ups of the half-edge table as ``(row offset, weight per row)`` pairs.
+
+    On a lattice most edges share a few row offsets (``+1``, ``+n_cols`` …); those become one
+    slot each with a scalar offset (no per-entry index arithmetic). Otherwise the table's own
+    slots are used, with an offset per row. Rows without that neighbour have weight 0.
+    """
+    n = w.n
+    has = w.nb >= 0
+    own = np.arange(n, dtype=np.int64)[:, None]
+    offs = np.where(has, w.nb - own, 0)
+    uniq = np.unique(offs[has])
+    if 0 < uniq.size <= 2 * w.nb.shape[1]:
+        out: list[tuple[int | np.ndarray, np.ndarray]] = []
+        for o in uniq:
+            wk = np.where(has & (offs == o), w.wt, 0.0).sum(axis=1)
+            out.append((int(o), wk))
+        return out
+    return [(offs[:, k], np.where(has[:, k], w.wt[:, k], 0.0)) for k in range(w.nb.shape[1])]
+
+
+def _column_sums(
+    vals: np.ndarray, indices: np.ndarray, indptr: np.ndarray, g: int, x: np.ndarray
+) -> np.ndarray:
+    """``sum_i x[i] * V[i, j]`` per column of the CSR matrix ``V = (vals, indices, indptr)``.
+
+    One sparse transposed mat-vec (compiled; per-row weights ``x`` at no extra pass). ``x`` may
+    be ``(rows, q)`` for ``q`` weightings in the same pass.
+    """
+    ip = indptr - indptr[0] if indptr[0] else indptr
+    V = sp.csr_matrix((vals, indices, ip), shape=(ip.size - 1, g), copy=False)
+    return np.asarray(V.T @ x)
+
+
 def _fused_parts(
     P: np.ndarray | None,
     M: sp.csr_matrix,
     w: _Weights | None,
     n_jobs: int,
 ) -> dict[str, np.ndarray]:
-    """One blocked pass over bins for all per-gene sums of a sample.
+    """All per-gene sums of a sample, reading the measured data only at its non-zeros.
 
     ``M`` (sparse, CSR with sorted indices) gives ``m1 = sum x``, ``m2 = sum x^2`` and, with
     weights ``w``, the Moran parts ``mcross = sum_e w_e x_i x_j`` and ``mcx = c · x``. ``P``
-    (dense, same rows) gives shifted sums ``s1, s2`` and ``cross = sum (P - shift) x``.
-    Work buffers are allocated once per worker and reused (no per-block page faults).
+    (dense, same rows) gives ``s1, s2`` (sums of ``P`` shifted by its first row, accumulated in
+    float64 from a small cache-resident buffer: the float32 matrix is never copied whole) and
+    ``cross = sum (P - shift) x``, which reads ``P`` at the non-zeros of ``M`` only. Per-gene
+    reductions are sparse transposed mat-vecs with per-row weights (no per-entry weight arrays).
+    Blocks of bins are fixed and their sums are added in block order, so the result does not
+    depend on ``n_jobs``.
     """
     n, g = M.shape
     data = M.data.astype(np.float64, copy=False)
     indptr, indices = M.indptr, M.indices
+    cnt = np.diff(indptr)
     halo = w.halo if w is not None else 0
     size = max(_row_block(g), 4 * halo)
     spans = _chunks(n, size)
     # shift by the first row: keeps the raw moments well conditioned and makes a constant column
     # exactly zero after shifting (so its sum of squares is exactly 0)
     shift = None if P is None else np.asarray(P[0], dtype=np.float64)
+    flat_p = P.reshape(-1) if P is not None and P.flags.c_contiguous else None
+    # whole-matrix sums that need no neighbour look-up: one compiled pass each
+    rw = np.ones((n, 1)) if w is None else np.column_stack([np.ones(n), w.c])
+    both = _column_sums(data, indices, indptr, g, rw)
+    total = {"m1": both[:, 0], "m2": _column_sums(data * data, indices, indptr, g, np.ones(n))}
     if w is not None:
-        K = w.nb.shape[1]
-        own = np.arange(n, dtype=np.int64)
-        # offset (in flat units of the dense block) of each row's k-th neighbour; 0 (itself) with
-        # weight 0 where there is none, so no masking is needed per entry
-        offs = [np.where(w.nb[:, k] >= 0, w.nb[:, k] - own, 0) * g for k in range(K)]
-        wts = [np.where(w.nb[:, k] >= 0, w.wt[:, k], 0.0) for k in range(K)]
+        total["mcx"] = both[:, 1]
+        slots = _neighbour_slots(w)
+        ddt = M.data.dtype if M.data.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+        if w.diag is not None:
+            total["mcross_diag"] = _column_sums(data * data, indices, indptr, g, w.diag)
+    if P is None and w is None:
+        return total
 
     def work(group: list[tuple[int, int]]) -> list[dict[str, np.ndarray]]:
         out = []
-        D = np.zeros((size + halo) * g, dtype=np.float64) if w is not None else None
-        C = np.empty((size, g), dtype=np.float64) if P is not None else None
+        D = np.zeros((size + halo) * g, dtype=ddt) if w is not None else None
+        buf = np.empty((32, g)) if P is not None else None
         for r0, r1 in group:
-            m = r1 - r0
             a, e = indptr[r0], indptr[r1]
-            cnt = np.diff(indptr[r0 : r1 + 1])
-            lr = np.repeat(np.arange(m, dtype=np.int64), cnt)
-            ci = indices[a:e]
-            d = data[a:e]
-            flat = lr * g + ci
-            res = {
-                "m1": np.bincount(ci, weights=d, minlength=g),
-                "m2": np.bincount(ci, weights=d * d, minlength=g),
-            }
+            ci_b, d, ip = indices[a:e], data[a:e], indptr[r0 : r1 + 1]
+            res = {}
+            flat = np.repeat(np.arange(r1 - r0, dtype=np.int64) * g, cnt[r0:r1])
+            flat += ci_b
             if P is not None:
-                Cm = C[:m]
-                np.subtract(P[r0:r1], shift, out=Cm)
-                res["s1"] = Cm.sum(axis=0)
-                res["s2"] = np.einsum("ij,ij->j", Cm, Cm)
-                res["cross"] = np.bincount(ci, weights=d * np.take(Cm.ravel(), flat), minlength=g)
+                res["s1"], res["s2"] = _dense_moments(P, shift, r0, r1, buf)
+                if flat_p is not None:
+                    pv = np.take(flat_p, flat + r0 * g)
+                else:
+                    pv = P[np.repeat(np.arange(r0, r1), cnt[r0:r1]), ci_b]
+                res["cross"] = _column_sums(d * pv, ci_b, ip, g, np.ones(r1 - r0))
             if w is not None:
                 h1 = min(n, r1 + halo)
                 b = indptr[h1]
-                hl = np.repeat(np.arange(m, h1 - r0, dtype=np.int64), np.diff(indptr[r1 : h1 + 1]))
-                hflat = hl * g + indices[e:b]
-                D[flat] = d
-                D[hflat] = data[e:b]
-                t = np.zeros(flat.size)
-                for k in range(K):
-                    ok_k = np.repeat(offs[k][r0:r1], cnt)
-                    t += np.repeat(wts[k][r0:r1], cnt) * np.take(D, flat + ok_k)
-                if w.diag is not None:
-                    t += np.repeat(w.diag[r0:r1], cnt) * d
-                res["mcross"] = np.bincount(ci, weights=d * t, minlength=g)
-                res["mcx"] = np.bincount(ci, weights=d * np.repeat(w.c[r0:r1], cnt), minlength=g)
-                D[flat] = 0.0
-                D[hflat] = 0.0
+                hflat = np.repeat(np.arange(r1 - r0, h1 - r0, dtype=np.int64) * g, cnt[r1:h1])
+                hflat += indices[e:b]
+                D[flat] = M.data[a:e]
+                D[hflat] = M.data[e:b]
+                acc = np.zeros(g)
+                for off, wk in slots:
+                    if np.isscalar(off):
+                        idx = flat + off * g
+                    else:
+                        idx = flat + np.repeat(off[r0:r1], cnt[r0:r1]) * g
+                    acc += _column_sums(d * np.take(D, idx), ci_b, ip, g, wk[r0:r1])
+                res["mcross"] = acc
+                D[flat] = 0
+                D[hflat] = 0
             out.append(res)
         return out
 
     parts = _grouped_map(work, spans, n_jobs)
-    keys = parts[0].keys()
-    total = {}
-    for key in keys:
+    for key in parts[0]:
         acc = np.zeros(g)
         for p in parts:
             acc += p[key]
         total[key] = acc
+    if "mcross_diag" in total:
+        total["mcross"] = total["mcross"] + total.pop("mcross_diag")
     if shift is not None:
+        # sum x (P - shift) = sum x P - shift * sum x
+        total["cross"] = total["cross"] - shift * total["m1"]
         total["shift"] = shift
     return total
 
@@ -1241,12 +1304,17 @@ def compare_sample(
     P = np.asarray(P)
     if pidx is not None:
         P = P[:, pidx]
-    M = Mfull[sel_bins]
+    # every grid bin compared (the usual full field of view): no copy of the measured rows
+    all_bins = sel_bins.size == Mfull.shape[0] and np.array_equal(
+        sel_bins, np.arange(sel_bins.size)
+    )
+    M = Mfull if all_bins else Mfull[sel_bins]
     lib = totals[sel_bins].sum()
     if midx is not None:
         M = M[:, midx]
-    M.sum_duplicates()
-    M.sort_indices()
+    if not M.has_canonical_format:  # sorted, no duplicates; never reorder the caller's arrays
+        M = M.copy()
+        M.sum_duplicates()
     rows, cols = np.divmod(sel_bins, grid.shape[1])
     i, j = _lattice_edges(rows, cols, grid.shape, kind)
     A = sp.coo_matrix((np.ones(i.size), (i, j)), shape=(n_sel, n_sel))
