@@ -14,6 +14,7 @@ import torch
 from tario_clinical.encode import (
     ExpressionHead,
     encode_slides,
+    fit_expression_head,
     load_encoder,
     load_model_card,
 )
@@ -237,7 +238,11 @@ def test_head_stacked_on_backbone(formats: dict[str, Path], tiles: np.ndarray) -
     d = formats["safetensors"].parent
     backbone = load_encoder(formats["safetensors"], device="cpu")
     emb = backbone.encode_array(tiles)
-    head = ExpressionHead(alphas=[1.0]).fit(emb, emb[:, :3] * 2.0, genes=["G1", "G2", "G3"])
+    head = fit_expression_head(
+        backbone, tiles, emb[:, :3] * 2.0, genes=["G1", "G2", "G3"], alphas=[1.0]
+    )
+    ref = ExpressionHead(alphas=[1.0]).fit(emb, emb[:, :3] * 2.0, genes=["G1", "G2", "G3"])
+    np.testing.assert_array_equal(head.coef_, ref.coef_)
     head.save(d / "head.safetensors")
     (d / "stacked.json").write_text(json.dumps(_card(head={"weights": "head.safetensors"})))
     enc = load_encoder(d / "stacked.json", device="cpu")

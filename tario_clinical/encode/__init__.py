@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from .architectures import build_architecture, register_architecture
 from .engine import FUSIONS, EncodeResult, default_batch_size, encode_slides, pool_patients
-from .head import ExpressionHead
+from .head import ExpressionHead, fit_expression_head
 from .loaders import DEVICES, FrozenEncoder, load_encoder, resolve_device
 from .model_card import FORMATS, ModelCard, load_model_card, validate_model_card
 
@@ -28,6 +28,7 @@ __all__ = [
     "build_architecture",
     "default_batch_size",
     "encode_slides",
+    "fit_expression_head",
     "load_encoder",
     "load_model_card",
     "pool_patients",

@@ -215,12 +215,38 @@ def _slide_file(out: Path, slide_id: str) -> Path:
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    def writer(tmp: Path) -> None:
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
-        tmp.write_bytes(buf.getvalue())
+    """Write a per-slide result atomically (temporary file + rename).
 
-    atomic_write(path, writer)
+    No fsync: the rename is atomic against a killed process, which is what resuming needs, and
+    an fsync per slide costs more than encoding a small slide. After a power loss a damaged
+    file fails to load and the slide is recomputed (see :func:`_load_slide_result`).
+    """
+    import errno
+    import tempfile
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise OutputError(f"cannot write {path}: {err.strerror or err}") from err
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(buf.getvalue())
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        reason = (
+            "no space left on the device"
+            if err.errno == errno.ENOSPC
+            else (err.strerror or str(err))
+        )
+        raise OutputError(f"cannot write {path}: {reason}") from err
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _load_slide_result(path: Path, run_id: str) -> dict[str, Any] | None:
@@ -706,6 +732,11 @@ def _assemble(
         **encoder.provenance(),
     )
     prov_base["level"] = "patient"
+    from ..provenance import dependency_versions
+
+    prov_base["dependencies"].update(
+        dependency_versions(("openslide-bin", "safetensors", "tifffile", "pillow", "scikit-image"))
+    )
     prov_base["input_hashes"].update(inputs)
     # one JSON string: thousands of small h5 groups would make the h5ad slow to write and read
     prov_base["slide_tiling"] = json.dumps(

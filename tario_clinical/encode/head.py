@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import EncoderError
 
-__all__ = ["ExpressionHead"]
+__all__ = ["ExpressionHead", "fit_expression_head"]
 
 
 class ExpressionHead:
@@ -210,3 +210,51 @@ class ExpressionHead:
 
     def _repr_html_(self) -> str:
         return f"<code>{html.escape(repr(self))}</code>"
+
+
+def fit_expression_head(
+    backbone: object,
+    tiles: np.ndarray,
+    expression: np.ndarray,
+    *,
+    genes: Sequence[str],
+    alphas: Sequence[float] | None = None,
+    batch_size: int = 256,
+) -> ExpressionHead:
+    """Fit an :class:`ExpressionHead` from paired H&E tiles and measured expression.
+
+    The tiles are embedded with the frozen ``backbone`` (exactly as at inference: same
+    normalisation, device and dtype), then the ridge map is fitted. Save it with
+    :meth:`ExpressionHead.save` and add ``"head": {"weights": ...}`` to the backbone's model
+    card to obtain an expression-derived encoder.
+
+    Parameters
+    ----------
+    backbone : FrozenEncoder
+        Loaded backbone (:func:`~tario_clinical.encode.load_encoder`) without a head.
+    tiles : numpy.ndarray
+        ``(n, tile_px, tile_px, 3)`` uint8 tiles at the backbone's µm/px (e.g. the H&E under
+        each spatial-transcriptomics spot).
+    expression : numpy.ndarray
+        ``(n, n_genes)`` expression paired with the tiles.
+    genes : sequence of str
+    alphas : sequence of float, optional
+        Ridge penalties to choose from (GCV).
+    batch_size : int
+
+    Returns
+    -------
+    ExpressionHead
+    """
+    if getattr(backbone, "head", None) is not None:
+        raise EncoderError("fit_expression_head: the backbone already has a head; load it without")
+    t = np.asarray(tiles)
+    if t.ndim != 4 or t.shape[-1] != 3 or t.dtype != np.uint8:
+        raise EncoderError(
+            f"fit_expression_head: tiles must be (n, px, px, 3) uint8; got {t.shape} {t.dtype}"
+        )
+    emb = np.concatenate(
+        [backbone.encode_array(t[i : i + batch_size]) for i in range(0, len(t), batch_size)]  # type: ignore[attr-defined]
+    )
+    head = ExpressionHead() if alphas is None else ExpressionHead(alphas=alphas)
+    return head.fit(emb, expression, genes=genes)

@@ -80,6 +80,7 @@ def encode_slides_ray(
     device: str = "auto",
     batch_size: int | None = None,
     concurrency: int = 1,
+    read_concurrency: int = 1,
     num_gpus_per_actor: float = 0.0,
     seed: int = 0,
     fusion: Literal["early", "late"] = "late",
@@ -103,6 +104,8 @@ def encode_slides_ray(
         Tiles per Ray Data batch.
     concurrency : int
         Number of inference actors.
+    read_concurrency : int
+        Number of tile-reading actors.
     num_gpus_per_actor : float
         GPUs reserved by each inference actor (0 on CPU).
     ray_init : dict, optional
@@ -179,7 +182,7 @@ def encode_slides_ray(
             _Reader,
             fn_constructor_kwargs={"jobs": specs, "backend": backend},
             batch_size=bs,
-            concurrency=1,
+            concurrency=int(read_concurrency),
         )
         ds = ds.map_batches(
             _Predictor,

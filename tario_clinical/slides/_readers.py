@@ -167,6 +167,11 @@ class Slide:
                 f"slide {self.slide_id!r} ({self.path}): cannot read region at level-0 "
                 f"({x}, {y}), level {level}, size {w}x{h}: {err}"
             ) from err
+        mode = getattr(region, "mode", None)
+        if mode == "RGBA" and region.getextrema()[3] == (255, 255):
+            region = region.convert("RGB")  # opaque: drop alpha in C
+        elif mode == "RGB":
+            pass
         return _to_rgb(np.asarray(region))
 
     def _read_plain(self, x: int, y: int, level: int, w: int, h: int) -> np.ndarray:
@@ -241,6 +246,8 @@ def _to_rgb(arr: np.ndarray) -> np.ndarray:
     if c == 3:
         return np.ascontiguousarray(arr)
     if c == 4:
+        if int(arr[:, :, 3].min()) == 255:  # opaque (the usual case): drop alpha
+            return np.ascontiguousarray(arr[:, :, :3])
         rgb = arr[:, :, :3].astype(np.uint16)
         a = arr[:, :, 3:4].astype(np.uint16)
         out = (rgb * a + 255 * (255 - a) + 127) // 255

@@ -141,10 +141,22 @@ def test_full_disk_gives_output_error(
     inputs_before = _hashes(slides.parent)
     enc = load_encoder("demo", device="cpu")
 
-    def full(self: Path, data: bytes) -> int:
-        raise OSError(errno.ENOSPC, "No space left on device")
+    real_fdopen = os.fdopen
 
-    monkeypatch.setattr(Path, "write_bytes", full)
+    class _FullDisk:
+        def __init__(self, fh: object) -> None:
+            self.fh = fh
+
+        def write(self, data: bytes) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __enter__(self) -> _FullDisk:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.fh.close()  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(os, "fdopen", lambda fd, *a, **k: _FullDisk(real_fdopen(fd, *a, **k)))
     out = tmp_path / "full"
     with pytest.raises(OutputError, match="no space left"):
         encode_slides(slides, enc, out, device="cpu", progress=False, num_workers=0)
