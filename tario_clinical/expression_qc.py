@@ -778,24 +778,41 @@ def _grouped_map(fn, spans: list[tuple[int, int]], n_jobs: int) -> list:  # noqa
 
 
 def _dense_moments(
-    P: np.ndarray, shift: np.ndarray, r0: int, r1: int, buf: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """``sum (P - shift)`` and ``sum (P - shift)**2`` over rows ``r0:r1``, per column (float64).
+    P: np.ndarray,
+    shift: np.ndarray,
+    r0: int,
+    r1: int,
+    buf: np.ndarray,
+    rows_flat: np.ndarray | None = None,
+    bounds: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """``sum (P - shift)``, ``sum (P - shift)**2`` over rows ``r0:r1`` per column (float64), and
+    ``P`` read at the flat positions ``rows_flat`` (relative to row ``r0``) when given.
 
     The rows are shifted into a small float64 buffer a few rows at a time, so the buffer stays
-    in cache and the float32 matrix is never copied whole.
+    in cache and the float32 matrix is never copied whole; the look-ups of each few rows are
+    done while they are in cache (``bounds[k]`` = first look-up of relative row ``k``).
     """
     g = P.shape[1]
     bs = buf.shape[0]
     s1 = np.zeros(g)
     s2 = np.zeros(g)
+    pv = None if rows_flat is None else np.empty(rows_flat.size, dtype=P.dtype)
+    flat_p = P.reshape(-1) if pv is not None and P.flags.c_contiguous else None
     for a in range(r0, r1, bs):
         b = min(r1, a + bs)
         C = buf[: b - a]
         np.subtract(P[a:b], shift, out=C)
         s1 += C.sum(axis=0)
         s2 += np.einsum("ij,ij->j", C, C)
-    return s1, s2
+        if pv is not None:
+            i0, i1 = bounds[a - r0], bounds[b - r0]
+            if flat_p is not None:
+                np.take(flat_p, rows_flat[i0:i1] + r0 * g, out=pv[i0:i1])
+            else:
+                rr, cc = np.divmod(rows_flat[i0:i1], g)
+                pv[i0:i1] = P[rr + r0, cc]
+    return s1, s2, pv
 
 
 def _neighbour_slots(w: _Weights) -> list[tuple[int | np.ndarray, np.ndarray]]:
@@ -828,8 +845,9 @@ def _column_sums(
     be ``(rows, q)`` for ``q`` weightings in the same pass.
     """
     ip = indptr - indptr[0] if indptr[0] else indptr
-    V = sp.csr_matrix((vals, indices, ip), shape=(ip.size - 1, g), copy=False)
-    return np.asarray(V.T @ x)
+    # the CSR arrays read as CSC are the transpose: no conversion
+    Vt = sp.csc_matrix((vals, indices, ip), shape=(g, ip.size - 1), copy=False)
+    return np.asarray(Vt @ x)
 
 
 def _fused_parts(
@@ -859,7 +877,6 @@ def _fused_parts(
     # shift by the first row: keeps the raw moments well conditioned and makes a constant column
     # exactly zero after shifting (so its sum of squares is exactly 0)
     shift = None if P is None else np.asarray(P[0], dtype=np.float64)
-    flat_p = P.reshape(-1) if P is not None and P.flags.c_contiguous else None
     # whole-matrix sums that need no neighbour look-up: one compiled pass each
     rw = np.ones((n, 1)) if w is None else np.column_stack([np.ones(n), w.c])
     both = _column_sums(data, indices, indptr, g, rw)
@@ -884,11 +901,7 @@ def _fused_parts(
             flat = np.repeat(np.arange(r1 - r0, dtype=np.int64) * g, cnt[r0:r1])
             flat += ci_b
             if P is not None:
-                res["s1"], res["s2"] = _dense_moments(P, shift, r0, r1, buf)
-                if flat_p is not None:
-                    pv = np.take(flat_p, flat + r0 * g)
-                else:
-                    pv = P[np.repeat(np.arange(r0, r1), cnt[r0:r1]), ci_b]
+                res["s1"], res["s2"], pv = _dense_moments(P, shift, r0, r1, buf, flat, ip - a)
                 res["cross"] = _column_sums(d * pv, ci_b, ip, g, np.ones(r1 - r0))
             if w is not None:
                 h1 = min(n, r1 + halo)
@@ -905,8 +918,7 @@ def _fused_parts(
                         idx = flat + np.repeat(off[r0:r1], cnt[r0:r1]) * g
                     acc += _column_sums(d * np.take(D, idx), ci_b, ip, g, wk[r0:r1])
                 res["mcross"] = acc
-                D[flat] = 0
-                D[hflat] = 0
+                D[: (h1 - r0) * g] = 0
             out.append(res)
         return out
 
