@@ -103,8 +103,12 @@ def machine() -> dict:
 
 def _sub(args: list[str], timeout: float) -> dict | None:
     cmd = [sys.executable, __file__, "--one", *args]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=True)
+        out = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, check=True, env=env
+        )
     except subprocess.TimeoutExpired:
         return {"kind": args[0], "error": f"timeout after {timeout}s"}
     except subprocess.CalledProcessError as err:
