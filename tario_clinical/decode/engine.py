@@ -144,9 +144,6 @@ def class_weights(y: np.ndarray, member: np.ndarray, mode: str | None) -> np.nda
     return a
 
 
-_STATS = {"cg": 0, "ls": 0}
-
-
 def _loss(f: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.logaddexp(0.0, f) - y * f
 
@@ -226,7 +223,6 @@ def solve_path(
         eta = np.minimum(0.5, np.sqrt(gnorm / scale[cols])) * gnorm
         cg_on = np.ones(cols.size, dtype=bool)
         for _ in range(max_cg):
-            _STATS["cg"] += 1
             Fp = (F32 @ pV.astype(np.float32)).astype(np.float64) + pb
             WFp = W * Fp
             HpV = (F32.T @ WFp.astype(np.float32)).astype(np.float64) + pV
@@ -256,7 +252,6 @@ def solve_path(
         pending = np.ones(cols.size, dtype=bool)
         new_obj = obj[cols].copy()
         for _ in range(30):
-            _STATS["ls"] += 1
             ft = fa + t * Fd
             Vt = Va + t * dV
             lo = (CA[:, cols] * _loss(ft, Yz[:, cols])).sum(0)
