@@ -786,10 +786,10 @@ def _dense_moments(
     rows_flat: np.ndarray | None = None,
     bounds: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """``sum (P - shift)``, ``sum (P - shift)**2`` over rows ``r0:r1`` per column (float64), and
-    ``P`` read at the flat positions ``rows_flat`` (relative to row ``r0``) when given.
+    """Per-column ``sum (P - shift)`` and ``sum (P - shift)**2`` over rows ``r0:r1`` (float64).
 
-    The rows are shifted into a small float64 buffer a few rows at a time, so the buffer stays
+    Also returns ``P`` read at the flat positions ``rows_flat`` (relative to row ``r0``) when
+    given, else ``None``. The rows are shifted into a small float64 buffer a few rows at a time, so the buffer stays
     in cache and the float32 matrix is never copied whole; the look-ups of each few rows are
     done while they are in cache (``bounds[k]`` = first look-up of relative row ``k``).
     """
@@ -808,7 +808,7 @@ def _dense_moments(
         if pv is not None:
             i0, i1 = bounds[a - r0], bounds[b - r0]
             if flat_p is not None:
-                np.take(flat_p, rows_flat[i0:i1] + r0 * g, out=pv[i0:i1])
+                np.take(flat_p, rows_flat[i0:i1] + r0 * g, out=pv[i0:i1], mode="clip")
             else:
                 rr, cc = np.divmod(rows_flat[i0:i1], g)
                 pv[i0:i1] = P[rr + r0, cc]
@@ -868,8 +868,7 @@ def _fused_parts(
     depend on ``n_jobs``.
     """
     n, g = M.shape
-    data = M.data.astype(np.float64, copy=False)
-    indptr, indices = M.indptr, M.indices
+    indptr, indices, mdata = M.indptr, M.indices, M.data
     cnt = np.diff(indptr)
     halo = w.halo if w is not None else 0
     size = max(_row_block(g), 4 * halo)
@@ -877,59 +876,76 @@ def _fused_parts(
     # shift by the first row: keeps the raw moments well conditioned and makes a constant column
     # exactly zero after shifting (so its sum of squares is exactly 0)
     shift = None if P is None else np.asarray(P[0], dtype=np.float64)
-    # whole-matrix sums that need no neighbour look-up: one compiled pass each
-    rw = np.ones((n, 1)) if w is None else np.column_stack([np.ones(n), w.c])
-    both = _column_sums(data, indices, indptr, g, rw)
-    total = {"m1": both[:, 0], "m2": _column_sums(data * data, indices, indptr, g, np.ones(n))}
     if w is not None:
-        total["mcx"] = both[:, 1]
         slots = _neighbour_slots(w)
-        ddt = M.data.dtype if M.data.dtype in (np.float32, np.float64) else np.dtype(np.float64)
-        if w.diag is not None:
-            total["mcross_diag"] = _column_sums(data * data, indices, indptr, g, w.diag)
-    if P is None and w is None:
-        return total
+        ddt = mdata.dtype if mdata.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+        rw = np.column_stack([np.ones(n), w.c])
+    else:
+        rw = np.ones((n, 1))
+    # per-worker buffers sized for the largest block (no large allocations per block)
+    most = int(max(indptr[r1] - indptr[r0] for r0, r1 in spans))
 
     def work(group: list[tuple[int, int]]) -> list[dict[str, np.ndarray]]:
         out = []
         D = np.zeros((size + halo) * g, dtype=ddt) if w is not None else None
         buf = np.empty((32, g)) if P is not None else None
+        f64 = np.empty(most)
+        idx = np.empty(most, dtype=np.int64) if w is not None else None
+        look = np.empty(most, dtype=ddt) if w is not None else None
         for r0, r1 in group:
             a, e = indptr[r0], indptr[r1]
-            ci_b, d, ip = indices[a:e], data[a:e], indptr[r0 : r1 + 1]
+            m = int(e - a)
+            ci_b, ip = indices[a:e], indptr[r0 : r1 + 1]
+            d = mdata[a:e].astype(np.float64, copy=False)
             res = {}
+            # m1 and the Moran row weights (c, diagonal) in one pass; then sum x^2
+            both = _column_sums(d, ci_b, ip, g, rw[r0:r1])
+            res["m1"] = both[:, 0]
+            sq = np.multiply(d, d, out=f64[:m])
+            res["m2"] = _column_sums(sq, ci_b, ip, g, np.ones(r1 - r0))
+            if w is not None:
+                res["mcx"] = both[:, 1]
+                if w.diag is not None:
+                    res["mcross"] = _column_sums(sq, ci_b, ip, g, w.diag[r0:r1])
+            if P is None and w is None:
+                out.append(res)
+                continue
             flat = np.repeat(np.arange(r1 - r0, dtype=np.int64) * g, cnt[r0:r1])
             flat += ci_b
             if P is not None:
                 res["s1"], res["s2"], pv = _dense_moments(P, shift, r0, r1, buf, flat, ip - a)
-                res["cross"] = _column_sums(d * pv, ci_b, ip, g, np.ones(r1 - r0))
+                res["cross"] = _column_sums(
+                    np.multiply(d, pv, out=f64[:m]), ci_b, ip, g, np.ones(r1 - r0)
+                )
             if w is not None:
                 h1 = min(n, r1 + halo)
                 b = indptr[h1]
                 hflat = np.repeat(np.arange(r1 - r0, h1 - r0, dtype=np.int64) * g, cnt[r1:h1])
                 hflat += indices[e:b]
-                D[flat] = M.data[a:e]
-                D[hflat] = M.data[e:b]
-                acc = np.zeros(g)
+                D[flat] = mdata[a:e]
+                D[hflat] = mdata[e:b]
+                acc = res.get("mcross", np.zeros(g))
                 for off, wk in slots:
+                    ix = idx[:m]
                     if np.isscalar(off):
-                        idx = flat + off * g
+                        np.add(flat, off * g, out=ix)
                     else:
-                        idx = flat + np.repeat(off[r0:r1], cnt[r0:r1]) * g
-                    acc += _column_sums(d * np.take(D, idx), ci_b, ip, g, wk[r0:r1])
+                        np.add(flat, np.repeat(off[r0:r1], cnt[r0:r1]) * g, out=ix)
+                    np.take(D, ix, out=look[:m], mode="clip")  # valid indices; unbuffered
+                    prod = np.multiply(d, look[:m], out=f64[:m])
+                    acc = acc + _column_sums(prod, ci_b, ip, g, wk[r0:r1])
                 res["mcross"] = acc
                 D[: (h1 - r0) * g] = 0
             out.append(res)
         return out
 
     parts = _grouped_map(work, spans, n_jobs)
+    total = {}
     for key in parts[0]:
         acc = np.zeros(g)
         for p in parts:
             acc += p[key]
         total[key] = acc
-    if "mcross_diag" in total:
-        total["mcross"] = total["mcross"] + total.pop("mcross_diag")
     if shift is not None:
         # sum x (P - shift) = sum x P - shift * sum x
         total["cross"] = total["cross"] - shift * total["m1"]
