@@ -68,7 +68,6 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
     log.handlers[:] = [handler]
     log.setLevel(level)
-    log.propagate = False
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
