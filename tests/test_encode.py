@@ -416,3 +416,27 @@ def test_demo_recovers_planted_genotypes(tmp_path: Path) -> None:
         auc = roc_auc_score(y, p)
         # attainable AUROC from the latent programs is ~0.88 (EGFR) and ~0.81 (KRAS)
         assert auc > 0.7, (gene, auc, int(y.sum()))
+
+
+def test_non_finite_features_exclude_the_slide(slide_dir: Path, tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from tario_clinical.encode import register_architecture
+
+    class NanNet(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.ones(3))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            m = x.mean(dim=(2, 3)) * self.scale
+            return torch.where(m[:, :1] > -1e9, m * float("nan"), m)  # every tile NaN
+
+    register_architecture("test_nan_net", NanNet)
+    save_file({"scale": torch.ones(3)}, str(tmp_path / "nan.safetensors"))
+    card = _card(weights="nan.safetensors", architecture="test_nan_net",
+                 output={"kind": "embedding", "width": 3})  # fmt: skip
+    (tmp_path / "nan.json").write_text(json.dumps(card))
+    with pytest.raises(EncoderError, match="every slide was excluded.*non-finite"):
+        encode_slides(slide_dir / "slides.csv", tmp_path / "nan.json", tmp_path / "out",
+                      device="cpu", progress=False, num_workers=0)  # fmt: skip

@@ -604,21 +604,23 @@ def encode_slides(
                     q = torch.zeros(nf, dtype=acc_dtype, device=dev)
                     tiles_buf = [] if tile_output else None
                     failed = None
+                    nonfinite = torch.zeros((), dtype=torch.bool, device=dev)
                 if errs and failed is None:
                     failed = errs[0]
                 if failed is None:
                     feats = encoder(tiles)
-                    if not bool(torch.isfinite(feats).all()):
-                        failed = f"model produced non-finite features for slide {job.slide_id!r}"
-                    else:
-                        f64 = feats.to(acc_dtype)
-                        s += f64.sum(0)
-                        q += f64.square().sum(0)
-                        if tiles_buf is not None:
-                            tiles_buf.append(feats.half().cpu().numpy())
+                    # checked once per slide: a per-batch check would synchronise the GPU
+                    nonfinite |= ~torch.isfinite(feats).all()
+                    f64 = feats.to(acc_dtype)
+                    s += f64.sum(0)
+                    q += f64.square().sum(0)
+                    if tiles_buf is not None:
+                        tiles_buf.append(feats.half().cpu().numpy())
                 n_done += len(idx)
                 bar.update(len(idx))
                 if int(idx[-1]) == len(job.xy) - 1:  # last batch of this slide
+                    if failed is None and bool(nonfinite):
+                        failed = f"model produced non-finite features for slide {job.slide_id!r}"
                     if failed is not None:
                         excluded.append(
                             {
