@@ -440,3 +440,14 @@ def test_non_finite_features_exclude_the_slide(slide_dir: Path, tmp_path: Path) 
     with pytest.raises(EncoderError, match="every slide was excluded.*non-finite"):
         encode_slides(slide_dir / "slides.csv", tmp_path / "nan.json", tmp_path / "out",
                       device="cpu", progress=False, num_workers=0)  # fmt: skip
+
+
+def test_demo_assets_reproducible(tmp_path: Path) -> None:
+    """The committed backbone is regenerated bit-for-bit from its seed; the head refits."""
+    from tario_clinical.encode.demo import build_demo_assets
+
+    committed = json.loads(demo_card_path().read_text())
+    card = json.loads(build_demo_assets(tmp_path, n_tiles=120).read_text())
+    assert card["sha256"] == committed["sha256"]  # backbone weights: numpy seed, not torch RNG
+    head = ExpressionHead.load(tmp_path / "demo_head.safetensors")
+    assert head.genes_ == list(DEMO_GENES) and head.n_features_in_ == committed["output"]["width"]
