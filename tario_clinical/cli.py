@@ -17,6 +17,8 @@ from typing import Any
 import click
 
 from . import __version__
+from .encode._cli import encode as encode_command
+from .encode._cli import slide_options, write_slides_from_options
 from .errors import TarioClinicalError
 
 __all__ = ["main", "cli"]
@@ -115,13 +117,21 @@ def validate(clinical: Path, slides: Path | None, check_paths: bool) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--n-genes", type=click.IntRange(8, 25_000), default=2000, show_default=True)
 @click.option("--snr", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
-@click.option("--with-slides", is_flag=True, help="Also write synthetic H&E slides and slides.csv.")
+@slide_options
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path))
 @handle_errors
 def simulate(
-    n_patients: int, seed: int, n_genes: int, snr: float, with_slides: bool, out: Path
+    n_patients: int,
+    seed: int,
+    n_genes: int,
+    snr: float,
+    with_slides: bool,
+    slides_per_patient: int,
+    slide_px: int,
+    slide_mpp: float,
+    out: Path,
 ) -> None:
-    """Write a synthetic trial cohort (clinical.csv, representations.h5ad[, slides])."""
+    """Write a synthetic trial cohort (clinical.csv, representations.h5ad, truth.json[, slides])."""
     import json
 
     from .provenance import atomic_write_text, ensure_output_dir
@@ -138,10 +148,16 @@ def simulate(
         "params": trial.truth.params,
     }
     atomic_write_text(out / "truth.json", json.dumps(truth, indent=2, sort_keys=True, default=str))
-    if with_slides:
-        from .simulate.slides import write_synthetic_slides
-
-        manifest = write_synthetic_slides(trial, out, seed=seed)
+    manifest = write_slides_from_options(
+        trial,
+        str(out),
+        seed=seed,
+        with_slides=with_slides,
+        slides_per_patient=slides_per_patient,
+        slide_px=slide_px,
+        slide_mpp=slide_mpp,
+    )
+    if manifest is not None:
         paths["slides"] = str(out / "slides.csv")
         click.echo(f"wrote {len(manifest)} slides")
     for name, path in paths.items():
@@ -405,16 +421,7 @@ def demo(out: Path, n_patients: int, seed: int, no_progress: bool) -> None:
     _print_written(written)
 
 
-def _register_optional(group: click.Group) -> None:
-    """Commands living next to the code they run (kept importable without torch)."""
-    try:
-        from .encode._cli import encode as encode_command
-    except ImportError:  # pragma: no cover - the encode package is part of the distribution
-        return
-    group.add_command(encode_command, "encode")
-
-
-_register_optional(cli)
+cli.add_command(encode_command, "encode")
 
 
 def main(argv: list[str] | None = None) -> None:

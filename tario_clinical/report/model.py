@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
+import hashlib
 import json
 import logging
 import math
@@ -108,6 +109,36 @@ def canonical_json(obj: Any) -> str:
         json.dumps(jsonable(obj), sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False)
         + "\n"
     )
+
+
+def _hide_slide_ids(rep_prov: dict[str, Any]) -> dict[str, Any]:
+    """Per-slide provenance keyed by slide id (slide ids often embed patient ids) folded into
+    id-free summaries: one combined hash of all slide files, and the distinct tiling settings
+    with how many slides used each."""
+    out = dict(rep_prov)
+    hashes = out.get("input_hashes")
+    if isinstance(hashes, dict):
+        slide_hashes = sorted(v for k, v in hashes.items() if str(k).startswith("slide:"))
+        kept = {k: v for k, v in hashes.items() if not str(k).startswith("slide:")}
+        if slide_hashes:
+            digest = hashlib.sha256("\n".join(map(str, slide_hashes)).encode()).hexdigest()
+            kept["slides"] = {"n_files": len(slide_hashes), "sha256_of_sorted_file_hashes": digest}
+        out["input_hashes"] = kept
+    tiling = out.get("slide_tiling")
+    if isinstance(tiling, str):
+        try:
+            tiling = json.loads(tiling)
+        except ValueError:
+            tiling = None
+    if isinstance(tiling, dict):
+        counts: dict[str, int] = {}
+        for params in tiling.values():
+            if isinstance(params, dict):
+                params = {k: v for k, v in params.items() if k not in ("slide_id", "patient_id", "path")}
+            key = json.dumps(params, sort_keys=True, default=str)
+            counts[key] = counts.get(key, 0) + 1
+        out["slide_tiling"] = [{"n_slides": n, "settings": json.loads(k)} for k, n in sorted(counts.items())]
+    return out
 
 
 def _redact(obj: Any, ids: frozenset[str]) -> Any:
@@ -977,6 +1008,8 @@ def build_report(
         t = rep_prov.pop("created_utc")
         if t not in (None, "not recorded"):
             html_only["representations_created_utc"] = t
+    if not show_patient_ids and isinstance(rep_prov, dict):
+        rep_prov = _hide_slide_ids(rep_prov)
     report_prov = provenance_record(
         kind="report", seed=int(seed), include_time=False, parameters={}
     )
