@@ -199,8 +199,12 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write(path: str | Path, writer: Callable[[Path], Any]) -> Path:
+def atomic_write(path: str | Path, writer: Callable[[Path], Any], *, fsync: bool = True) -> Path:
     """Write a file atomically: ``writer(tmp_path)`` then fsync and rename onto ``path``.
+
+    ``fsync=False`` skips the flush to disk: the rename still makes the file appear whole or
+    not at all after a process crash or SIGKILL (only a power loss could lose it), which is
+    enough for cheap, re-computable per-item outputs such as per-slide encoder results.
 
     Raises
     ------
@@ -218,8 +222,9 @@ def atomic_write(path: str | Path, writer: Callable[[Path], Any]) -> Path:
     tmp = Path(tmp_name)
     try:
         writer(tmp)
-        with tmp.open("rb+") as fh:
-            os.fsync(fh.fileno())
+        if fsync:
+            with tmp.open("rb+") as fh:
+                os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
         os.replace(tmp, target)
     except OSError as err:

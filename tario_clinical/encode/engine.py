@@ -221,32 +221,11 @@ def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     an fsync per slide costs more than encoding a small slide. After a power loss a damaged
     file fails to load and the slide is recomputed (see :func:`_load_slide_result`).
     """
-    import errno
-    import tempfile
+    from ..provenance import atomic_write
 
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as err:
-        raise OutputError(f"cannot write {path}: {err.strerror or err}") from err
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(buf.getvalue())
-        os.replace(tmp, path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        reason = (
-            "no space left on the device"
-            if err.errno == errno.ENOSPC
-            else (err.strerror or str(err))
-        )
-        raise OutputError(f"cannot write {path}: {reason}") from err
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: tmp.write_bytes(buf.getvalue()), fsync=False)
 
 
 def _load_slide_result(path: Path, run_id: str) -> dict[str, Any] | None:

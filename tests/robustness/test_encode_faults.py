@@ -141,22 +141,11 @@ def test_full_disk_gives_output_error(
     inputs_before = _hashes(slides.parent)
     enc = load_encoder("demo", device="cpu")
 
-    real_fdopen = os.fdopen
+    def full_disk(self: Path, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    class _FullDisk:
-        def __init__(self, fh: object) -> None:
-            self.fh = fh
-
-        def write(self, data: bytes) -> int:
-            raise OSError(errno.ENOSPC, "No space left on device")
-
-        def __enter__(self) -> _FullDisk:
-            return self
-
-        def __exit__(self, *exc: object) -> None:
-            self.fh.close()  # type: ignore[attr-defined]
-
-    monkeypatch.setattr(os, "fdopen", lambda fd, *a, **k: _FullDisk(real_fdopen(fd, *a, **k)))
+    # per-slide results are written through provenance.atomic_write with Path.write_bytes
+    monkeypatch.setattr(Path, "write_bytes", full_disk)
     out = tmp_path / "full"
     with pytest.raises(OutputError, match="no space left"):
         encode_slides(slides, enc, out, device="cpu", progress=False, num_workers=0)
