@@ -3,5 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+PY=${PYTHON:-python3}
 OUT=${1:-demo_out}
-exec tario-clinical demo --out "$OUT"
+exec "$PY" -m tario_clinical.cli demo --out "$OUT"
