@@ -451,3 +451,35 @@ def test_demo_assets_reproducible(tmp_path: Path) -> None:
     assert card["sha256"] == committed["sha256"]  # backbone weights: numpy seed, not torch RNG
     head = ExpressionHead.load(tmp_path / "demo_head.safetensors")
     assert head.genes_ == list(DEMO_GENES) and head.n_features_in_ == committed["output"]["width"]
+
+
+def test_strip_reads_equal_tile_by_tile_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches read as horizontal strips give exactly the pixels of single-tile reads."""
+    import tario_clinical as tc
+    from tario_clinical.encode import engine
+    from tario_clinical.simulate.slides import write_synthetic_slides
+
+    trial = tc.simulate_trial(10, seed=3, n_genes=20, compute_attainable=False)
+    write_synthetic_slides(
+        trial, tmp_path, seed=3, patients=list(trial.clinical.patient_id[:2]), size_px=640
+    )
+    calls = {"strips": 0}
+    original = engine._TileDataset.__getitems__
+
+    def counting(self, indices):  # noqa: ANN001, ANN202
+        calls["strips"] += 1
+        return original(self, indices)
+
+    monkeypatch.setattr(engine._TileDataset, "__getitems__", counting)
+    a = engine.encode_slides(
+        tmp_path / "slides.csv", "demo", tmp_path / "a", progress=False, num_workers=0
+    )
+    assert calls["strips"] > 0
+    monkeypatch.delattr(engine._TileDataset, "__getitems__")
+    b = engine.encode_slides(
+        tmp_path / "slides.csv", "demo", tmp_path / "b", progress=False, num_workers=0
+    )
+    np.testing.assert_array_equal(a.representations.X, b.representations.X)
+    np.testing.assert_array_equal(a.representations.layers["sd"], b.representations.layers["sd"])
