@@ -119,9 +119,19 @@ class DesignConfig(_Strict):
 
 
 class ExpressionQCConfig(_Strict):
-    measured: Path
-    predicted: Path
-    tile_um: float = Field(gt=0)
+    """Predicted vs measured spatial transcriptomics.
+
+    ``samples`` is a table (CSV/TSV/Parquet/Excel) with one row per sample: ``sample_id``,
+    ``predicted`` (tile-level predictions, .h5ad with tile centres), ``measured`` (a transcript
+    table .csv/.tsv/.parquet with x, y in µm and gene, or a cell/spot .h5ad), optional
+    ``cancer_type`` and ``affine`` (six or nine numbers, measured µm -> slide µm, row-major,
+    separated by spaces or commas). Paths are relative to the samples table.
+    """
+
+    samples: Path
+    tile_um: float | None = Field(default=None, gt=0)
+    mpp: float | None = Field(default=None, gt=0)
+    adjacency: Literal["rook", "queen"] = "rook"
 
 
 class ReportConfig(_Strict):
@@ -209,10 +219,7 @@ def _resolve_paths(cfg: StudyConfig, base: Path) -> StudyConfig:
     }
     if cfg.expression_qc is not None:
         updates["expression_qc"] = cfg.expression_qc.model_copy(
-            update={
-                "measured": fix(cfg.expression_qc.measured),
-                "predicted": fix(cfg.expression_qc.predicted),
-            }
+            update={"samples": fix(cfg.expression_qc.samples)}
         )
     return cfg.model_copy(update=updates)
 
