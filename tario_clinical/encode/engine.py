@@ -256,6 +256,34 @@ def default_batch_size(device: str, tile_px: int) -> int:
     return int(max(16, min(1024, 256 * scale, by_mem)))
 
 
+def _tiling_params(encoder: Any, min_tissue: float) -> dict[str, Any]:
+    """Tiling settings recorded in provenance and in the output folder's fingerprint."""
+    return {
+        "tile_px": encoder.card.tile_px,
+        "mpp": encoder.card.mpp,
+        "min_tissue": float(min_tissue),
+        "tissue": "saturation-otsu thumbnail 8 um/px",
+        "grid": "non-overlapping",
+    }
+
+
+def _claim_output(out: Path, fp: dict[str, Any]) -> None:
+    """Record the run fingerprint in ``out/run.json``; refuse a folder of another model/tiling."""
+    run_file = out / "run.json"
+    if run_file.is_file():
+        try:
+            prev = json.loads(run_file.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            prev = {}
+        if prev.get("id") != fp["id"]:
+            raise OutputError(
+                f"output folder {out} holds results of a different model or tiling "
+                f"(run.json id {prev.get('id')!r}, this run {fp['id']!r}); use a new --out"
+            )
+    else:
+        atomic_write_text(run_file, json.dumps(fp, indent=1, sort_keys=True))
+
+
 def _fingerprint(encoder: Any, tiling: dict[str, Any]) -> dict[str, Any]:
     fp = {
         "weights_sha256": encoder.weights_sha256,
@@ -576,27 +604,9 @@ def encode_slides(
     encoder = load_encoder(model, device=device)
     out = ensure_output_dir(out_dir)
     _clean_stale_tmp(out)
-    tiling_params = {
-        "tile_px": encoder.card.tile_px,
-        "mpp": encoder.card.mpp,
-        "min_tissue": float(min_tissue),
-        "tissue": "saturation-otsu thumbnail 8 um/px",
-        "grid": "non-overlapping",
-    }
+    tiling_params = _tiling_params(encoder, min_tissue)
     fp = _fingerprint(encoder, tiling_params)
-    run_file = out / "run.json"
-    if run_file.is_file():
-        try:
-            prev = json.loads(run_file.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            prev = {}
-        if prev.get("id") != fp["id"]:
-            raise OutputError(
-                f"output folder {out} holds results of a different model or tiling "
-                f"(run.json id {prev.get('id')!r}, this run {fp['id']!r}); use a new --out"
-            )
-    else:
-        atomic_write_text(run_file, json.dumps(fp, indent=1, sort_keys=True))
+    _claim_output(out, fp)
     jobs, done, excluded = _prepare(
         manifest, encoder, out, run_id=fp["id"], tiling_params=tiling_params, backend=backend
     )

@@ -17,10 +17,19 @@ import numpy as np
 import pandas as pd
 
 from ..errors import EncoderError
-from ..provenance import atomic_write_text, ensure_output_dir
+from ..provenance import ensure_output_dir
 from ..slides import open_slide, read_slide_manifest
 from ..slides.tiling import read_tile_at
-from .engine import FUSIONS, EncodeResult, _assemble, _fingerprint, _finish_slide, _prepare
+from .engine import (
+    FUSIONS,
+    EncodeResult,
+    _assemble,
+    _claim_output,
+    _fingerprint,
+    _finish_slide,
+    _prepare,
+    _tiling_params,
+)
 
 __all__ = ["encode_slides_ray"]
 
@@ -134,19 +143,9 @@ def encode_slides_ray(
     manifest = read_slide_manifest(slides, allow_outside=allow_outside)
     encoder = load_encoder(model, device="cpu")  # driver copy: card, hashes, feature names
     out = ensure_output_dir(out_dir)
-    tiling_params = {
-        "tile_px": encoder.card.tile_px,
-        "mpp": encoder.card.mpp,
-        "min_tissue": float(min_tissue),
-        "tissue": "saturation-otsu thumbnail 8 um/px",
-        "grid": "non-overlapping",
-    }
+    tiling_params = _tiling_params(encoder, min_tissue)
     fp = _fingerprint(encoder, tiling_params)
-    run_file = out / "run.json"
-    if not run_file.is_file():
-        import json
-
-        atomic_write_text(run_file, json.dumps(fp, indent=1, sort_keys=True))
+    _claim_output(out, fp)
     jobs, done, excluded = _prepare(
         manifest, encoder, out, run_id=fp["id"], tiling_params=tiling_params, backend=backend
     )
