@@ -182,27 +182,29 @@ class _TileDataset:
         out: dict[int, tuple[np.ndarray, int, int, str]] = {}
         xy = job.xy[ks]
         step = job.read_px * ds
+        whole_ds = float(ds).is_integer()
         for y in np.unique(xy[:, 1]):
             row = np.flatnonzero(xy[:, 1] == y)
             row = row[np.argsort(xy[row, 0], kind="stable")]
-            x0 = int(xy[row[0], 0])
-            offs = (xy[row, 0] - x0) / ds
-            contiguous = np.allclose(np.diff(xy[row, 0]), step) if len(row) > 1 else True
-            whole = np.allclose(offs, np.round(offs)) and float(ds).is_integer()
-            if len(row) < 2 or not (contiguous and whole):
-                for r in row:
-                    out[r] = self[idx[r]]
-                continue
-            width = int(round(offs[-1])) + job.read_px
-            try:
-                strip = slide.read_region((x0, int(y)), job.level, (width, job.read_px))
-            except Exception:  # noqa: BLE001 - fall back to single tiles (they report errors)
-                for r in row:
-                    out[r] = self[idx[r]]
-                continue
-            for r, off in zip(row, np.round(offs).astype(int), strict=True):
-                region = strip[:, off : off + job.read_px]
-                out[r] = (_resize_tile(region, job.read_px, job.tile_px), j, int(ks[r]), "")
+            # runs of side-by-side tiles (tissue holes split a grid row into several runs)
+            gaps = np.flatnonzero(~np.isclose(np.diff(xy[row, 0]), step)) + 1
+            for run in np.split(row, gaps):
+                x0 = int(xy[run[0], 0])
+                offs = (xy[run, 0] - x0) / ds
+                if len(run) < 2 or not (whole_ds and np.allclose(offs, np.round(offs))):
+                    for r in run:
+                        out[r] = self[idx[r]]
+                    continue
+                width = int(round(offs[-1])) + job.read_px
+                try:
+                    strip = slide.read_region((x0, int(y)), job.level, (width, job.read_px))
+                except Exception:  # noqa: BLE001 - fall back to single tiles (they report errors)
+                    for r in run:
+                        out[r] = self[idx[r]]
+                    continue
+                for r, off in zip(run, np.round(offs).astype(int), strict=True):
+                    region = strip[:, off : off + job.read_px]
+                    out[r] = (_resize_tile(region, job.read_px, job.tile_px), j, int(ks[r]), "")
         return [out[r] for r in range(len(idx))]
 
     def batches(self, batch_size: int) -> list[list[int]]:
