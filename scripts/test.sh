@@ -4,6 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 PY=${PYTHON:-python3}
+"$PY" -m ruff check --quiet .
+"$PY" -m ruff format --check --quiet .
 set +e
 "$PY" -m pytest -n 2 --dist loadfile -p no:cacheprovider "$@"
 rc=$?

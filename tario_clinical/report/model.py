@@ -134,10 +134,14 @@ def _hide_slide_ids(rep_prov: dict[str, Any]) -> dict[str, Any]:
         counts: dict[str, int] = {}
         for params in tiling.values():
             if isinstance(params, dict):
-                params = {k: v for k, v in params.items() if k not in ("slide_id", "patient_id", "path")}
+                params = {
+                    k: v for k, v in params.items() if k not in ("slide_id", "patient_id", "path")
+                }
             key = json.dumps(params, sort_keys=True, default=str)
             counts[key] = counts.get(key, 0) + 1
-        out["slide_tiling"] = [{"n_slides": n, "settings": json.loads(k)} for k, n in sorted(counts.items())]
+        out["slide_tiling"] = [
+            {"n_slides": n, "settings": json.loads(k)} for k, n in sorted(counts.items())
+        ]
     return out
 
 
