@@ -137,10 +137,11 @@ def test_fast_engine_matches_sklearn_reference_engine():
 
 
 @pytest.mark.slow
+@pytest.mark.slow
 def test_ci_covers_attainable_auroc_on_simulated_trials():
     hits, total, gaps = 0, 0, []
-    for seed in (1, 2):
-        trial = tario_clinical.simulate_trial(2000, seed=seed, n_genes=30, snr=3.0)
+    for seed in (1, 2, 3):
+        trial = tario_clinical.simulate_trial(5000, seed=seed, n_genes=30, snr=3.0)
         targets = ["EGFR", "KRAS", "STK11", "PTEN", "responder"]
         res = tario_clinical.decode(
             trial.representations,
@@ -157,11 +158,12 @@ def test_ci_covers_attainable_auroc_on_simulated_trials():
             gaps.append(s.loc[t, "auroc"] - truth)
             total += 1
     # The planted value is the ceiling of a linear decoder trained on unlimited data; a decoder
-    # learned from 1,600 training patients loses ~0.01-0.02 (learning loss) and the realised
-    # cohort's attainable value varies by sampling, so coverage sits below the nominal 95 %.
-    # Observed with these seeds: 7/10 covered, mean gap -0.012.
-    assert hits / total >= 0.7
-    assert abs(np.mean(gaps)) <= 0.02
+    # learned from 4,000 training patients loses a little (learning loss shrinks like 1/n while
+    # the CI shrinks like 1/sqrt(n), so large cohorts are where coverage can be checked).
+    # Observed with seeds 1-4 at n = 5,000: 19/20 covered, mean gap -0.004 (at n = 2,000: 7/10,
+    # -0.012). With 15 intervals, >= 12 covered fails with probability < 3 % at 95 % coverage.
+    assert hits / total >= 0.8
+    assert abs(np.mean(gaps)) <= 0.01
 
 
 # ------------------------------------------------------------------------ API and outputs
