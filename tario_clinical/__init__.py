@@ -45,6 +45,13 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "encode": ("tario_clinical.encode", None),
     "report": ("tario_clinical.report", None),
     "provenance": ("tario_clinical.provenance", None),
+    "pipeline": ("tario_clinical.pipeline", None),
+    "config": ("tario_clinical.config", None),
+    "load_config": ("tario_clinical.config", "load_config"),
+    "encode_slides": ("tario_clinical.encode", "encode_slides"),
+    "load_encoder": ("tario_clinical.encode", "load_encoder"),
+    "ExpressionHead": ("tario_clinical.encode", "ExpressionHead"),
+    "open_slide": ("tario_clinical.slides", "open_slide"),
 }
 
 __all__ = [
