@@ -12,7 +12,7 @@ Examples
 >>> X = pd.DataFrame(rng.normal(size=(80, 30)), index=[f"P{i}" for i in range(80)])
 >>> clin = pd.DataFrame({"patient_id": X.index, "EGFR": (X[0] + rng.normal(size=80) > 0).astype(int)})
 >>> res = tario_clinical.decode(X, clin, targets=["EGFR"], n_repeats=1, seed=0)
->>> res.summary().loc[0, "auroc"] > 0.6
+>>> bool(res.summary().loc[0, "auroc"] > 0.6)
 True
 """
 
