@@ -397,6 +397,17 @@ def maxstat_cutpoint(
     wrong (the cut-point was chosen to minimise it); ``p_value`` is the Lausen & Schumacher
     (1992) approximation to the distribution of the maximum, which corrects for the search.
 
+    Parameters
+    ----------
+    df : DataFrame
+        One row per patient (pandas or polars).
+    time, event : str
+        Column names: follow-up time (>= 0) and event indicator (1 event, 0 censored).
+    score : str
+        Column of the continuous score (finite for every patient).
+    min_prop : float, default 0.1
+        Minimum fraction of patients on each side of a candidate cut-off, in (0, 0.5).
+
     Returns
     -------
     DataFrame

@@ -125,6 +125,20 @@ def normalise_binary(values: Any, *, column: str, source: str | None = None) -> 
     ``True`` -> 1; ``wt``, ``WT``, ``wild-type``, ``0``, ``False`` -> 0; blank, ``NA``,
     ``unknown`` -> missing).
 
+    Parameters
+    ----------
+    values : array-like or Series
+        One label per patient.
+    column : str
+        Column name used in the error message and the violations.
+    source : str, optional
+        Name used in the violations' ``file`` column and in the message (default ``"<labels>"``).
+
+    Returns
+    -------
+    Series
+        float 1.0 / 0.0 / NaN; the index of ``values`` when it is a Series, else a range index.
+
     Raises
     ------
     SchemaError

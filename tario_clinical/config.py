@@ -227,7 +227,26 @@ def _resolve_paths(cfg: StudyConfig, base: Path) -> StudyConfig:
 def config_from_dict(
     data: Any, *, source: str = "<config>", base: Path | None = None
 ) -> StudyConfig:
-    """Validate a parsed configuration mapping; relative paths resolve against ``base``."""
+    """Validate a parsed configuration mapping; relative paths resolve against ``base``.
+
+    Parameters
+    ----------
+    data : dict
+        Parsed configuration (e.g. from YAML).
+    source : str, default "<config>"
+        Name of the configuration (e.g. its file) used in error messages.
+    base : Path, optional
+        Folder that relative paths resolve against; default the current working directory.
+
+    Returns
+    -------
+    StudyConfig
+
+    Raises
+    ------
+    ConfigError
+        If ``data`` is not a mapping or fails validation (every error is listed).
+    """
     if not isinstance(data, dict):
         raise ConfigError(
             f"{source}: the configuration must be a mapping of keys (got {type(data).__name__})"

@@ -72,6 +72,22 @@ def schoenfeld_events(
     ``D = (z_{1-alpha/2} + z_{power})^2 / (p (1 - p) log(hr)^2)`` with ``p`` the fraction
     allocated to the experimental arm. Not rounded.
 
+    Parameters
+    ----------
+    hr : float
+        Hazard ratio experimental vs control (positive, finite, not 1).
+    alpha : float, default 0.05
+        Two-sided significance level, in (0, 1).
+    power : float, default 0.8
+        Target power, in (0, 1).
+    allocation : float, default 0.5
+        Fraction of patients allocated to the experimental arm, in (0, 1).
+
+    Returns
+    -------
+    float
+        Required number of events (not rounded).
+
     Raises
     ------
     ValueError
@@ -91,7 +107,29 @@ def power_from_events(
     events: float | np.ndarray, hr: float, *, alpha: float = 0.05, allocation: float = 0.5
 ) -> float | np.ndarray:
     """Power of the two-sided log-rank test with ``events`` events (Schoenfeld), counting
-    rejections in the direction of the effect."""
+    rejections in the direction of the effect.
+
+    Parameters
+    ----------
+    events : float or numpy.ndarray
+        Number of events; an array gives the power element-wise.
+    hr : float
+        Hazard ratio experimental vs control (positive, finite).
+    alpha : float, default 0.05
+        Two-sided significance level, in (0, 1).
+    allocation : float, default 0.5
+        Fraction of patients allocated to the experimental arm, in (0, 1).
+
+    Returns
+    -------
+    float or numpy.ndarray
+        Power (a float for scalar ``events``, else an array of the same shape).
+
+    Raises
+    ------
+    ValueError
+        Parameters out of range.
+    """
     _check_hr("hr", hr)
     _check_prob("alpha", alpha)
     _check_prob("allocation", allocation)
@@ -117,6 +155,30 @@ def event_probability(
     ``hr`` times the control hazard), uniform entry on ``[0, accrual]``, analysis at
     ``accrual + follow_up``: ``P(λ) = 1 - (exp(-λ f) - exp(-λ (a + f))) / (λ a)``, averaged
     over arms by ``allocation``.
+
+    Parameters
+    ----------
+    median_control : float
+        Median survival of the control arm (> 0), in the time unit of ``accrual`` and
+        ``follow_up``.
+    hr : float
+        Hazard ratio experimental vs control (positive, finite).
+    accrual : float
+        Accrual duration (>= 0; 0 = every patient enters at time 0).
+    follow_up : float
+        Follow-up after the end of accrual (>= 0; ``accrual + follow_up`` must be > 0).
+    allocation : float, default 0.5
+        Fraction of patients allocated to the experimental arm, in (0, 1).
+
+    Returns
+    -------
+    float
+        Probability in [0, 1].
+
+    Raises
+    ------
+    ValueError
+        Parameters out of range.
     """
     if median_control <= 0 or accrual < 0 or follow_up < 0 or accrual + follow_up <= 0:
         raise ValueError(
@@ -138,7 +200,27 @@ def event_probability(
 
 
 def number_to_screen(n_patients: float, prevalence: float, *, assay_success: float = 1.0) -> int:
-    """Patients to screen to enrol ``n_patients`` biomarker-positive patients."""
+    """Patients to screen to enrol ``n_patients`` biomarker-positive patients.
+
+    Parameters
+    ----------
+    n_patients : float
+        Biomarker-positive patients to enrol.
+    prevalence : float
+        Fraction of screened patients who are biomarker-positive, in (0, 1].
+    assay_success : float, default 1.0
+        Fraction of screened patients with an evaluable assay, in (0, 1].
+
+    Returns
+    -------
+    int
+        ``ceil(n_patients / (prevalence * assay_success))``.
+
+    Raises
+    ------
+    ValueError
+        ``prevalence`` or ``assay_success`` outside (0, 1].
+    """
     _check_prob("prevalence", prevalence, closed_high=True)
     _check_prob("assay_success", assay_success, closed_high=True)
     return int(math.ceil(n_patients / (prevalence * assay_success) - 1e-9))
@@ -355,6 +437,14 @@ def power_curves(
 ) -> pd.DataFrame:
     """Formula power of each design against the number enrolled.
 
+    Parameters
+    ----------
+    comparison : DesignComparison
+        Output of :func:`compare_designs` (its ``parameters`` and per-design ``table``).
+    n_patients : sequence of float, optional
+        Numbers enrolled at which every design is evaluated. Default: up to 60 rounded values
+        from 10 to 1.5 times the largest sample size in ``comparison.table``.
+
     Returns
     -------
     DataFrame
@@ -419,7 +509,28 @@ def plot_power_curves(
     x: str = "n_screened",
     target: float | None = None,
 ) -> Axes:
-    """Plot power against ``x`` (``n_screened``, ``n_patients`` or ``events``) per design."""
+    """Plot power against ``x`` (``n_screened``, ``n_patients`` or ``events``) per design.
+
+    Parameters
+    ----------
+    curves : DataFrame
+        Output of :func:`power_curves` (columns ``design``, ``power`` and ``x``).
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on; default a new 6.5 x 4.2 inch figure.
+    x : {"n_screened", "n_patients", "events"}, default "n_screened"
+        Column on the horizontal axis.
+    target : float, optional
+        Target power, drawn as a dashed horizontal line.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+
+    Raises
+    ------
+    ValueError
+        Unknown ``x``.
+    """
     if x not in ("n_screened", "n_patients", "events"):
         raise ValueError(
             f"x={x!r} is not allowed; choose one of 'n_screened', 'n_patients', 'events'"
@@ -460,6 +571,20 @@ def simulate_power(
     (rejections in the direction of the effect count). Child seeds come from
     ``SeedSequence(seed).spawn(n_simulations)``, so results do not depend on the order of
     evaluation.
+
+    Parameters
+    ----------
+    comparison : DesignComparison
+        Output of :func:`compare_designs`: the design parameters and per-design sample sizes.
+    design : {"enriched", "all-comers", "all-comers (biomarker-positive test)"}, default "enriched"
+        Design to simulate.
+    n_patients : int, optional
+        Patients enrolled per simulated trial (>= 4); default the design's ``n_patients`` in
+        ``comparison.table``.
+    n_simulations : int, default 500
+        Number of simulated trials (>= 10).
+    seed : int, default 0
+        Root of the per-trial ``SeedSequence``.
 
     Returns
     -------

@@ -356,12 +356,42 @@ def embedding_map(
 
 
 def pca_map(representations: Any, cohort: Any = None, **kwargs: Any) -> pd.DataFrame:
-    """:func:`embedding_map` with ``method="pca"``."""
+    """:func:`embedding_map` with ``method="pca"``.
+
+    Parameters
+    ----------
+    representations : AnnData or DataFrame
+        Patients x features (``obs_names`` / index = patient ids).
+    cohort : Cohort or DataFrame, optional
+        Clinical table joined by ``patient_id`` to annotate the map.
+    **kwargs
+        Other keyword arguments of :func:`embedding_map` (``annotations``, ``standardize`` ...).
+
+    Returns
+    -------
+    DataFrame
+        ``patient_id, method, x, y`` then the annotation columns (see :func:`embedding_map`).
+    """
     return embedding_map(representations, cohort, method="pca", **kwargs)
 
 
 def tsne_map(representations: Any, cohort: Any = None, **kwargs: Any) -> pd.DataFrame:
-    """:func:`embedding_map` with ``method="tsne"``."""
+    """:func:`embedding_map` with ``method="tsne"``.
+
+    Parameters
+    ----------
+    representations : AnnData or DataFrame
+        Patients x features (``obs_names`` / index = patient ids).
+    cohort : Cohort or DataFrame, optional
+        Clinical table joined by ``patient_id`` to annotate the map.
+    **kwargs
+        Other keyword arguments of :func:`embedding_map` (``annotations``, ``standardize`` ...).
+
+    Returns
+    -------
+    DataFrame
+        ``patient_id, method, x, y`` then the annotation columns (see :func:`embedding_map`).
+    """
     return embedding_map(representations, cohort, method="tsne", **kwargs)
 
 

@@ -282,6 +282,21 @@ def tile_centres_um(
     with 2 columns in level-0 pixels times ``mpp`` (argument, else
     ``uns["tario_clinical"]["mpp"]`` or ``["tiling"]["mpp"]``), or in µm when no ``mpp`` is known.
 
+    Parameters
+    ----------
+    data : AnnData or numpy.ndarray
+        Tiles (or cells) AnnData, or an ``(n, 2)`` array already in µm (returned as float64).
+    mpp : float, optional
+        µm per level-0 pixel, applied to 2-column pixel coordinates in ``obsm[spatial_key]``;
+        default from ``uns`` (see above).
+    spatial_key : str, default "spatial"
+        ``obsm`` key of the coordinates.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n, 2)`` float64 centres ``(x, y)`` in µm.
+
     Raises
     ------
     SchemaError
@@ -340,6 +355,24 @@ def apply_affine(
 
     ``affine`` maps the measured (SpT) frame onto the slide frame, both in µm; ``None`` is the
     identity.
+
+    Parameters
+    ----------
+    xy : array-like
+        ``(n, 2)`` points ``(x, y)`` in µm.
+    affine : array-like or None
+        2 × 3 or 3 × 3 matrix (a 3 × 3 one must have last row ``[0, 0, 1]``), finite and
+        invertible; ``None`` for the identity.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n, 2)`` float64 mapped points.
+
+    Raises
+    ------
+    SchemaError
+        If ``affine`` has the wrong shape or is not finite and invertible.
     """
     a = _check_affine(affine)
     xy = np.asarray(xy, dtype=np.float64)
@@ -1757,7 +1790,19 @@ def _plot_curve(curve: pd.DataFrame, column: str, ax: Axes, ylabel: str) -> Axes
 
 
 def plot_spatial_correlation_curve(result: ExpressionQCResult, *, ax: Axes | None = None) -> Axes:
-    """Mean spatial correlation over the top-k genes ranked by Moran's I, per cancer type."""
+    """Mean spatial correlation over the top-k genes ranked by Moran's I, per cancer type.
+
+    Parameters
+    ----------
+    result : ExpressionQCResult
+        Output of :func:`evaluate_expression`.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on; default a new 5.5 x 4 inch figure.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
     ax = _new_ax(ax)
     _plot_curve(result.spatial_curve(), "mean_spatial_r", ax, "mean spatial Pearson r")
     ax.set_title("Predicted vs measured: spatial correlation")
@@ -1765,7 +1810,19 @@ def plot_spatial_correlation_curve(result: ExpressionQCResult, *, ax: Axes | Non
 
 
 def plot_bulk_correlation_curve(result: ExpressionQCResult, *, ax: Axes | None = None) -> Axes:
-    """Mean bulk correlation (across samples) over the top-k genes by Moran's I, per cancer type."""
+    """Mean bulk correlation (across samples) over the top-k genes by Moran's I, per cancer type.
+
+    Parameters
+    ----------
+    result : ExpressionQCResult
+        Output of :func:`evaluate_expression`.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on; default a new 5.5 x 4 inch figure.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
     ax = _new_ax(ax)
     _plot_curve(result.bulk_curve(), "mean_bulk_r", ax, "mean bulk Pearson r (across samples)")
     ax.set_title("Predicted vs measured: bulk correlation")

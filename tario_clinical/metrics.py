@@ -407,7 +407,23 @@ def delong_test(
 
 # ------------------------------------------------------------------ other binary metrics
 def auprc(y_true: Any, y_score: Any) -> float:
-    """Area under the precision–recall curve as average precision (step-wise, no interpolation)."""
+    """Area under the precision–recall curve as average precision (step-wise, no interpolation).
+
+    Parameters
+    ----------
+    y_true : array-like of 0/1
+    y_score : array-like of float
+        Higher means more likely positive.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    AnalysisError
+        If only one class is present.
+    """
     y, s = _check_binary(y_true, y_score)
     order = np.argsort(-s, kind="mergesort")
     ys, ss = y[order], s[order]
@@ -422,7 +438,19 @@ def auprc(y_true: Any, y_score: Any) -> float:
 
 
 def brier(y_true: Any, y_prob: Any) -> float:
-    """Brier score: mean squared difference between predicted probability and outcome."""
+    """Brier score: mean squared difference between predicted probability and outcome.
+
+    Parameters
+    ----------
+    y_true : array-like of 0/1
+        A single class is allowed.
+    y_prob : array-like of probabilities in [0, 1]
+
+    Returns
+    -------
+    float
+        0 is perfect; lower is better.
+    """
     y, p = _check_binary(y_true, y_prob, name="y_prob", need_both=False)
     if np.any((p < 0) | (p > 1)):
         raise SchemaError("y_prob must lie in [0, 1]; got values outside.")
@@ -550,6 +578,26 @@ def permutation_pvalue(
 
     Note: this permutes labels against *fixed* scores. To test a whole CV pipeline, pass
     out-of-fold scores (each computed without the patient's own label).
+
+    Parameters
+    ----------
+    y_true : array-like of 0/1
+    y_score : array-like of float
+        Higher means more likely positive.
+    n_permutations : int, default 1000
+        Number of label permutations (>= 1).
+    seed : int, default 0
+        Seed of the permutation generator.
+
+    Returns
+    -------
+    float
+        In ``[1 / (1 + n_permutations), 1]``.
+
+    Raises
+    ------
+    AnalysisError
+        If only one class is present.
     """
     y, s = _check_binary(y_true, y_score)
     if int(n_permutations) < 1:
@@ -658,7 +706,22 @@ def multiclass_auroc(
 
 # -------------------------------------------------------------------------------- triage
 def wilson_ci(k: int, n: int, *, level: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion ``k / n``."""
+    """Wilson score interval for a binomial proportion ``k / n``.
+
+    Parameters
+    ----------
+    k : int
+        Number of successes.
+    n : int
+        Number of trials; ``n <= 0`` gives ``(nan, nan)``.
+    level : float, default 0.95
+        Confidence level, strictly between 0 and 1.
+
+    Returns
+    -------
+    low, high : float
+        Interval bounds, clipped to [0, 1].
+    """
     if n <= 0:
         return (float("nan"), float("nan"))
     z = stats.norm.ppf(0.5 + _check_level(level) / 2.0)

@@ -47,6 +47,25 @@ def align_representations(adata: Any, cohort: Any, *, source: str) -> Any:
     Rows are patients (``obs_names``) or slides with ``obs["patient_id"]``. A row whose patient
     is not in the clinical table is an error (wrong file or id mismatch); a clinical patient
     without a representation is recorded in ``cohort.exclusions``.
+
+    Parameters
+    ----------
+    adata : AnnData
+        Representations, one row per patient or slide.
+    cohort : Cohort
+        Patients without a representation are appended to ``cohort.exclusions``.
+    source : str
+        Name of the representations (e.g. their file) used in error messages.
+
+    Returns
+    -------
+    AnnData
+        ``adata`` (unchanged).
+
+    Raises
+    ------
+    SchemaError
+        If any row's patient is not in the clinical table (all such rows are listed).
     """
     if "patient_id" in adata.obs.columns:
         row_patients = adata.obs["patient_id"].astype(str)
@@ -163,6 +182,16 @@ def run_study(
     prepared: PreparedStudy, out: str | Path, *, progress: bool = True
 ) -> dict[str, Path]:
     """Run the analyses of a prepared study and write the report into ``out``.
+
+    Parameters
+    ----------
+    prepared : PreparedStudy
+        Output of :func:`prepare` (configuration, cohort and, unless slides are to be encoded,
+        representations).
+    out : str or Path
+        Output folder (created if needed); encoder outputs go to ``out/encode``.
+    progress : bool, default True
+        Show progress bars while encoding slides.
 
     Returns
     -------
@@ -301,6 +330,20 @@ def design_inputs_from_stratification(strat: Any, cohort: Any) -> dict[str, floa
     within the positive and the negative (all other) patients; the control median is the KM
     median of positive control patients (falling back to all control patients). These are the
     cross-fitted groups, so no estimate comes from a cut-off tuned on the same patients.
+
+    Parameters
+    ----------
+    strat : stratification result or None
+        Output of :func:`~tario_clinical.survival.stratify` with an arm (its ``interaction``
+        set).
+    cohort : Cohort
+        Supplies the arm column when the assignments lack it.
+
+    Returns
+    -------
+    dict or None
+        ``prevalence, hr_positive, hr_negative, median_control``; ``None`` without a
+        stratification with an arm, or when a stratum lacks one arm or has fewer than 2 events.
     """
     from . import survival
 
@@ -394,6 +437,27 @@ def read_spatial_samples(
     Validates the whole table first (columns, unique ids, files exist, affine numbers) and raises
     one :class:`SchemaError` naming every bad row; the AnnData/tables are opened one sample at a
     time by :func:`iter_spatial_samples`.
+
+    Parameters
+    ----------
+    path : str or Path
+        Sample table (any format :func:`~tario_clinical.cohort.read_table` reads) with columns
+        ``sample_id``, ``predicted``, ``measured`` and optionally ``affine`` (6 or 9 numbers,
+        row-major 2 × 3 or 3 × 3) and ``cancer_type``; file paths are relative to the table's
+        folder and may not leave it.
+    tile_um, mpp : float, optional
+        Passed to every ``SpatialSample`` (used when the prediction grid is inferred from the
+        tiles).
+
+    Returns
+    -------
+    list of dict
+        One spec per row: ``sample_id, cancer_type, affine, predicted, measured, tile_um, mpp``.
+
+    Raises
+    ------
+    SchemaError
+        Listing every bad row of the table.
     """
     from .cohort import read_table
     from .schemas import format_violations

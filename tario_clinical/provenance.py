@@ -62,7 +62,20 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def sha256_file(path: str | Path, *, chunk: int = 1 << 20) -> str:
-    """SHA-256 hex digest of a file, read in chunks."""
+    """SHA-256 hex digest of a file, read in chunks.
+
+    Parameters
+    ----------
+    path : str or Path
+        File to hash.
+    chunk : int, default 1 << 20
+        Bytes read at a time (1 MiB).
+
+    Returns
+    -------
+    str
+        64 lowercase hex characters.
+    """
     digest = hashlib.sha256()
     with Path(path).open("rb") as fh:
         for block in iter(lambda: fh.read(chunk), b""):
@@ -154,7 +167,21 @@ def provenance_record(
 
 
 def check_schema_version(record: dict[str, Any], *, what: str) -> None:
-    """Refuse an artefact written by a newer tario_clinical layout."""
+    """Refuse an artefact written by a newer tario_clinical layout.
+
+    Parameters
+    ----------
+    record : dict
+        Provenance record; its ``schema_version`` (1 when absent) must be an int no larger than
+        this package's ``SCHEMA_VERSION``.
+    what : str
+        Name of the artefact used in the error message.
+
+    Raises
+    ------
+    SchemaError
+        If the version is newer or not an integer.
+    """
     version = record.get("schema_version", 1)
     if not isinstance(version, int) or version > SCHEMA_VERSION:
         from .errors import SchemaError
@@ -206,6 +233,21 @@ def atomic_write(path: str | Path, writer: Callable[[Path], Any], *, fsync: bool
     not at all after a process crash or SIGKILL (only a power loss could lose it), which is
     enough for cheap, re-computable per-item outputs such as per-slide encoder results.
 
+    Parameters
+    ----------
+    path : str or Path
+        Target file; missing parent folders are created.
+    writer : callable
+        ``writer(tmp_path)`` writes the content to a temporary :class:`~pathlib.Path` in the
+        target's folder; its return value is ignored.
+    fsync : bool, default True
+        Flush the temporary file to disk before the rename.
+
+    Returns
+    -------
+    Path
+        ``path``.
+
     Raises
     ------
     OutputError
@@ -242,5 +284,23 @@ def atomic_write(path: str | Path, writer: Callable[[Path], Any], *, fsync: bool
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Atomically write UTF-8 ``text`` to ``path``."""
+    """Atomically write UTF-8 ``text`` to ``path``.
+
+    Parameters
+    ----------
+    path : str or Path
+        Target file; missing parent folders are created.
+    text : str
+        Content.
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Raises
+    ------
+    OutputError
+        If the folder is not writable or the disk is full.
+    """
     return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))

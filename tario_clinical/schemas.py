@@ -381,7 +381,24 @@ def check_table(
 
 
 def format_violations(violations: pd.DataFrame, *, limit: int = 50, header_lines: int = 1) -> str:
-    """Human-readable lines for a violations table (file, row, column, value, rule)."""
+    """Human-readable lines for a violations table (file, row, column, value, rule).
+
+    Parameters
+    ----------
+    violations : DataFrame
+        Columns ``file, row, column, value, rule`` (as returned by :func:`check_table`).
+    limit : int, default 50
+        At most this many violations are listed; a final line counts the others.
+    header_lines : int, default 1
+        Added to ``row`` to give the line number in the file (``row N (line N + header_lines)``);
+        ``0`` shows the row only.
+
+    Returns
+    -------
+    str
+        One indented ``- file, row ..., column ..., value ...: rule`` line per violation, joined
+        by newlines.
+    """
     lines = []
     for rec in violations.head(limit).itertuples(index=False):
         where = [str(rec.file)]
@@ -409,6 +426,24 @@ def validate_table(
     genotype_columns: Iterable[str] | None = None,
 ) -> pd.DataFrame:
     """Validate ``table`` and return the coerced copy, or raise :class:`SchemaError` listing every problem.
+
+    Parameters
+    ----------
+    table : DataFrame
+        pandas or polars DataFrame, one row per record.
+    schema : str or dict
+        Schema name (``"clinical"``, ``"slide_manifest"``) or a parsed schema dict.
+    source : str, optional
+        Name used in the ``file`` column of violations and in the error message (a file name;
+        default ``"<DataFrame>"``).
+    genotype_columns : iterable of str, optional
+        Extra columns to validate as genotype calls, beyond the schema's ``x-genotype-columns``.
+
+    Returns
+    -------
+    DataFrame
+        A copy of the table with validated columns coerced to their types (see
+        :func:`check_table`); extra columns are kept unchanged.
 
     Raises
     ------
@@ -442,6 +477,15 @@ def validate_representations(adata: Any, *, source: str | None = None) -> Any:
     Every problem is reported at once: duplicate or empty ids, duplicate feature names,
     non-numeric ``X``, NaN/inf values (with the first rows and features that hold them), a
     provenance record from a newer tario_clinical.
+
+    Parameters
+    ----------
+    adata : AnnData
+        Rows are patients or slides (``obs_names`` = ids), ``X`` the features (dense or sparse);
+        ``uns["tario_clinical"]``, if present, is the provenance record.
+    source : str, optional
+        Name used in the violations' ``file`` column and in the message (default
+        ``"<representations>"``).
 
     Returns
     -------

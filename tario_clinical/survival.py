@@ -428,7 +428,26 @@ def logrank_table(
     df: pd.DataFrame, time: str, event: str, group: str, *, strata: str | None = None
 ) -> pd.DataFrame:
     """Observed and expected events per group (R ``survdiff`` table): ``group, n, observed,
-    expected, o_minus_e, variance``."""
+    expected, o_minus_e, variance``.
+
+    Parameters
+    ----------
+    df : DataFrame
+        One row per patient (pandas or polars).
+    time, event : str
+        Column names: follow-up time (>= 0) and event indicator (1 event, 0 censored).
+    group : str
+        Column defining the groups (no missing values).
+    strata : str, optional
+        Column defining strata for a stratified log-rank table (observed, expected and variance
+        summed over strata).
+
+    Returns
+    -------
+    DataFrame
+        One row per group: ``group, n, observed, expected, o_minus_e, variance`` (``variance``: the
+        diagonal of the log-rank covariance matrix).
+    """
     df = _as_pandas(df)
     t, e = _survival_arrays(df, time, event)
     codes, levels = _group_codes(df, group)

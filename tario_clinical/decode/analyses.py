@@ -218,6 +218,37 @@ def learning_curve(
     is used for fitting (C chosen by inner CV on the subsample); the held-out fold is scored
     in full, so all fractions are evaluated on the same patients.
 
+    Parameters
+    ----------
+    representations : AnnData or DataFrame
+        One row per patient (``obs_names`` / index = patient ids; pool slides first).
+    cohort : Cohort or DataFrame
+        A :class:`~tario_clinical.cohort.Cohort` (exclusions are appended to
+        ``cohort.exclusions``) or a DataFrame with ``patient_id`` and the target columns
+        (0/1 or genotype spellings).
+    targets : list of str
+        Binary columns to decode (genotypes, ``responder`` ...).
+    fractions : tuple of float, default (0.1, 0.25, 0.5, 1.0)
+        Fractions of each outer training fold used for fitting, each in (0, 1]; a fraction below
+        1 keeps one of ``round(1 / fraction)`` stratified parts.
+    n_splits : int, default 5
+        Outer stratified folds (the same for every fraction).
+
+    n_inner_splits : int, default 3
+        Inner folds (inside every training set) that choose C.
+    n_c : int, default 10
+        Size of the default C path (:func:`default_Cs`); ignored when ``Cs`` is given.
+    Cs : array-like, optional
+        Explicit C path (scikit-learn convention, larger = weaker regularisation).
+    class_weight : {"balanced"} or None
+        Class weighting of the logistic regression.
+    pca : int, optional
+        Principal components kept after standardisation (fitted inside each training set).
+    level : float, default 0.95
+        Confidence level of the AUROC intervals (and of the paired differences).
+    seed : int, default 0
+        Seeds the outer folds, the subsamples and the inner folds via ``SeedSequence(seed)``.
+
     Returns
     -------
     AnalysisResult with columns ``target, fraction, n_train, n, n_positive, auroc, low, high``.
@@ -300,6 +331,39 @@ def generalist_vs_specialist(
     training patients of ``cancer_type`` only and the generalist on those plus *all* patients of
     other cancer types; both score the held-out ``cancer_type`` patients, compared by paired
     DeLong per target.
+
+    Parameters
+    ----------
+    representations : AnnData or DataFrame
+        One row per patient (``obs_names`` / index = patient ids; pool slides first).
+    cohort : Cohort or DataFrame
+        A :class:`~tario_clinical.cohort.Cohort` (exclusions are appended to
+        ``cohort.exclusions``) or a DataFrame with ``patient_id`` and the target columns
+        (0/1 or genotype spellings).
+    targets : list of str
+        Binary columns to decode (genotypes, ``responder`` ...).
+    cancer_type : str
+        Value of ``group_column`` whose patients are split into folds and scored (at least
+        ``2 * n_splits`` patients).
+    group_column : str, default "cancer_type"
+        Clinical column holding the cancer type.
+    n_splits : int, default 5
+        Folds over the ``cancer_type`` patients.
+
+    n_inner_splits : int, default 3
+        Inner folds (inside every training set) that choose C.
+    n_c : int, default 10
+        Size of the default C path (:func:`default_Cs`); ignored when ``Cs`` is given.
+    Cs : array-like, optional
+        Explicit C path (scikit-learn convention, larger = weaker regularisation).
+    class_weight : {"balanced"} or None
+        Class weighting of the logistic regression.
+    pca : int, optional
+        Principal components kept after standardisation (fitted inside each training set).
+    level : float, default 0.95
+        Confidence level of the AUROC intervals (and of the paired differences).
+    seed : int, default 0
+        Seeds the folds and the inner folds via ``SeedSequence(seed)``.
 
     Returns
     -------
@@ -399,6 +463,34 @@ def leave_one_group_out(
 ) -> AnalysisResult:
     """Transfer: train on all other groups (cancer types / sites), test on the held-out group.
 
+    Parameters
+    ----------
+    representations : AnnData or DataFrame
+        One row per patient (``obs_names`` / index = patient ids; pool slides first).
+    cohort : Cohort or DataFrame
+        A :class:`~tario_clinical.cohort.Cohort` (exclusions are appended to
+        ``cohort.exclusions``) or a DataFrame with ``patient_id`` and the target columns
+        (0/1 or genotype spellings).
+    targets : list of str
+        Binary columns to decode (genotypes, ``responder`` ...).
+    group_column : str, default "cancer_type"
+        Clinical column defining the groups (cancer types, sites ...); at least two groups.
+
+    n_inner_splits : int, default 3
+        Inner folds (inside every training set) that choose C.
+    n_c : int, default 10
+        Size of the default C path (:func:`default_Cs`); ignored when ``Cs`` is given.
+    Cs : array-like, optional
+        Explicit C path (scikit-learn convention, larger = weaker regularisation).
+    class_weight : {"balanced"} or None
+        Class weighting of the logistic regression.
+    pca : int, optional
+        Principal components kept after standardisation (fitted inside each training set).
+    level : float, default 0.95
+        Confidence level of the AUROC intervals (and of the paired differences).
+    seed : int, default 0
+        Seeds the inner folds of each held-out group via ``SeedSequence(seed)``.
+
     Returns
     -------
     AnalysisResult with columns ``target, group, n, n_positive, auroc, low, high`` (AUROC within
@@ -462,6 +554,35 @@ def representation_comparison(
 
     Only patients present in both representations are used (the others are logged as
     exclusions by the alignment). Each representation gets its own default C grid.
+
+    Parameters
+    ----------
+    representation_a, representation_b : AnnData or DataFrame
+        The two representations, one row per patient (``obs_names`` / index = patient ids).
+    cohort : Cohort or DataFrame
+        A :class:`~tario_clinical.cohort.Cohort` (exclusions are appended to
+        ``cohort.exclusions``) or a DataFrame with ``patient_id`` and the target columns
+        (0/1 or genotype spellings).
+    targets : list of str
+        Binary columns to decode (genotypes, ``responder`` ...).
+    names : tuple of (str, str), default ("a", "b")
+        Labels of the two representations in the ``representation`` column.
+    n_splits : int, default 5
+        Outer stratified folds (the same folds for both representations); at least
+        ``2 * n_splits`` common patients are needed.
+
+    n_inner_splits : int, default 3
+        Inner folds (inside every training set) that choose C.
+    n_c : int, default 10
+        Size of each representation's default C path (:func:`default_Cs`).
+    class_weight : {"balanced"} or None
+        Class weighting of the logistic regression.
+    pca : int, optional
+        Principal components kept after standardisation (fitted inside each training set).
+    level : float, default 0.95
+        Confidence level of the AUROC intervals (and of the paired differences).
+    seed : int, default 0
+        Seeds the folds (identical for both representations) via ``SeedSequence(seed)``.
 
     Returns
     -------

@@ -29,6 +29,20 @@ def default_Cs(n_c: int, n_rows: int, n_features: int) -> np.ndarray:
 
     With standardised features the squared row norm is about ``D``, so ``C * min(n, D)`` is the
     dimensionless strength; the grid spans ``1e-4 .. 1e2`` of it.
+
+    Parameters
+    ----------
+    n_c : int
+        Number of values (>= 2).
+    n_rows : int
+        Number of training rows ``n``.
+    n_features : int
+        Number of features ``D``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``n_c`` increasing C values (scikit-learn convention, larger = weaker regularisation).
     """
     if int(n_c) < 2:
         raise SchemaError(f"n_c must be >= 2; got {n_c!r}.")

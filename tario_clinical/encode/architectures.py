@@ -18,7 +18,22 @@ ARCHITECTURES: dict[str, Callable[..., Any]] = {}
 
 
 def register_architecture(name: str, factory: Callable[..., Any]) -> None:
-    """Register ``factory(**architecture_kwargs) -> torch.nn.Module`` under ``name``."""
+    """Register ``factory(**architecture_kwargs) -> torch.nn.Module`` under ``name``.
+
+    Parameters
+    ----------
+    name : str
+        Architecture name used by model cards; non-empty and not starting with ``"timm:"``
+        (reserved for timm models).
+    factory : callable
+        Called with the model card's architecture keyword arguments; returns a
+        ``torch.nn.Module``. Replaces any factory already registered under ``name``.
+
+    Raises
+    ------
+    EncoderError
+        If ``name`` is empty or reserved.
+    """
     if not name or name.startswith("timm:"):
         raise EncoderError(f"architecture name {name!r} is reserved or empty")
     ARCHITECTURES[name] = factory

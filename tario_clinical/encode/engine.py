@@ -244,7 +244,22 @@ def _collate(items: list[tuple[np.ndarray, int, int, str]]) -> tuple[Any, int, A
 
 
 def default_batch_size(device: str, tile_px: int) -> int:
-    """Batch size for ``device``: 64 on CPU; on CUDA scaled by tile area and free memory."""
+    """Batch size for ``device``: 64 on CPU; on CUDA scaled by tile area and free memory.
+
+    Parameters
+    ----------
+    device : str
+        Torch device string (``"cpu"``, ``"cuda"``, ``"cuda:1"`` ...); anything not starting with
+        ``"cuda"`` gets 64.
+    tile_px : int
+        Tile side in pixels.
+
+    Returns
+    -------
+    int
+        On CUDA ``256 * (224 / tile_px) ** 2``, limited by free GPU memory (about 40 MB per
+        224-px tile) and to [16, 1024].
+    """
     if not device.startswith("cuda"):
         return 64
     import torch
@@ -342,6 +357,14 @@ def pool_patients(
     ``late``: mean of slide vectors weighted by their tissue-tile counts; SD is the same
     weighted mean of the slide SDs. For the mean feature both give the same number; they differ
     in the dispersion summary.
+
+    Parameters
+    ----------
+    slides_adata : AnnData
+        One row per slide with ``obs["patient_id"]``, ``obs["n_tiles"]`` (tissue tiles) and
+        layers ``"sum"`` and ``"sumsq"`` (per-slide feature sums and sums of squares over tiles).
+    fusion : {"early", "late"}, default "late"
+        How slides of one patient are combined (see above).
 
     Returns
     -------

@@ -20,6 +20,13 @@ FORMATS = ("torchscript", "torch_export", "safetensors", "state_dict", "onnx")
 def validate_model_card(card: dict[str, Any], *, source: str = "<model card>") -> None:
     """Validate a model card dictionary against the JSON Schema.
 
+    Parameters
+    ----------
+    card : dict
+        Parsed model card.
+    source : str, default "<model card>"
+        Name of the card (e.g. its file) used in the error message.
+
     Raises
     ------
     EncoderError

@@ -140,7 +140,19 @@ def _environment() -> jinja2.Environment:
 
 
 def render_html(report: Report, *, fragment: bool = False) -> str:
-    """The report as HTML text; ``fragment=True`` gives the body only (for notebooks)."""
+    """The report as HTML text; ``fragment=True`` gives the body only (for notebooks).
+
+    Parameters
+    ----------
+    report : Report
+        Output of :func:`build_report`.
+    fragment : bool, default False
+        Return the body only instead of a whole HTML document.
+
+    Returns
+    -------
+    str
+    """
     from .model import _flatten
 
     results = report.results

@@ -239,6 +239,20 @@ def tile_grid(
 def read_tile(slide: Slide, grid: TileGrid, i: int) -> np.ndarray:
     """Read tile ``i`` (a row position of ``grid.tiles``) as ``tile_px x tile_px x 3`` uint8.
 
+    Parameters
+    ----------
+    slide : Slide
+        The open slide the grid was laid over.
+    grid : TileGrid
+        Output of :func:`tile_grid` for ``slide``.
+    i : int
+        Row position in ``grid.tiles`` (not its index label).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(tile_px, tile_px, 3)`` uint8 RGB.
+
     Raises
     ------
     SlideError
@@ -251,7 +265,31 @@ def read_tile(slide: Slide, grid: TileGrid, i: int) -> np.ndarray:
 def read_tile_at(
     slide: Slide, x: int, y: int, level: int, read_px: int, tile_px: int
 ) -> np.ndarray:
-    """Read a ``read_px`` square at ``level`` from level-0 ``(x, y)`` and resize to ``tile_px``."""
+    """Read a ``read_px`` square at ``level`` from level-0 ``(x, y)`` and resize to ``tile_px``.
+
+    Parameters
+    ----------
+    slide : Slide
+        The open slide.
+    x, y : int
+        Top-left corner in level-0 pixels.
+    level : int
+        Pyramid level read.
+    read_px : int
+        Side of the square read, in pixels of ``level``.
+    tile_px : int
+        Side of the returned tile in pixels (box filter when shrinking, bilinear when enlarging).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(tile_px, tile_px, 3)`` uint8 RGB.
+
+    Raises
+    ------
+    SlideError
+        If the backend cannot read the region.
+    """
     region = slide.read_region((x, y), level, (read_px, read_px))
     if read_px == tile_px:
         return region
