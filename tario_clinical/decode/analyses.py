@@ -13,6 +13,7 @@ only, pools out-of-fold scores before computing AUROC and seeds every random cho
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -188,6 +189,39 @@ def _auroc_row(y: np.ndarray, s: np.ndarray, level: float) -> dict[str, Any]:
         }
     r = metrics.auroc_ci(yy, ss, level=level)
     return {"n": r.n, "n_positive": r.n_positive, "auroc": r.auroc, "low": r.low, "high": r.high}
+
+
+def _paired_rows(
+    targets: Sequence[str],
+    Y: np.ndarray,
+    score_a: np.ndarray,
+    score_b: np.ndarray,
+    label: str,
+    names: tuple[str, str],
+    level: float,
+) -> list[dict[str, Any]]:
+    """AUROC of two scorings of the same patients per target, plus their paired DeLong difference."""
+    rows = []
+    for j, t in enumerate(targets):
+        y = Y[:, j]
+        rows.append({"target": t, label: names[0], **_auroc_row(y, score_a[:, j], level)})
+        rows.append({"target": t, label: names[1], **_auroc_row(y, score_b[:, j], level)})
+        ok = ~np.isnan(y)
+        if 0 < y[ok].sum() < ok.sum():
+            d = metrics.delong_test(y[ok].astype(int), score_a[ok, j], score_b[ok, j], level=level)
+            rows.append(
+                {
+                    "target": t,
+                    label: "difference",
+                    "n": int(ok.sum()),
+                    "n_positive": int(y[ok].sum()),
+                    "estimate": d.estimate,
+                    "low": d.low,
+                    "high": d.high,
+                    "p_value": d.p_value,
+                }
+            )
+    return rows
 
 
 def _grid(Cs: Any, n_c: int, X: np.ndarray) -> np.ndarray:
@@ -413,26 +447,7 @@ def generalist_vs_specialist(
             pca=pca,
             rng=rngs[2 * k + 1],
         )
-    rows = []
-    for j, t in enumerate(targets):
-        y = Y[inside, j]
-        rows.append({"target": t, "model": "generalist", **_auroc_row(y, gen[:, j], level)})
-        rows.append({"target": t, "model": "specialist", **_auroc_row(y, spec[:, j], level)})
-        ok = ~np.isnan(y)
-        if ok.any() and 0 < y[ok].sum() < ok.sum():
-            d = metrics.delong_test(y[ok].astype(int), gen[ok, j], spec[ok, j], level=level)
-            rows.append(
-                {
-                    "target": t,
-                    "model": "difference",
-                    "n": int(ok.sum()),
-                    "n_positive": int(y[ok].sum()),
-                    "estimate": d.estimate,
-                    "low": d.low,
-                    "high": d.high,
-                    "p_value": d.p_value,
-                }
-            )
+    rows = _paired_rows(targets, Y[inside], gen, spec, "model", ("generalist", "specialist"), level)
     return AnalysisResult(
         pd.DataFrame(rows),
         "generalist_vs_specialist",
@@ -619,26 +634,7 @@ def representation_comparison(
         class_weight=class_weight,
         pca=pca,
     )
-    rows = []
-    for j, t in enumerate(targets):
-        y = Y[:, j]
-        rows.append({"target": t, "representation": names[0], **_auroc_row(y, sa[:, j], level)})
-        rows.append({"target": t, "representation": names[1], **_auroc_row(y, sb[:, j], level)})
-        ok = ~np.isnan(y)
-        if 0 < y[ok].sum() < ok.sum():
-            d = metrics.delong_test(y[ok].astype(int), sa[ok, j], sb[ok, j], level=level)
-            rows.append(
-                {
-                    "target": t,
-                    "representation": "difference",
-                    "n": int(ok.sum()),
-                    "n_positive": int(y[ok].sum()),
-                    "estimate": d.estimate,
-                    "low": d.low,
-                    "high": d.high,
-                    "p_value": d.p_value,
-                }
-            )
+    rows = _paired_rows(targets, Y, sa, sb, "representation", tuple(names), level)
     return AnalysisResult(
         pd.DataFrame(rows),
         "representation_comparison",
