@@ -165,23 +165,24 @@ def _check_column(
     types = _types(prop)
     missing = is_missing(values)
     nullable = "null" in types or not types
-    positions = np.flatnonzero
-    if not nullable and missing.any():
-        idx = positions(missing.to_numpy())
-        out.add(idx, name, [None] * len(idx), "required value is missing")
+    raw = values.to_numpy()
+
+    def flag(mask: pd.Series, rule: str, *, with_value: bool = True) -> None:
+        """Record every row where ``mask`` holds, with its raw cell value."""
+        if mask.any():
+            idx = np.flatnonzero(mask.to_numpy())
+            out.add(idx, name, raw[idx] if with_value else [None] * len(idx), rule)
+
+    if not nullable:
+        flag(missing, "required value is missing", with_value=False)
 
     if types & {"number", "integer"} and not types & {"string", "boolean"}:
+        integer = "integer" in types and "number" not in types
         numeric, bad = _coerce_numeric(values, missing)
-        if bad.any():
-            idx = positions(bad.to_numpy())
-            kind = "an integer" if "integer" in types and "number" not in types else "a number"
-            out.add(idx, name, values.to_numpy()[idx], f"must be {kind}")
+        flag(bad, f"must be {'an integer' if integer else 'a number'}")
         present = ~numeric.isna()
-        if "integer" in types and "number" not in types:
-            frac = present & (numeric != np.round(numeric))
-            if frac.any():
-                idx = positions(frac.to_numpy())
-                out.add(idx, name, values.to_numpy()[idx], "must be a whole number")
+        if integer:
+            flag(present & (numeric != np.round(numeric)), "must be a whole number")
         for key, op, text in (
             ("minimum", np.less, ">="),
             ("exclusiveMinimum", np.less_equal, ">"),
@@ -189,24 +190,11 @@ def _check_column(
             ("exclusiveMaximum", np.greater_equal, "<"),
         ):
             if key in prop:
-                viol = present & op(numeric.fillna(0.0), prop[key])
-                if viol.any():
-                    idx = positions(viol.to_numpy())
-                    out.add(idx, name, values.to_numpy()[idx], f"must be {text} {prop[key]}")
+                flag(present & op(numeric.fillna(0.0), prop[key]), f"must be {text} {prop[key]}")
         if "enum" in prop:
             allowed = [v for v in prop["enum"] if v is not None]
-            viol = present & ~numeric.isin(allowed)
-            if viol.any():
-                idx = positions(viol.to_numpy())
-                out.add(
-                    idx,
-                    name,
-                    values.to_numpy()[idx],
-                    f"must be one of {', '.join(map(str, allowed))}",
-                )
-        if "integer" in types and "number" not in types:
-            return numeric.round().astype("Int64")
-        return numeric
+            flag(present & ~numeric.isin(allowed), f"must be one of {', '.join(map(str, allowed))}")
+        return numeric.round().astype("Int64") if integer else numeric
 
     # string-like column
     text = values.map(lambda v: v.strip() if isinstance(v, str) else v)
@@ -221,46 +209,26 @@ def _check_column(
             text = lowered.map(lambda v: canon.get(v) if v is not None else None)
         else:
             ok = text.astype(object).isin(allowed)
-        viol = present & ~ok
-        if viol.any():
-            idx = positions(viol.to_numpy())
-            out.add(
-                idx, name, values.to_numpy()[idx], f"must be one of {', '.join(map(str, allowed))}"
-            )
+        flag(present & ~ok, f"must be one of {', '.join(map(str, allowed))}")
     if "string" in types and "enum" not in prop:
         as_str = text.map(lambda v: str(v) if v is not None else None)
         if "minLength" in prop:
-            viol = present & (as_str.str.len() < prop["minLength"])
-            if viol.any():
-                idx = positions(viol.to_numpy())
-                out.add(
-                    idx,
-                    name,
-                    values.to_numpy()[idx],
-                    f"must have at least {prop['minLength']} characters",
-                )
+            flag(
+                present & (as_str.str.len() < prop["minLength"]),
+                f"must have at least {prop['minLength']} characters",
+            )
         if "maxLength" in prop:
-            viol = present & (as_str.str.len() > prop["maxLength"])
-            if viol.any():
-                idx = positions(viol.to_numpy())
-                out.add(
-                    idx,
-                    name,
-                    values.to_numpy()[idx],
-                    f"must have at most {prop['maxLength']} characters",
-                )
+            flag(
+                present & (as_str.str.len() > prop["maxLength"]),
+                f"must have at most {prop['maxLength']} characters",
+            )
         if "pattern" in prop:
             rx = re.compile(prop["pattern"])
             matches = as_str.map(lambda v: bool(rx.search(v)) if v is not None else True)
-            viol = present & ~matches.astype(bool)
-            if viol.any():
-                idx = positions(viol.to_numpy())
-                out.add(
-                    idx,
-                    name,
-                    values.to_numpy()[idx],
-                    "contains characters that are not allowed (control characters or path separators)",
-                )
+            flag(
+                present & ~matches.astype(bool),
+                "contains characters that are not allowed (control characters or path separators)",
+            )
         text = as_str
     return text.astype(object).where(text.notna(), None)
 

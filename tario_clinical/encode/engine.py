@@ -38,7 +38,7 @@ import pandas as pd
 from ..errors import EncoderError, OutputError, SlideError
 from ..provenance import atomic_write, atomic_write_text, ensure_output_dir, provenance_record
 from ..slides import detect_tissue, open_slide, read_slide_manifest, tile_grid
-from ..slides.tiling import read_tile_at
+from ..slides.tiling import read_tile_at, resize_tile
 
 __all__ = ["EncodeResult", "encode_slides", "FUSIONS", "pool_patients", "default_batch_size"]
 
@@ -204,7 +204,7 @@ class _TileDataset:
                     continue
                 for r, off in zip(run, np.round(offs).astype(int), strict=True):
                     region = strip[:, off : off + job.read_px]
-                    out[r] = (_resize_tile(region, job.read_px, job.tile_px), j, int(ks[r]), "")
+                    out[r] = (resize_tile(region, job.tile_px), j, int(ks[r]), "")
         return [out[r] for r in range(len(idx))]
 
     def batches(self, batch_size: int) -> list[list[int]]:
@@ -214,19 +214,6 @@ class _TileDataset:
             a, b = int(self.offsets[j]), int(self.offsets[j + 1])
             out.extend(list(range(s, min(s + batch_size, b))) for s in range(a, b, batch_size))
         return out
-
-
-def _resize_tile(region: np.ndarray, read_px: int, tile_px: int) -> np.ndarray:
-    """Same resampling as :func:`tario_clinical.slides.read_tile_at`."""
-    if read_px == tile_px:
-        return np.ascontiguousarray(region)
-    from PIL import Image
-
-    resample = Image.Resampling.BOX if read_px > tile_px else Image.Resampling.BILINEAR
-    return np.asarray(
-        Image.fromarray(np.ascontiguousarray(region)).resize((tile_px, tile_px), resample),
-        dtype=np.uint8,
-    )
 
 
 def _collate(items: list[tuple[np.ndarray, int, int, str]]) -> tuple[Any, int, Any, list[str]]:

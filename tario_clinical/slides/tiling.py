@@ -290,10 +290,16 @@ def read_tile_at(
     SlideError
         If the backend cannot read the region.
     """
-    region = slide.read_region((x, y), level, (read_px, read_px))
-    if read_px == tile_px:
-        return region
+    return resize_tile(slide.read_region((x, y), level, (read_px, read_px)), tile_px)
+
+
+def resize_tile(region: np.ndarray, tile_px: int) -> np.ndarray:
+    """Resize a square RGB ``region`` to ``tile_px`` (box filter when shrinking, bilinear when
+    enlarging); returned unchanged (made contiguous) when it already has that size."""
+    if region.shape[0] == tile_px and region.shape[1] == tile_px:
+        return np.ascontiguousarray(region)
     from PIL import Image
 
-    resample = Image.Resampling.BOX if read_px > tile_px else Image.Resampling.BILINEAR
-    return np.asarray(Image.fromarray(region).resize((tile_px, tile_px), resample), dtype=np.uint8)
+    resample = Image.Resampling.BOX if region.shape[1] > tile_px else Image.Resampling.BILINEAR
+    image = Image.fromarray(np.ascontiguousarray(region))
+    return np.asarray(image.resize((tile_px, tile_px), resample), dtype=np.uint8)
