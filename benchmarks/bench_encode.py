@@ -6,7 +6,8 @@ Measurements (one JSON line each on stdout; all lines also saved to
 * ``forward``: tiles/s of the frozen model alone on uint8 tiles already in memory (the same
   tiles the slides hold), same batch size and device;
 * ``end_to_end``: tiles/s of :func:`tario_clinical.encode.encode_slides` on the same slides
-  (DataLoader workers reading and decoding tiles, pooling, per-slide atomic writes), counted
+  (tiles read and decoded in the main process or in DataLoader workers, host-to-device copies,
+  pooling, per-slide atomic writes) for each worker count compared (``--workers``), counted
   over the tile loop (``loop``) and over the whole call including tissue detection and output
   files (``total``); ``ratio`` = end_to_end loop / forward (target on CPU >= 0.85);
 * ``memory``: peak resident memory (VmHWM) of a fresh process encoding slides with ``t`` tiles
@@ -19,11 +20,15 @@ fastest run of each kind, timeit's convention) are reported.
 Two models: ``demo`` (the tiny demo CNN at 64 px, so cheap that reading tiles dominates) and
 ``cnn224`` (the same architecture, wider, at 224 px: a per-tile cost closer to real pathology
 backbones). Run ``python benchmarks/bench_encode.py [--device cpu|cuda] [--quick]``.
+
+On CUDA the slide sets are listed ``--repeat-slides`` times (8 by default) under new slide ids,
+so that a run lasts long enough to time on a fast GPU without writing more slide files.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 
@@ -83,6 +88,17 @@ def _slides(folder: Path, *, n: int, size_px: int, seed: int) -> Path:
     )
     write_synthetic_slides(lat, folder, seed=seed, size_px=size_px, mpp=1.0)
     return folder / "slides.csv"
+
+
+def _repeat(manifest: Path, k: int) -> Path:
+    """The manifest with every slide listed ``k`` times (new slide ids, same files)."""
+    if k <= 1:
+        return manifest
+    m = pd.read_csv(manifest)
+    reps = [m.assign(slide_id=m["slide_id"] + f"_r{i}") for i in range(k)]
+    out = manifest.with_name(f"slides_x{k}.csv")
+    pd.concat(reps, ignore_index=True).to_csv(out, index=False)
+    return out
 
 
 def _wide_card(folder: Path) -> Path:
@@ -173,9 +189,21 @@ def main() -> None:
     )
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--workdir", default=None, help="folder for slides (cached between runs)")
-    ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument(
+        "--workers",
+        default=None,
+        help="comma-separated DataLoader worker counts to compare ('auto' = the engine's "
+        "default_num_workers); default: 'auto,1' on CPU, 'auto' on CUDA",
+    )
     ap.add_argument("--quick", action="store_true", help="fewer/smaller slides (smoke test)")
     ap.add_argument("--no-save", action="store_true")
+    ap.add_argument(
+        "--out", default=None, help="results file (default benchmarks/results/encode_<device>.json)"
+    )
+    ap.add_argument(
+        "--repeat-slides", type=int, default=None,
+        help="list each slide this many times (default 1 on CPU, 8 on CUDA)",
+    )  # fmt: skip
     ap.add_argument("--_child", nargs=5, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args._child:
@@ -187,9 +215,14 @@ def main() -> None:
 
     work = Path(args.workdir or Path(tempfile.gettempdir()) / "tario_bench_encode")
     work.mkdir(parents=True, exist_ok=True)
-    workers = (
-        args.workers if args.workers is not None else max(1, min(4, (os.cpu_count() or 2) - 1))
-    )
+    from tario_clinical.encode import default_num_workers
+
+    spec = args.workers or ("auto,1" if args.device == "cpu" else "auto")
+    worker_counts = list(dict.fromkeys(
+        default_num_workers(args.device) if w.strip() == "auto" else int(w)
+        for w in spec.split(",")
+    ))  # fmt: skip
+    workers = worker_counts[0]
     recs: list[dict] = []
     _emit({"kind": "machine", **_machine(args.device)}, recs)
 
@@ -201,11 +234,13 @@ def main() -> None:
     thr_slides = _slides(work / f"thr_{n_thr}_1536", n=n_thr, size_px=1536, seed=1)
     big = 3 if args.quick else 6
     big_slides = _slides(work / f"thr_{big}_3072", n=big, size_px=3072, seed=1)
+    rep = args.repeat_slides or (1 if args.device == "cpu" else 8)
+    thr_slides, big_slides = _repeat(thr_slides, rep), _repeat(big_slides, rep)
     models = {
         "demo": ("demo", 256, thr_slides),
         "cnn224": (str(_wide_card(work)), 64 if args.device == "cpu" else 256, big_slides),
     }
-    for name, (model, bs, manifest) in models.items():
+    for (name, (model, bs, manifest)), nw in itertools.product(models.items(), worker_counts):
         enc = load_encoder(model, device=args.device)
         tiles = _all_tiles(manifest, enc)
         fwds, loops, totals = [], [], []
@@ -214,7 +249,7 @@ def main() -> None:
             with tempfile.TemporaryDirectory(dir=work) as out:
                 t0 = time.perf_counter()
                 res = encode_slides(
-                    manifest, enc, out, batch_size=bs, num_workers=workers, progress=False
+                    manifest, enc, out, batch_size=bs, num_workers=nw, progress=False
                 )
                 total = time.perf_counter() - t0
             if res.n_tiles != len(tiles):
@@ -223,8 +258,9 @@ def main() -> None:
             totals.append(res.n_tiles / total)
         f, lp, tt = np.array(fwds), np.array(loops), np.array(totals)
         _emit({"kind": "throughput", "model": name, "device": enc.device, "dtype": enc.dtype,
-               "tile_px": enc.card.tile_px, "batch_size": bs, "workers": workers,
-               "n_tiles": int(len(tiles)), "repeats": reps,
+               "tile_px": enc.card.tile_px, "batch_size": bs, "workers": nw,
+               "engine_default_workers": nw == default_num_workers(args.device),
+               "n_tiles": int(len(tiles)), "slide_repeats": rep, "repeats": reps,
                "forward_tiles_per_s": round(float(np.median(f)), 1),
                "end_to_end_loop_tiles_per_s": round(float(np.median(lp)), 1),
                "end_to_end_total_tiles_per_s": round(float(np.median(tt)), 1),
@@ -254,7 +290,7 @@ def main() -> None:
                "tiles_per_slide": round(r["n_tiles"] / r["n_slides"], 1),
                "peak_rss_mb": round(r["peak_rss_mb"], 1)}, recs)  # fmt: skip
     if not args.no_save:
-        path = HERE / "results" / f"encode_{args.device}.json"
+        path = Path(args.out) if args.out else HERE / "results" / f"encode_{args.device}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(recs, indent=1) + "\n")
         print(json.dumps({"kind": "saved", "path": str(path)}), flush=True)

@@ -456,10 +456,14 @@ def test_demo_assets_reproducible(tmp_path: Path) -> None:
 def test_strip_reads_equal_tile_by_tile_reads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Batches read as horizontal strips give exactly the pixels of single-tile reads."""
+    """Batches read as horizontal strips give exactly the pixels of single-tile reads (strips
+    are the backend path: direct TIFF decoding is switched off here)."""
     import tario_clinical as tc
     from tario_clinical.encode import engine
     from tario_clinical.simulate.slides import write_synthetic_slides
+    from tario_clinical.slides._tiffdirect import TiffTileDecoder
+
+    monkeypatch.setattr(TiffTileDecoder, "create", classmethod(lambda cls, *a, **k: None))
 
     trial = tc.simulate_trial(10, seed=3, n_genes=20, compute_attainable=False)
     write_synthetic_slides(
@@ -483,3 +487,43 @@ def test_strip_reads_equal_tile_by_tile_reads(
     )
     np.testing.assert_array_equal(a.representations.X, b.representations.X)
     np.testing.assert_array_equal(a.representations.layers["sd"], b.representations.layers["sd"])
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_direct_tiff_decoding_gives_identical_representations(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    """Whole-batch direct decoding of the TIFF tiles (the default) and the backend path give
+    bit-identical representations, in the main process and in DataLoader workers."""
+    import tario_clinical as tc
+    from tario_clinical.encode import engine
+    from tario_clinical.simulate.slides import write_synthetic_slides
+    from tario_clinical.slides import Slide
+    from tario_clinical.slides._tiffdirect import TiffTileDecoder
+
+    trial = tc.simulate_trial(10, seed=4, n_genes=20, compute_attainable=False)
+    write_synthetic_slides(
+        trial, tmp_path, seed=4, patients=list(trial.clinical.patient_id[:3]), size_px=700
+    )
+    calls = {"direct": 0}
+    original = Slide.read_regions
+
+    def counting(self, *a, **k):  # noqa: ANN001, ANN002, ANN003, ANN202
+        calls["direct"] += 1
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(Slide, "read_regions", counting)
+    fast = engine.encode_slides(
+        tmp_path / "slides.csv", "demo", tmp_path / "fast", progress=False, num_workers=workers
+    )
+    if workers == 0:
+        assert calls["direct"] > 0  # the fast path ran (workers count in their own process)
+    monkeypatch.setattr(TiffTileDecoder, "create", classmethod(lambda cls, *a, **k: None))
+    slow = engine.encode_slides(
+        tmp_path / "slides.csv", "demo", tmp_path / "slow", progress=False, num_workers=workers
+    )
+    assert fast.n_tiles == slow.n_tiles > 0
+    np.testing.assert_array_equal(fast.representations.X, slow.representations.X)
+    np.testing.assert_array_equal(
+        fast.representations.layers["sd"], slow.representations.layers["sd"]
+    )

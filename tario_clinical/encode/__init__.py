@@ -12,7 +12,14 @@ torch, onnxruntime and ray are imported on first use, not when this package is i
 from __future__ import annotations
 
 from .architectures import build_architecture, register_architecture
-from .engine import FUSIONS, EncodeResult, default_batch_size, encode_slides, pool_patients
+from .engine import (
+    FUSIONS,
+    EncodeResult,
+    default_batch_size,
+    default_num_workers,
+    encode_slides,
+    pool_patients,
+)
 from .head import ExpressionHead, fit_expression_head
 from .loaders import DEVICES, FrozenEncoder, load_encoder, resolve_device
 from .model_card import FORMATS, ModelCard, load_model_card, validate_model_card
@@ -27,6 +34,7 @@ __all__ = [
     "ModelCard",
     "build_architecture",
     "default_batch_size",
+    "default_num_workers",
     "encode_slides",
     "fit_expression_head",
     "load_encoder",

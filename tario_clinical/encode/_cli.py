@@ -58,7 +58,10 @@ def _fail(err: TarioClinicalError) -> None:
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Tiles per batch.")
 @click.option(
-    "--workers", type=click.IntRange(min=0), default=None, help="DataLoader workers reading tiles."
+    "--workers",
+    type=click.IntRange(min=0),
+    default=None,
+    help="DataLoader worker processes reading tiles (default: 0 on CPU, up to 8 on CUDA).",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(

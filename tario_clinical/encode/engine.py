@@ -40,7 +40,14 @@ from ..provenance import atomic_write, atomic_write_text, ensure_output_dir, pro
 from ..slides import detect_tissue, open_slide, read_slide_manifest, tile_grid
 from ..slides.tiling import read_tile_at, resize_tile
 
-__all__ = ["EncodeResult", "encode_slides", "FUSIONS", "pool_patients", "default_batch_size"]
+__all__ = [
+    "EncodeResult",
+    "encode_slides",
+    "FUSIONS",
+    "pool_patients",
+    "default_batch_size",
+    "default_num_workers",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +78,10 @@ class EncodeResult:
         Tiles encoded in this run (0 when everything was resumed).
     seconds : float
         Wall time of the tile loop in this run.
+    num_workers : int
+        DataLoader worker processes used.
+    batch_size : int
+        Tiles per batch used.
     """
 
     representations: Any
@@ -79,6 +90,8 @@ class EncodeResult:
     out_dir: Path
     n_tiles: int
     seconds: float
+    num_workers: int = 0
+    batch_size: int = 0
 
     @property
     def tiles_per_second(self) -> float:
@@ -137,6 +150,9 @@ class _TileDataset:
 
     def _slide(self, j: int) -> Any:
         s = self._open.get(j)
+        if self._open and next(reversed(self._open)) != j:
+            # another slide becomes current: free the decoded tiles kept for the previous one
+            self._open[next(reversed(self._open))].clear_cache()
         if s is None:
             job = self.jobs[j]
             s = open_slide(job.path, mpp=job.mpp, slide_id=job.slide_id, backend=self.backend)  # type: ignore[arg-type]
@@ -179,8 +195,17 @@ class _TileDataset:
             ds = float(slide.level_downsamples[job.level])
         except Exception:  # noqa: BLE001 - let the per-tile path report the failure
             return [self[i] for i in idx]
-        out: dict[int, tuple[np.ndarray, int, int, str]] = {}
         xy = job.xy[ks]
+        if slide.decodes_directly(job.level):
+            # tiled TIFF: the TIFF tiles this batch shares are decoded once
+            try:
+                regions = slide.read_regions(xy, job.level, (job.read_px, job.read_px))
+            except Exception:  # noqa: BLE001 - the per-tile path reports the failure
+                return [self[i] for i in idx]
+            if job.read_px != job.tile_px:
+                regions = np.stack([resize_tile(r, job.tile_px) for r in regions])
+            return _Batch(regions, j, ks)
+        out: dict[int, tuple[np.ndarray, int, int, str]] = {}
         step = job.read_px * ds
         whole_ds = float(ds).is_integer()
         for y in np.unique(xy[:, 1]):
@@ -207,6 +232,12 @@ class _TileDataset:
                     out[r] = (resize_tile(region, job.tile_px), j, int(ks[r]), "")
         return [out[r] for r in range(len(idx))]
 
+    def close(self) -> None:
+        """Close the slides this process opened."""
+        while self._open:
+            _, s = self._open.popitem()
+            s.close()
+
     def batches(self, batch_size: int) -> list[list[int]]:
         """Batches of flat indices that never cross a slide boundary."""
         out = []
@@ -216,9 +247,21 @@ class _TileDataset:
         return out
 
 
+class _Batch(list):  # type: ignore[type-arg]
+    """A whole batch of one slide read at once: tiles already stacked (no per-tile copies)."""
+
+    def __init__(self, tiles: np.ndarray, job: int, ks: np.ndarray) -> None:
+        super().__init__((tiles[i], job, int(k), "") for i, k in enumerate(ks))
+        self.tiles = tiles
+        self.job = job
+        self.ks = np.asarray(ks, dtype=np.int64)
+
+
 def _collate(items: list[tuple[np.ndarray, int, int, str]]) -> tuple[Any, int, Any, list[str]]:
     import torch
 
+    if isinstance(items, _Batch):
+        return torch.from_numpy(items.tiles), items.job, torch.from_numpy(items.ks), []
     tiles = torch.from_numpy(np.stack([t[0] for t in items]))
     job = items[0][1]
     idx = torch.tensor([t[2] for t in items], dtype=torch.int64)
@@ -258,6 +301,31 @@ def default_batch_size(device: str, tile_px: int) -> int:
     scale = (224 / tile_px) ** 2
     by_mem = int(free / (40 << 20) * scale)  # ~40 MB activations per 224-px tile, generous
     return int(max(16, min(1024, 256 * scale, by_mem)))
+
+
+def default_num_workers(device: str) -> int:
+    """DataLoader workers reading tiles for ``device``.
+
+    On CPU the model's forward pass already keeps every core busy (torch's intra-op threads),
+    and reader processes compete with it for the same cores: with 2 cores, reading tiles in
+    the main process between batches was measured faster than one reader process (end to end
+    0.94 vs 0.87 of pure-forward throughput for a 224-px CNN, 0.76 vs 0.56 for the tiny demo
+    model; ``benchmarks/bench_encode.py``). So CPU gets 0 workers. On CUDA the cores are free
+    while the GPU computes, and decoding JPEG tiles is the bottleneck: up to 8 workers, one
+    core left for the main process.
+
+    Parameters
+    ----------
+    device : str
+        Torch device string.
+
+    Returns
+    -------
+    int
+    """
+    if not device.startswith("cuda"):
+        return 0
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
 
 
 def _tiling_params(encoder: Any, min_tissue: float) -> dict[str, Any]:
@@ -562,7 +630,8 @@ def encode_slides(
     batch_size : int, optional
         Tiles per batch; default from the model card or :func:`default_batch_size`.
     num_workers : int, optional
-        DataLoader workers reading tiles; default ``min(4, cpu_count - 1)``.
+        DataLoader worker processes reading tiles; default :func:`default_num_workers`
+        (0 on CPU: tiles are read in the main process between batches; up to 8 on CUDA).
     seed : int
         Recorded in provenance (inference is deterministic; the seed covers any stochastic
         choice a future option may add).
@@ -630,7 +699,9 @@ def encode_slides(
     if bs < 1:
         raise EncoderError(f"batch_size must be >= 1; got {bs}")
     if num_workers is None:
-        num_workers = max(0, min(4, (os.cpu_count() or 1) - 1))
+        num_workers = default_num_workers(encoder.device)
+    if num_workers < 0:
+        raise EncoderError(f"num_workers must be >= 0; got {num_workers}")
     ds = _TileDataset(jobs, backend)
     n_total = len(ds)
     t0 = time.perf_counter()
@@ -702,6 +773,7 @@ def encode_slides(
                         )
         finally:
             bar.close()
+            ds.close()
     seconds = time.perf_counter() - t0
     return _assemble(
         out,
@@ -822,6 +894,8 @@ def _assemble(
         out_dir=out,
         n_tiles=n_tiles,
         seconds=seconds,
+        num_workers=int(num_workers),
+        batch_size=int(batch_size),
     )
 
 

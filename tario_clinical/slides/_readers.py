@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -106,6 +107,10 @@ class Slide:
         self.level_dimensions = level_dimensions
         self.level_downsamples = level_downsamples
         self.properties = properties
+        #: decode TIFF tiles directly when the pixels equal the backend's (see ``_tiffdirect``)
+        self.direct_decoding = True
+        self._direct: Any = None  # None: not tried yet; False: not applicable
+        self._direct_checked: set[int] = set()
 
     # -- geometry -----------------------------------------------------------------------------
     @property
@@ -156,9 +161,15 @@ class Slide:
             )
         x, y = int(location[0]), int(location[1])
         w, h = int(size[0]), int(size[1])
+        if self.backend == "image":
+            return self._read_plain(x, y, level, w, h)
+        direct = self._read_direct(x, y, level, w, h)
+        if direct is not None:
+            return direct
+        return self._read_backend(x, y, level, w, h)
+
+    def _read_backend(self, x: int, y: int, level: int, w: int, h: int) -> np.ndarray:
         try:
-            if self.backend == "image":
-                return self._read_plain(x, y, level, w, h)
             region = self._handle.read_region((x, y), level, (w, h))
         except SlideError:
             raise
@@ -173,6 +184,123 @@ class Slide:
         elif mode == "RGB":
             pass
         return _to_rgb(np.asarray(region))
+
+    def read_regions(
+        self, locations: np.ndarray | Sequence[tuple[int, int]], level: int, size: tuple[int, int]
+    ) -> np.ndarray:
+        """Read several regions of one size as an ``n x H x W x 3`` uint8 array.
+
+        Equal to stacking :meth:`read_region` calls; on tiled TIFF pyramids the TIFF tiles the
+        regions share are decoded once.
+
+        Parameters
+        ----------
+        locations : array-like of shape (n, 2)
+            Top-left ``(x, y)`` of each region in level-0 pixels.
+        level : int
+            Pyramid level to read from.
+        size : (int, int)
+            ``(width, height)`` in pixels of ``level``.
+
+        Raises
+        ------
+        SlideError
+            If the backend fails (truncated or corrupt file).
+        """
+        locs = np.asarray(locations, dtype=np.int64).reshape(-1, 2)
+        w, h = int(size[0]), int(size[1])
+        if not len(locs):
+            return np.empty((0, h, w, 3), dtype=np.uint8)
+        # the first region goes through read_region (which checks a level once)
+        first = self.read_region((int(locs[0, 0]), int(locs[0, 1])), level, (w, h))
+        if self.backend != "image" and len(locs) > 1:
+            every = self._read_direct_many(locs, level, w, h)  # the first one is cached now
+            if every is not None:
+                return every
+        out = np.empty((len(locs), h, w, 3), dtype=np.uint8)
+        out[0] = first
+        for i in range(1, len(locs)):
+            out[i] = self.read_region((int(locs[i, 0]), int(locs[i, 1])), level, (w, h))
+        return out
+
+    def decodes_directly(self, level: int) -> bool:
+        """Whether regions of ``level`` are decoded straight from the TIFF tiles (tiled TIFF
+        pyramids whose pixels match the backend's; see :meth:`read_regions`)."""
+        if self.backend == "image" or not 0 <= level < self.level_count:
+            return False
+        dec = self._direct_decoder()
+        return dec is not None and dec.supports(level)
+
+    def _direct_decoder(self) -> Any:
+        """The slide's :class:`~._tiffdirect.TiffTileDecoder`, created on first use, or None."""
+        dec = self._direct
+        if dec is None:
+            from ._tiffdirect import TiffTileDecoder
+
+            if self.path.suffix.lower() in _TIFF_SUFFIXES and self.direct_decoding:
+                dec = TiffTileDecoder.create(self.path, self.level_dimensions)
+            self._direct = dec if dec is not None else False
+        return self._direct or None
+
+    def _level_xy(self, locs: np.ndarray, level: int) -> np.ndarray | None:
+        """Level-0 positions in whole pixels of ``level``, or None (sub-pixel positions)."""
+        ds = float(self.level_downsamples[level])
+        lxy = locs / ds
+        if not np.array_equal(lxy, np.floor(lxy)):
+            return None  # sub-pixel position at this level: the backend interpolates
+        return lxy.astype(np.int64)
+
+    def _read_direct_many(self, locs: np.ndarray, level: int, w: int, h: int) -> np.ndarray | None:
+        dec = self._direct_decoder()
+        if dec is None or not dec.supports(level) or level not in self._direct_checked:
+            return None
+        lxy = self._level_xy(locs, level)
+        if lxy is None:
+            return None
+        arr = dec.read_many(level, lxy, w, h)
+        if arr is None:
+            return None
+        return arr if arr.shape[-1] == 3 else np.stack([_to_rgb(a) for a in arr])
+
+    def _read_direct(self, x: int, y: int, level: int, w: int, h: int) -> np.ndarray | None:
+        """The region decoded straight from the TIFF tiles, or ``None`` (see ``_tiffdirect``).
+
+        The first region of each level is also read through the backend and the level is read
+        directly only if the pixels are identical.
+        """
+        dec = self._direct_decoder()
+        if dec is None or not dec.supports(level):
+            return None
+        lxy = self._level_xy(np.array([[x, y]], dtype=np.int64), level)
+        if lxy is None:
+            return None
+        arr = dec.read(level, int(lxy[0, 0]), int(lxy[0, 1]), w, h)
+        if arr is None:
+            return None
+        rgb = _to_rgb(arr)
+        if level not in self._direct_checked:
+            # a window of at most 512 x 512 at the centre (large reads such as thumbnails are
+            # not decoded twice in full)
+            ds = float(self.level_downsamples[level])
+            pw, ph = min(w, 512), min(h, 512)
+            ox, oy = (w - pw) // 2, (h - ph) // 2
+            ref = self._read_backend(
+                x + int(round(ox * ds)), y + int(round(oy * ds)), level, pw, ph
+            )
+            self._direct_checked.add(level)
+            if not np.array_equal(ref, rgb[oy : oy + ph, ox : ox + pw]):
+                logger.info(
+                    "slide %s level %d: direct TIFF decoding differs from %s; using %s",
+                    self.slide_id, level, self.backend, self.backend,
+                )  # fmt: skip
+                dec.disable(level)
+                return self._read_backend(x, y, level, w, h)
+        return rgb
+
+    def clear_cache(self) -> None:
+        """Free decoded tiles kept for neighbouring reads (the slide stays open)."""
+        if self._direct:
+            self._direct.clear_cache()
 
     def _read_plain(self, x: int, y: int, level: int, w: int, h: int) -> np.ndarray:
         img = self._handle
@@ -212,6 +340,9 @@ class Slide:
     def close(self) -> None:
         """Release the file handle."""
         h, self._handle = self._handle, None
+        d, self._direct = self._direct, False
+        if d:
+            d.close()
         if h is not None and hasattr(h, "close"):
             try:
                 h.close()
