@@ -31,6 +31,7 @@ __all__ = [
     "provenance_record",
     "atomic_write",
     "atomic_write_text",
+    "atomic_write_h5ad",
     "ensure_output_dir",
     "check_schema_version",
 ]
@@ -304,3 +305,55 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
         If the folder is not writable or the disk is full.
     """
     return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+
+
+def _object_strings(df: Any) -> Any:
+    """A copy of ``df`` whose string-dtype columns and index are object dtype."""
+    import pandas as pd
+
+    def is_str(dtype: Any) -> bool:
+        return isinstance(dtype, pd.StringDtype) or (
+            not pd.api.types.is_object_dtype(dtype)
+            and not isinstance(dtype, pd.CategoricalDtype)
+            and pd.api.types.is_string_dtype(dtype)
+        )
+
+    cols = [c for c in df.columns if is_str(df[c].dtype)]
+    if not cols and not is_str(df.index.dtype):
+        return df
+    out = df.copy()
+    for c in cols:
+        out[c] = out[c].astype(object)
+    if is_str(out.index.dtype):
+        out.index = out.index.astype(object)
+    return out
+
+
+def atomic_write_h5ad(path: str | Path, adata: Any, *, fsync: bool = True, **kwargs: Any) -> Path:
+    """Write an AnnData to ``.h5ad`` atomically (see :func:`atomic_write`).
+
+    pandas >= 3 holds text in a string dtype that anndata 0.12 refuses to write unless a global
+    opt-in is set (and anndata < 0.11 could not read back); text columns and indexes of ``obs``
+    and ``var`` are written as object strings instead, readable by every anndata version.
+    ``adata`` itself is not changed.
+
+    Parameters
+    ----------
+    path : str or Path
+        Destination ``.h5ad``.
+    adata : anndata.AnnData
+        The object to write.
+    fsync : bool, default True
+        Flush to disk before the rename.
+    **kwargs
+        Passed to :meth:`anndata.AnnData.write_h5ad` (e.g. ``compression="gzip"``).
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    obs, var = _object_strings(adata.obs), _object_strings(adata.var)
+    if obs is not adata.obs or var is not adata.var:
+        adata = adata.copy()
+        adata.obs, adata.var = obs, var
+    return atomic_write(path, lambda p: adata.write_h5ad(p, **kwargs), fsync=fsync)

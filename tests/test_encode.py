@@ -527,3 +527,31 @@ def test_direct_tiff_decoding_gives_identical_representations(
     np.testing.assert_array_equal(
         fast.representations.layers["sd"], slow.representations.layers["sd"]
     )
+
+
+def test_h5ad_outputs_with_pandas_string_dtype(tmp_path: Path) -> None:
+    """With pandas' string dtype (the default from pandas 3; ``future.infer_string`` in 2.x)
+    anndata 0.12 refuses to write text columns unless a global opt-in is set. Found on a GPU
+    machine with pandas 3: encode and simulate wrote nothing. Outputs now store object strings."""
+    import anndata as ad
+
+    import tario_clinical as tc
+
+    if "infer_string" not in dir(pd.options.future):  # pragma: no cover - pandas < 2.1
+        pytest.skip("pandas without the string-dtype option")
+    with pd.option_context("future.infer_string", True):
+        trial = tc.simulate_trial(10, seed=2, n_genes=20, compute_attainable=False)
+        write_synthetic_slides(
+            trial, tmp_path, seed=2, patients=list(trial.clinical.patient_id[:2]), size_px=512
+        )
+        trial.write(tmp_path / "cohort")
+        res = encode_slides(
+            tmp_path / "slides.csv", "demo", tmp_path / "enc", progress=False, tile_output=True
+        )
+        assert isinstance(res.slides.obs["patient_id"].dtype, pd.StringDtype)  # the case
+    for name in ("enc/representations.h5ad", "enc/slides.h5ad", "cohort/representations.h5ad"):
+        a = ad.read_h5ad(tmp_path / name)
+        assert a.n_obs > 0
+    back = ad.read_h5ad(tmp_path / "enc" / "slides.h5ad")
+    assert list(back.obs["patient_id"]) == list(res.slides.obs["patient_id"])
+    assert list((tmp_path / "enc" / "tiles").glob("*.h5ad"))

@@ -36,7 +36,13 @@ import numpy as np
 import pandas as pd
 
 from ..errors import EncoderError, OutputError, SlideError
-from ..provenance import atomic_write, atomic_write_text, ensure_output_dir, provenance_record
+from ..provenance import (
+    atomic_write,
+    atomic_write_h5ad,
+    atomic_write_text,
+    ensure_output_dir,
+    provenance_record,
+)
 from ..slides import detect_tissue, open_slide, read_slide_manifest, tile_grid
 from ..slides.tiling import read_tile_at, resize_tile
 
@@ -584,7 +590,7 @@ def _write_tiles(path: Path, job: _SlideJob, X: np.ndarray, feature_names: list[
     a.obsm["spatial"] = g[["x_center_px", "y_center_px"]].to_numpy(np.float64)
     a.obsm["spatial_um"] = g[["x_um", "y_um"]].to_numpy(np.float64)
     a.uns["tario_clinical"] = {"kind": "tile", "level": "tile", "tiling": job.tiling}
-    atomic_write(path, lambda p: a.write_h5ad(p, compression="gzip"))
+    atomic_write_h5ad(path, a, compression="gzip")
 
 
 def _clean_stale_tmp(out: Path) -> None:
@@ -885,8 +891,8 @@ def _assemble(
     reps.uns["tario_clinical"] = _h5_safe(prov_base)
     sprov = dict(prov_base, kind="slide", level="slide")
     slides_ad.uns["tario_clinical"] = _h5_safe(sprov)
-    atomic_write(out / "slides.h5ad", lambda p: slides_ad.write_h5ad(p))
-    atomic_write(out / "representations.h5ad", lambda p: reps.write_h5ad(p))
+    atomic_write_h5ad(out / "slides.h5ad", slides_ad)
+    atomic_write_h5ad(out / "representations.h5ad", reps)
     return EncodeResult(
         representations=reps,
         slides=slides_ad,

@@ -265,7 +265,7 @@ class SimulatedTrial:
 
     def write(self, out_dir: Any) -> dict[str, str]:
         """Write ``clinical.csv`` and ``representations.h5ad`` atomically into ``out_dir``."""
-        from ..provenance import atomic_write, ensure_output_dir
+        from ..provenance import atomic_write, atomic_write_h5ad, ensure_output_dir
 
         out = ensure_output_dir(out_dir)
         paths = {
@@ -273,7 +273,7 @@ class SimulatedTrial:
             "representations": str(out / "representations.h5ad"),
         }
         atomic_write(out / "clinical.csv", lambda p: self.clinical.to_csv(p, index=False))
-        atomic_write(out / "representations.h5ad", lambda p: self.representations.write_h5ad(p))
+        atomic_write_h5ad(out / "representations.h5ad", self.representations)
         return paths
 
 
