@@ -18,9 +18,9 @@ nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
 nproc > "$OUT/nproc.txt"
 echo "== gpu tests"
 if python3 -c "import pytest" 2> /dev/null; then
-  timeout 150 python3 -m pytest -q -p no:cacheprovider --noconftest -o addopts="" tests/test_encode_gpu.py 2>&1 | tail -30 | tee "$OUT/gpu_tests.txt"
+  timeout "${GPU_TEST_S:-150}" python3 -m pytest -q -p no:cacheprovider --noconftest -o addopts="" tests/test_encode_gpu.py 2>&1 | tail -30 | tee "$OUT/gpu_tests.txt"
 else
-  timeout 150 python3 tests/test_encode_gpu.py 2>&1 | tail -40 | tee "$OUT/gpu_tests.txt"
+  timeout "${GPU_TEST_S:-150}" python3 tests/test_encode_gpu.py 2>&1 | tail -40 | tee "$OUT/gpu_tests.txt"
 fi
 echo "== cuda benchmark"
 timeout "${CUDA_BENCH_S:-240}" python3 benchmarks/bench_encode.py --device cuda --workdir /tmp/bw \
@@ -28,5 +28,5 @@ timeout "${CUDA_BENCH_S:-240}" python3 benchmarks/bench_encode.py --device cuda 
 echo "rc=$?"; tail -c 3000 "$OUT/cuda.log"
 echo "== cpu benchmark on this machine's cores"
 timeout "${CPU_BENCH_S:-150}" python3 benchmarks/bench_encode.py --device cpu --quick \
-  --workers auto,2,4 --workdir /tmp/bw --out "$OUT/encode_cpu_gpuhost.json" > "$OUT/cpu.log" 2>&1
+  --workers "${CPU_WORKERS:-auto,0,4}" --workdir /tmp/bw --out "$OUT/encode_cpu_gpuhost.json" > "$OUT/cpu.log" 2>&1
 echo "rc=$?"; grep -o '"model[^}]*ratio_loop": [0-9.]*' "$OUT/cpu.log" | cut -c1-300

@@ -555,3 +555,37 @@ def test_h5ad_outputs_with_pandas_string_dtype(tmp_path: Path) -> None:
     back = ad.read_h5ad(tmp_path / "enc" / "slides.h5ad")
     assert list(back.obs["patient_id"]) == list(res.slides.obs["patient_id"])
     assert list((tmp_path / "enc" / "tiles").glob("*.h5ad"))
+
+
+def test_prepare_in_threads_keeps_manifest_order(tmp_path: Path) -> None:
+    """Tissue detection in several threads gives the same jobs and exclusions, in manifest
+    order, as one thread."""
+    import tario_clinical as tc
+    from tario_clinical.encode import engine, load_encoder
+    from tario_clinical.slides import read_slide_manifest
+
+    trial = tc.simulate_trial(10, seed=6, n_genes=20, compute_attainable=False)
+    write_synthetic_slides(
+        trial, tmp_path, seed=6, patients=list(trial.clinical.patient_id[:5]), size_px=512
+    )
+    m = pd.read_csv(tmp_path / "slides.csv")
+    (tmp_path / "broken.tiff").write_bytes(b"II*\x00garbage")
+    extra = pd.DataFrame([{**m.iloc[0].to_dict(), "slide_id": "S_broken", "path": "broken.tiff"}])
+    m = pd.concat([m.iloc[:2], extra, m.iloc[2:]], ignore_index=True)
+    m.to_csv(tmp_path / "slides2.csv", index=False)
+    manifest = read_slide_manifest(tmp_path / "slides2.csv")
+    enc = load_encoder("demo", device="cpu")
+    tp = engine._tiling_params(enc, 0.5)
+    kw = {"run_id": "x", "tiling_params": tp, "backend": "auto"}
+    j1, d1, e1 = engine._prepare(manifest, enc, tmp_path / "o", threads=1, **kw)
+    j4, d4, e4 = engine._prepare(manifest, enc, tmp_path / "o", threads=4, **kw)
+    assert (
+        [j.slide_id for j in j4]
+        == [j.slide_id for j in j1]
+        == [s for s in manifest["slide_id"] if s != "S_broken"]
+    )
+    assert [j.pos for j in j4] == list(range(len(j4)))
+    for a, b in zip(j1, j4, strict=True):
+        np.testing.assert_array_equal(a.xy, b.xy)
+        assert a.input_sha256 == b.input_sha256 and a.tiling == b.tiling
+    assert e1 == e4 and [e["slide_id"] for e in e4] == ["S_broken"]

@@ -19,6 +19,7 @@ Output folder layout::
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import html
 import io
@@ -329,9 +330,10 @@ def default_num_workers(device: str) -> int:
     -------
     int
     """
+    cores = os.cpu_count() or 1
     if not device.startswith("cuda"):
-        return 0
-    return max(1, min(8, (os.cpu_count() or 2) - 1))
+        return 0 if cores < 8 else cores // 8
+    return max(1, min(8, cores - 1))
 
 
 def _tiling_params(encoder: Any, min_tissue: float) -> dict[str, Any]:
@@ -472,70 +474,94 @@ def _prepare(
     run_id: str,
     tiling_params: dict[str, Any],
     backend: str,
+    threads: int = 1,
 ) -> tuple[list[_SlideJob], dict[str, dict[str, Any]], list[dict[str, str]]]:
-    """Split slides into finished (resumed), pending jobs and exclusions."""
-    from ..provenance import sha256_file
+    """Split slides into finished (resumed), pending jobs and exclusions.
+
+    Tissue detection, tile grids and input hashes of pending slides are computed in
+    ``threads`` threads (readers, decoders, hashing and most array code release the GIL); the
+    result is in manifest order whatever the number of threads.
+    """
+    from concurrent.futures import ThreadPoolExecutor
 
     done: dict[str, dict[str, Any]] = {}
-    jobs: list[_SlideJob] = []
-    excluded: list[dict[str, str]] = []
+    pending: list[Any] = []
     for row in manifest.itertuples(index=False):
-        sid, pid = str(row.slide_id), str(row.patient_id)
+        sid = str(row.slide_id)
         f = _slide_file(out, sid)
         if f.is_file():
             res = _load_slide_result(f, run_id)
             if res is not None:
                 done[sid] = res
                 continue
-        mpp = None if pd.isna(row.mpp) else float(row.mpp)
-        try:
-            with open_slide(row.path, mpp=mpp, slide_id=sid, backend=backend) as s:  # type: ignore[arg-type]
-                mask = detect_tissue(s)
-                grid = tile_grid(
-                    s,
-                    tile_px=encoder.card.tile_px,
-                    mpp=encoder.card.mpp,
-                    min_tissue=tiling_params["min_tissue"],
-                    mask=mask,
-                )
-                if len(grid) == 0:
-                    raise SlideError(
-                        f"slide {sid!r} ({row.path}): no tissue tiles (tissue fraction "
-                        f"{mask.tissue_fraction:.1%} on the thumbnail, min_tissue="
-                        f"{tiling_params['min_tissue']})"
-                    )
-                sha = sha256_file(row.path)
-                jobs.append(
-                    _SlideJob(
-                        pos=len(jobs),
-                        slide_id=sid,
-                        patient_id=pid,
-                        path=str(row.path),
-                        mpp=mpp,
-                        level=grid.level,
-                        read_px=grid.read_px,
-                        tile_px=grid.tile_px,
-                        xy=grid.tiles[["x", "y"]].to_numpy(np.int64),
-                        grid=grid.tiles,
-                        tiling={**grid.params(), "backend": s.backend, "mpp_source": s.mpp_source},
-                        input_sha256=sha,
-                    )
-                )
-        except SlideError as err:
-            logger.warning("excluding slide %s: %s", sid, err)
-            excluded.append(
-                {"patient_id": pid, "slide_id": sid, "analysis": _ANALYSIS, "reason": str(err)}
-            )
-        except OSError as err:
-            excluded.append(
-                {
-                    "patient_id": pid,
-                    "slide_id": sid,
-                    "analysis": _ANALYSIS,
-                    "reason": f"slide {sid!r}: cannot read {row.path}: {err}",
-                }
-            )
+        pending.append(row)
+
+    def one(row: Any) -> _SlideJob | dict[str, str]:
+        return _prepare_slide(row, encoder, tiling_params=tiling_params, backend=backend)
+
+    if threads > 1 and len(pending) > 1:
+        with ThreadPoolExecutor(max_workers=min(threads, len(pending))) as pool:
+            results = list(pool.map(one, pending))
+    else:
+        results = [one(row) for row in pending]
+    jobs: list[_SlideJob] = []
+    excluded: list[dict[str, str]] = []
+    for r in results:
+        if isinstance(r, _SlideJob):
+            jobs.append(dataclasses.replace(r, pos=len(jobs)))
+        else:
+            excluded.append(r)
     return jobs, done, excluded
+
+
+def _prepare_slide(
+    row: Any, encoder: Any, *, tiling_params: dict[str, Any], backend: str
+) -> _SlideJob | dict[str, str]:
+    """Tissue mask, tile grid and input hash of one slide, or its exclusion record."""
+    from ..provenance import sha256_file
+
+    sid, pid = str(row.slide_id), str(row.patient_id)
+    mpp = None if pd.isna(row.mpp) else float(row.mpp)
+    try:
+        with open_slide(row.path, mpp=mpp, slide_id=sid, backend=backend) as s:  # type: ignore[arg-type]
+            mask = detect_tissue(s)
+            grid = tile_grid(
+                s,
+                tile_px=encoder.card.tile_px,
+                mpp=encoder.card.mpp,
+                min_tissue=tiling_params["min_tissue"],
+                mask=mask,
+            )
+            if len(grid) == 0:
+                raise SlideError(
+                    f"slide {sid!r} ({row.path}): no tissue tiles (tissue fraction "
+                    f"{mask.tissue_fraction:.1%} on the thumbnail, min_tissue="
+                    f"{tiling_params['min_tissue']})"
+                )
+            return _SlideJob(
+                pos=-1,
+                slide_id=sid,
+                patient_id=pid,
+                path=str(row.path),
+                mpp=mpp,
+                level=grid.level,
+                read_px=grid.read_px,
+                tile_px=grid.tile_px,
+                xy=grid.tiles[["x", "y"]].to_numpy(np.int64),
+                grid=grid.tiles,
+                tiling={**grid.params(), "backend": s.backend, "mpp_source": s.mpp_source},
+                input_sha256=sha256_file(row.path),
+            )
+    except SlideError as err:
+        logger.warning("excluding slide %s: %s", sid, err)
+        return {"patient_id": pid, "slide_id": sid, "analysis": _ANALYSIS, "reason": str(err)}
+    except OSError as err:
+        return {
+            "patient_id": pid,
+            "slide_id": sid,
+            "analysis": _ANALYSIS,
+            "reason": f"slide {sid!r}: cannot read {row.path}: {err}",
+        }
 
 
 def _finish_slide(
@@ -689,14 +715,6 @@ def encode_slides(
     manifest = read_slide_manifest(slides, allow_outside=allow_outside)
     _check_manifest_unique(manifest)
     encoder = load_encoder(model, device=device)
-    out = ensure_output_dir(out_dir)
-    _clean_stale_tmp(out)
-    tiling_params = _tiling_params(encoder, min_tissue)
-    fp = _fingerprint(encoder, tiling_params)
-    _claim_output(out, fp)
-    jobs, done, excluded = _prepare(
-        manifest, encoder, out, run_id=fp["id"], tiling_params=tiling_params, backend=backend
-    )
     bs = int(
         batch_size
         or encoder.card.data.get("batch_size")
@@ -708,12 +726,30 @@ def encode_slides(
         num_workers = default_num_workers(encoder.device)
     if num_workers < 0:
         raise EncoderError(f"num_workers must be >= 0; got {num_workers}")
+    out = ensure_output_dir(out_dir)
+    _clean_stale_tmp(out)
+    tiling_params = _tiling_params(encoder, min_tissue)
+    fp = _fingerprint(encoder, tiling_params)
+    _claim_output(out, fp)
+    jobs, done, excluded = _prepare(
+        manifest,
+        encoder,
+        out,
+        run_id=fp["id"],
+        tiling_params=tiling_params,
+        backend=backend,
+        threads=min(8, os.cpu_count() or 1),
+    )
     ds = _TileDataset(jobs, backend)
     n_total = len(ds)
     t0 = time.perf_counter()
     n_done = 0
+    is_cuda = encoder.device.startswith("cuda")
+    torch_threads = torch.get_num_threads()
+    if n_total and not is_cuda and num_workers > 0:
+        # reader processes get cores of their own instead of preempting the model's threads
+        torch.set_num_threads(max(1, torch_threads - num_workers))
     if n_total:
-        is_cuda = encoder.device.startswith("cuda")
         loader = DataLoader(
             ds,  # type: ignore[arg-type]
             batch_sampler=ds.batches(bs),
@@ -780,6 +816,7 @@ def encode_slides(
         finally:
             bar.close()
             ds.close()
+            torch.set_num_threads(torch_threads)
     seconds = time.perf_counter() - t0
     return _assemble(
         out,

@@ -147,7 +147,13 @@ def encode_slides_ray(
     fp = _fingerprint(encoder, tiling_params)
     _claim_output(out, fp)
     jobs, done, excluded = _prepare(
-        manifest, encoder, out, run_id=fp["id"], tiling_params=tiling_params, backend=backend
+        manifest,
+        encoder,
+        out,
+        run_id=fp["id"],
+        tiling_params=tiling_params,
+        backend=backend,
+        threads=min(8, os.cpu_count() or 1),
     )
     bs = int(batch_size or encoder.card.data.get("batch_size") or 64)
     n_total = sum(len(j.xy) for j in jobs)
