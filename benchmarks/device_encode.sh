@@ -18,7 +18,7 @@ nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
 nproc > "$OUT/nproc.txt"
 echo "== gpu tests"
 if python3 -c "import pytest" 2> /dev/null; then
-  timeout "${GPU_TEST_S:-150}" python3 -m pytest -q -p no:cacheprovider --noconftest -o addopts="" tests/test_encode_gpu.py 2>&1 | tail -30 | tee "$OUT/gpu_tests.txt"
+  timeout "${GPU_TEST_S:-150}" python3 -m pytest -q -s -p no:cacheprovider --noconftest -o addopts="" tests/test_encode_gpu.py 2>&1 | tail -30 | tee "$OUT/gpu_tests.txt"
 else
   timeout "${GPU_TEST_S:-150}" python3 tests/test_encode_gpu.py 2>&1 | tail -40 | tee "$OUT/gpu_tests.txt"
 fi
