@@ -589,3 +589,42 @@ def test_prepare_in_threads_keeps_manifest_order(tmp_path: Path) -> None:
         np.testing.assert_array_equal(a.xy, b.xy)
         assert a.input_sha256 == b.input_sha256 and a.tiling == b.tiling
     assert e1 == e4 and [e["slide_id"] for e in e4] == ["S_broken"]
+
+
+_FRESH_TISSUE = """
+import threading
+import numpy as np
+from tario_clinical.slides.tissue import tissue_mask
+rgb = np.full((64, 64, 3), 230, np.uint8)
+rgb[16:48, 16:48] = (200, 90, 160)
+barrier = threading.Barrier(16)
+errors = []
+def work():
+    barrier.wait()
+    try:
+        tissue_mask(rgb, mpp=8.0)
+    except Exception as err:
+        errors.append(repr(err))
+threads = [threading.Thread(target=work) for _ in range(16)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(len(errors), errors[:1])
+"""
+
+
+def test_tissue_detection_in_threads_of_a_fresh_process() -> None:
+    """Regression: tissue detection of several slides started at once in threads of a fresh
+    process raced on scikit-image's lazy imports ("partially initialized module
+    'skimage.morphology'"; seen on the GPU machine, and here in 1 of 4 runs of the benchmark's
+    memory child), so slides were wrongly excluded. 16 threads start together after a barrier."""
+    import subprocess
+    import sys
+
+    for _ in range(3):
+        proc = subprocess.run(
+            [sys.executable, "-c", _FRESH_TISSUE], capture_output=True, text=True, timeout=120
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert proc.stdout.strip().splitlines()[-1] == "0 []", proc.stdout

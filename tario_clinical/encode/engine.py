@@ -499,11 +499,12 @@ def _prepare(
     def one(row: Any) -> _SlideJob | dict[str, str]:
         return _prepare_slide(row, encoder, tiling_params=tiling_params, backend=backend)
 
-    if threads > 1 and len(pending) > 1:
-        with ThreadPoolExecutor(max_workers=min(threads, len(pending))) as pool:
-            results = list(pool.map(one, pending))
+    results = [one(row) for row in pending[:1]]  # first slide alone: lazy imports happen here
+    if threads > 1 and len(pending) > 2:
+        with ThreadPoolExecutor(max_workers=min(threads, len(pending) - 1)) as pool:
+            results.extend(pool.map(one, pending[1:]))
     else:
-        results = [one(row) for row in pending]
+        results.extend(one(row) for row in pending[1:])
     jobs: list[_SlideJob] = []
     excluded: list[dict[str, str]] = []
     for r in results:

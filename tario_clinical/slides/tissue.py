@@ -9,8 +9,9 @@ closing, filling holes smaller than ``max_hole_um2`` and removing islands smalle
 from __future__ import annotations
 
 import html
+import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -115,9 +116,7 @@ def tissue_mask(
     pen_fraction : float
         Fraction of pixels flagged as pen.
     """
-    from scipy import ndimage
-    from skimage import color, filters, morphology
-
+    ndimage, color, filters, morphology = _image_modules()
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise SlideError(f"thumbnail must be H x W x 3 RGB; got shape {rgb.shape}")
     hsv = color.rgb2hsv(rgb)
@@ -147,6 +146,30 @@ def tissue_mask(
     mask = morphology.remove_small_holes(mask, max_size=max_hole_px)
     mask = morphology.remove_small_objects(mask, max_size=min_obj_px)
     return mask.astype(bool), threshold, float(pen.mean())
+
+
+_IMPORT_LOCK = threading.Lock()
+
+
+def _image_modules() -> tuple[Any, Any, Any, Any]:
+    """scipy.ndimage and the scikit-image modules, imported under a lock.
+
+    scikit-image attaches its submodules and functions lazily; two threads touching them for
+    the first time at once can see a partly initialised module (``AttributeError: partially
+    initialized module 'skimage.morphology'``, seen when slides were prepared in threads).
+    """
+    with _IMPORT_LOCK:
+        from scipy import ndimage
+        from skimage import color, filters, morphology
+
+        for mod, names in (
+            (color, ("rgb2hsv",)),
+            (filters, ("threshold_otsu",)),
+            (morphology, ("disk", "remove_small_holes", "remove_small_objects")),
+        ):
+            for name in names:
+                getattr(mod, name)
+    return ndimage, color, filters, morphology
 
 
 def detect_tissue(
