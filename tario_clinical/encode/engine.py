@@ -162,7 +162,14 @@ class _TileDataset:
             self._open[next(reversed(self._open))].clear_cache()
         if s is None:
             job = self.jobs[j]
-            s = open_slide(job.path, mpp=job.mpp, slide_id=job.slide_id, backend=self.backend)  # type: ignore[arg-type]
+            # verified when the run prepared it (tissue detection); not parsed twice
+            s = open_slide(
+                job.path,
+                mpp=job.mpp,
+                slide_id=job.slide_id,
+                backend=self.backend,  # type: ignore[arg-type]
+                verify=False,
+            )
             self._open[j] = s
             while len(self._open) > self.max_open:
                 _, old = self._open.popitem(last=False)

@@ -458,6 +458,7 @@ def open_slide(
     mpp: float | None = None,
     slide_id: str | None = None,
     backend: Backend = "auto",
+    verify: bool = True,
 ) -> Slide:
     """Open a whole-slide image or a plain image region.
 
@@ -472,6 +473,10 @@ def open_slide(
         Name used in messages; defaults to the file stem.
     backend : {"auto", "openslide", "tiffslide", "image"}
         ``"auto"`` tries openslide (when importable), then tiffslide, then a plain-image reader.
+    verify : bool, default True
+        Check the file first (TIFF data beyond the end of the file, unsupported channel
+        counts). ``False`` skips these checks; meant for re-opening, within one run, a slide
+        that was already opened with ``verify=True`` (the encoder's tile readers do this).
 
     Returns
     -------
@@ -511,7 +516,8 @@ def open_slide(
     else:
         order = [backend]
 
-    _check_tiff_extent(p, sid)
+    if verify:
+        _check_tiff_extent(p, sid)
     errors: list[str] = []
     for name in order:
         try:
@@ -535,7 +541,7 @@ def open_slide(
         except Exception as err:  # noqa: BLE001 - each backend raises its own types
             errors.append(f"{name}: {type(err).__name__}: {err}")
             continue
-        if name != "image":
+        if name != "image" and verify:
             _check_channels(handle, sid, p)
         res = override if override is not None else meta_mpp
         if res is None:

@@ -226,7 +226,19 @@ class TiffTileDecoder:
             return None
         out = np.empty((len(xy), h, w, lv.samples), dtype=np.uint8)
         tw, th = lv.tile_w, lv.tile_h
-        for i, (x, y, ks) in enumerate(zip(xs.tolist(), ys.tolist(), per_region, strict=True)):
+        # regions inside one TIFF tile (the usual case when the tile size is a multiple of the
+        # model tile): one gather per TIFF tile instead of one copy per region
+        inside = (c0 == c1) & (r0 == r1)
+        if inside.any():
+            one_key = (r0 * lv.n_cols + c0)[inside]
+            rows = np.flatnonzero(inside)
+            for key in np.unique(one_key):
+                sel = rows[one_key == key]
+                r, c = divmod(int(key), lv.n_cols)
+                win = np.lib.stride_tricks.sliding_window_view(tiles[int(key)], (h, w), axis=(0, 1))
+                out[sel] = np.moveaxis(win[ys[sel] - r * th, xs[sel] - c * tw], 1, -1)
+        for i in np.flatnonzero(~inside).tolist():
+            x, y, ks = int(xs[i]), int(ys[i]), per_region[i]
             for key in ks:
                 r, c = divmod(key, lv.n_cols)
                 tx, ty = c * tw, r * th
