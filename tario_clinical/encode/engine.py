@@ -522,6 +522,26 @@ def _prepare(
     return jobs, done, excluded
 
 
+def _start_run(
+    manifest: pd.DataFrame, encoder: Any, out: Path, min_tissue: float, backend: str
+) -> tuple[dict[str, Any], list[_SlideJob], dict[str, dict[str, Any]], list[dict[str, str]]]:
+    """Claim ``out`` for this model and tiling, then split the slides into pending jobs,
+    finished (resumed) results and exclusions (shared by the DataLoader engine and Ray)."""
+    tiling_params = _tiling_params(encoder, min_tissue)
+    fp = _fingerprint(encoder, tiling_params)
+    _claim_output(out, fp)
+    jobs, done, excluded = _prepare(
+        manifest,
+        encoder,
+        out,
+        run_id=fp["id"],
+        tiling_params=tiling_params,
+        backend=backend,
+        threads=min(8, os.cpu_count() or 1),
+    )
+    return fp, jobs, done, excluded
+
+
 def _prepare_slide(
     row: Any, encoder: Any, *, tiling_params: dict[str, Any], backend: str
 ) -> _SlideJob | dict[str, str]:
@@ -736,18 +756,7 @@ def encode_slides(
         raise EncoderError(f"num_workers must be >= 0; got {num_workers}")
     out = ensure_output_dir(out_dir)
     _clean_stale_tmp(out)
-    tiling_params = _tiling_params(encoder, min_tissue)
-    fp = _fingerprint(encoder, tiling_params)
-    _claim_output(out, fp)
-    jobs, done, excluded = _prepare(
-        manifest,
-        encoder,
-        out,
-        run_id=fp["id"],
-        tiling_params=tiling_params,
-        backend=backend,
-        threads=min(8, os.cpu_count() or 1),
-    )
+    fp, jobs, done, excluded = _start_run(manifest, encoder, out, min_tissue, backend)
     ds = _TileDataset(jobs, backend)
     n_total = len(ds)
     t0 = time.perf_counter()

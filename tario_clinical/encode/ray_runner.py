@@ -24,11 +24,8 @@ from .engine import (
     FUSIONS,
     EncodeResult,
     _assemble,
-    _claim_output,
-    _fingerprint,
     _finish_slide,
-    _prepare,
-    _tiling_params,
+    _start_run,
 )
 
 __all__ = ["encode_slides_ray"]
@@ -143,18 +140,7 @@ def encode_slides_ray(
     manifest = read_slide_manifest(slides, allow_outside=allow_outside)
     encoder = load_encoder(model, device="cpu")  # driver copy: card, hashes, feature names
     out = ensure_output_dir(out_dir)
-    tiling_params = _tiling_params(encoder, min_tissue)
-    fp = _fingerprint(encoder, tiling_params)
-    _claim_output(out, fp)
-    jobs, done, excluded = _prepare(
-        manifest,
-        encoder,
-        out,
-        run_id=fp["id"],
-        tiling_params=tiling_params,
-        backend=backend,
-        threads=min(8, os.cpu_count() or 1),
-    )
+    fp, jobs, done, excluded = _start_run(manifest, encoder, out, min_tissue, backend)
     bs = int(batch_size or encoder.card.data.get("batch_size") or 64)
     n_total = sum(len(j.xy) for j in jobs)
     t0 = time.perf_counter()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -584,9 +585,13 @@ def _check_tiff_extent(p: Path, sid: str) -> None:
     size = p.stat().st_size
     warnings: list[str] = []
 
+    me = threading.get_ident()
+
     class _Catch(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            warnings.append(record.getMessage())
+            # only this thread's messages: slides are opened in several threads at once
+            if record.thread == me:
+                warnings.append(record.getMessage())
 
     tlog = logging.getLogger("tifffile")
     handler = _Catch(level=logging.WARNING)
