@@ -320,13 +320,16 @@ def default_batch_size(device: str, tile_px: int) -> int:
 def default_num_workers(device: str) -> int:
     """DataLoader workers reading tiles for ``device``.
 
-    On CPU the model's forward pass already keeps every core busy (torch's intra-op threads),
-    and reader processes compete with it for the same cores: with 2 cores, reading tiles in
-    the main process between batches was measured faster than one reader process (end to end
-    0.94 vs 0.87 of pure-forward throughput for a 224-px CNN, 0.76 vs 0.56 for the tiny demo
-    model; ``benchmarks/bench_encode.py``). So CPU gets 0 workers. On CUDA the cores are free
-    while the GPU computes, and decoding JPEG tiles is the bottleneck: up to 8 workers, one
-    core left for the main process.
+    On CPU the model's forward pass keeps every core busy (torch's intra-op threads), and
+    reader processes compete with it for the same cores. Reading in the main process between
+    batches was faster on 2 cores (end to end 0.95 vs 0.57 of pure-forward throughput for a
+    224-px CNN, 0.78 vs 0.45 for the tiny demo model, ``benchmarks/results/encode_cpu.json``)
+    and about as fast on 16 cores (0.62 vs 0.65 with 2 workers for the CNN, 0.40 vs 0.32 for
+    the demo model; short runs, ``encode_cpu_16core.json``); for backbones heavier than these
+    the share of reading only shrinks. So CPU gets 0 workers. If workers are asked for on
+    CPU, :func:`encode_slides` lowers torch's thread count by the number of workers during the
+    tile loop. On CUDA the cores are free while the GPU computes and decoding JPEG tiles is
+    the bottleneck: up to 8 workers, one core left for the main process.
 
     Parameters
     ----------
@@ -337,10 +340,9 @@ def default_num_workers(device: str) -> int:
     -------
     int
     """
-    cores = os.cpu_count() or 1
     if not device.startswith("cuda"):
-        return 0 if cores < 8 else cores // 8
-    return max(1, min(8, cores - 1))
+        return 0
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
 
 
 def _tiling_params(encoder: Any, min_tissue: float) -> dict[str, Any]:
