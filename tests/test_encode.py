@@ -513,9 +513,11 @@ def test_direct_tiff_decoding_gives_identical_representations(
         return original(self, *a, **k)
 
     monkeypatch.setattr(Slide, "read_regions", counting)
+    threads = torch.get_num_threads()
     fast = engine.encode_slides(
         tmp_path / "slides.csv", "demo", tmp_path / "fast", progress=False, num_workers=workers
     )
+    assert torch.get_num_threads() == threads  # lowered for reader workers, then restored
     if workers == 0:
         assert calls["direct"] > 0  # the fast path ran (workers count in their own process)
     monkeypatch.setattr(TiffTileDecoder, "create", classmethod(lambda cls, *a, **k: None))

@@ -765,9 +765,6 @@ def encode_slides(
     n_done = 0
     is_cuda = encoder.device.startswith("cuda")
     torch_threads = torch.get_num_threads()
-    if n_total and not is_cuda and num_workers > 0:
-        # reader processes get cores of their own instead of preempting the model's threads
-        torch.set_num_threads(max(1, torch_threads - num_workers))
     if n_total:
         loader = DataLoader(
             ds,  # type: ignore[arg-type]
@@ -787,6 +784,10 @@ def encode_slides(
         failed: str | None = None
         bar = tqdm(total=n_total, unit="tile", disable=not progress, desc="encode", smoothing=0.1)
         try:
+            if not is_cuda and num_workers > 0:
+                # reader processes get cores of their own instead of preempting the model's
+                # threads (restored below)
+                torch.set_num_threads(max(1, torch_threads - num_workers))
             for tiles, j, idx, errs in loader:
                 job = jobs[j]
                 if j != cur:
