@@ -84,6 +84,10 @@ class Slide:
         ``(width, height)`` of each pyramid level.
     level_downsamples : tuple of float
         Downsample factor of each level relative to level 0.
+    direct_decoding : bool
+        Decode tiled-TIFF tiles straight from the file (default ``True``; set ``False`` before
+        the first read to always go through the backend). A level is read directly only after
+        its first region matched the backend's pixels exactly.
     """
 
     def __init__(
