@@ -29,6 +29,7 @@ __all__ = [
     "EfronFit",
     "efron_fit",
     "efron_terms",
+    "zph_score",
     "pair_concordance",
     "censoring_survival",
     "rmst_arrays",
@@ -194,6 +195,73 @@ def logrank_two_group_scan(
 
 
 # --------------------------------------------------------------------------- Efron Cox
+@dataclass(frozen=True)
+class _EfronRows:
+    """One stratum's events expanded to Efron rows (row ``l`` of a tie group of ``d`` deaths
+    removes ``l / d`` of the group's risk weight), with the risk-set moments of each row."""
+
+    idx: np.ndarray  # positions of the stratum's subjects in the (sorted) arrays
+    eta: np.ndarray  # linear predictor of the stratum's subjects
+    shift: float  # exp(eta - shift) was used for numerical range
+    ev_rows: np.ndarray  # subject (within stratum) of each Efron row, grouped by event time
+    group: np.ndarray  # event-time group of each Efron row
+    n_groups: int
+    d: np.ndarray  # deaths per distinct time of the stratum
+    denom: np.ndarray  # Efron risk-set weight of each row
+    mean: np.ndarray  # (rows, p) Efron risk-set mean of x
+    second: np.ndarray | None  # (rows, p, p) Efron risk-set mean of x x^T
+
+
+def _efron_rows(
+    beta: np.ndarray,
+    x: np.ndarray,
+    time: np.ndarray,
+    event: np.ndarray,
+    strata: np.ndarray,
+    *,
+    want_second: bool,
+) -> list[_EfronRows]:
+    """Efron rows of every stratum with events (rows sorted by stratum, time)."""
+    p = x.shape[1]
+    eta_all = x @ beta
+    out = []
+    for s in np.unique(strata):
+        idx = np.flatnonzero(strata == s)
+        xs, ts, es, eta = x[idx], time[idx], event[idx], eta_all[idx]
+        if not es.any():
+            continue
+        c = float(eta.max())
+        r = np.exp(eta - c)
+        rx = r[:, None] * xs
+        # reverse cumulative sums: risk set of the first subject with each unique time
+        ut, first, inv = np.unique(ts, return_index=True, return_inverse=True)
+        s0 = r[::-1].cumsum()[::-1][first]
+        s1 = rx[::-1].cumsum(axis=0)[::-1][first]
+        ev = es.astype(bool)
+        d = np.bincount(inv[ev], minlength=ut.size).astype(float)
+        e0 = np.bincount(inv[ev], weights=r[ev], minlength=ut.size)
+        e1 = np.zeros((ut.size, p))
+        np.add.at(e1, inv[ev], rx[ev])
+        # expand to one row per event: l = 0..d_k-1 within its tie group
+        ev_idx = np.flatnonzero(ev)
+        order = np.argsort(inv[ev_idx], kind="mergesort")
+        rows = ev_idx[order]
+        k_sorted = inv[rows]
+        starts = np.searchsorted(k_sorted, k_sorted, side="left")
+        frac = (np.arange(k_sorted.size) - starts) / d[k_sorted]
+        denom = s0[k_sorted] - frac * e0[k_sorted]
+        mean = (s1[k_sorted] - frac[:, None] * e1[k_sorted]) / denom[:, None]
+        second = None
+        if want_second:
+            rxx = r[:, None, None] * xs[:, :, None] * xs[:, None, :]
+            s2 = rxx[::-1].cumsum(axis=0)[::-1][first]
+            e2 = np.zeros((ut.size, p, p))
+            np.add.at(e2, inv[ev], rxx[ev])
+            second = (s2[k_sorted] - frac[:, None, None] * e2[k_sorted]) / denom[:, None, None]
+        out.append(_EfronRows(idx, eta, c, rows, k_sorted, ut.size, d, denom, mean, second))
+    return out
+
+
 def efron_terms(
     beta: np.ndarray,
     x: np.ndarray,
@@ -214,50 +282,51 @@ def efron_terms(
     grad = np.zeros(p)
     hess = np.zeros((p, p)) if want_hessian else None
     resid = np.full((n, p), np.nan) if want_schoenfeld else None
-    eta_all = x @ beta
-    for s in np.unique(strata):
-        idx = np.flatnonzero(strata == s)
-        xs, ts, es, eta = x[idx], time[idx], event[idx], eta_all[idx]
-        if not es.any():
-            continue
-        c = eta.max()
-        r = np.exp(eta - c)
-        rx = r[:, None] * xs
-        # reverse cumulative sums: risk set of the first subject with each unique time
-        ut, first, inv = np.unique(ts, return_index=True, return_inverse=True)
-        s0 = r[::-1].cumsum()[::-1][first]
-        s1 = rx[::-1].cumsum(axis=0)[::-1][first]
-        ev = es.astype(bool)
-        d = np.bincount(inv[ev], minlength=ut.size).astype(float)
-        e0 = np.bincount(inv[ev], weights=r[ev], minlength=ut.size)
-        e1 = np.zeros((ut.size, p))
-        np.add.at(e1, inv[ev], rx[ev])
-        # expand to one row per event: l = 0..d_k-1 within its tie group
-        ev_idx = np.flatnonzero(ev)
-        k = inv[ev_idx]
-        order = np.argsort(k, kind="mergesort")
-        k_sorted = k[order]
-        starts = np.searchsorted(k_sorted, k_sorted, side="left")
-        ell = np.arange(k_sorted.size) - starts
-        frac = ell / d[k_sorted]
-        denom = s0[k_sorted] - frac * e0[k_sorted]
-        mean = (s1[k_sorted] - frac[:, None] * e1[k_sorted]) / denom[:, None]
-        loglik += float(eta[ev].sum() - (np.log(denom) + c).sum())
-        grad += xs[ev].sum(axis=0) - mean.sum(axis=0)
-        if want_hessian:
-            rxx = r[:, None, None] * xs[:, :, None] * xs[:, None, :]
-            s2 = rxx[::-1].cumsum(axis=0)[::-1][first]
-            e2 = np.zeros((ut.size, p, p))
-            np.add.at(e2, inv[ev], rxx[ev])
-            second = (s2[k_sorted] - frac[:, None, None] * e2[k_sorted]) / denom[:, None, None]
-            hess -= (second - mean[:, :, None] * mean[:, None, :]).sum(axis=0)
-        if want_schoenfeld:
-            # Efron: the expected covariate of each event at time k is the mean over l
-            mean_k = np.zeros((ut.size, p))
-            np.add.at(mean_k, k_sorted, mean)
-            mean_k /= np.maximum(d, 1)[:, None]
-            resid[idx[ev_idx]] = xs[ev_idx] - mean_k[inv[ev_idx]]
+    for st in _efron_rows(beta, x, time, event, strata, want_second=want_hessian):
+        xs = x[st.idx]
+        loglik += float(st.eta[st.ev_rows].sum() - (np.log(st.denom) + st.shift).sum())
+        grad += xs[st.ev_rows].sum(axis=0) - st.mean.sum(axis=0)
+        if hess is not None:
+            assert st.second is not None
+            hess -= (st.second - st.mean[:, :, None] * st.mean[:, None, :]).sum(axis=0)
+        if resid is not None:
+            # Efron: the expected covariate of each event at its time is the mean over l
+            mean_k = np.zeros((st.n_groups, p))
+            np.add.at(mean_k, st.group, st.mean)
+            mean_k /= np.maximum(st.d, 1)[:, None]
+            resid[st.idx[st.ev_rows]] = xs[st.ev_rows] - mean_k[st.group]
     return loglik, grad, hess, resid
+
+
+def zph_score(
+    beta: np.ndarray,
+    x: np.ndarray,
+    time: np.ndarray,
+    event: np.ndarray,
+    strata: np.ndarray,
+    g: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Score test ingredients of R ``survival`` >= 3 ``cox.zph``.
+
+    The Cox model extended by covariates ``x * g(t)`` (coefficients gamma) is evaluated at
+    ``(beta, gamma = 0)`` with Efron ties: returns the score vector of gamma (``p``) and the
+    full ``2p x 2p`` information matrix (beta block first). Rows sorted by (stratum, time);
+    ``g`` holds the time transform of each row's own time.
+    """
+    p = x.shape[1]
+    u = np.zeros(p)
+    info = np.zeros((2 * p, 2 * p))
+    for st in _efron_rows(beta, x, time, event, strata, want_second=True):
+        assert st.second is not None
+        gk = g[st.idx][st.ev_rows]
+        u += (gk[:, None] * (x[st.idx][st.ev_rows] - st.mean)).sum(axis=0)
+        v = st.second - st.mean[:, :, None] * st.mean[:, None, :]
+        vg = np.tensordot(gk, v, axes=1)
+        info[:p, :p] += v.sum(axis=0)
+        info[:p, p:] += vg
+        info[p:, :p] += vg
+        info[p:, p:] += np.tensordot(gk * gk, v, axes=1)
+    return u, info
 
 
 @dataclass(frozen=True)

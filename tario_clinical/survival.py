@@ -6,7 +6,8 @@ results holding them):
 - :func:`km` — Kaplan–Meier per group (median by the first time S(t) <= 0.5, CI as R ``survfit``),
 - :func:`logrank` — k-group and trend log-rank tests (R ``survdiff`` chi-square),
 - :func:`cox` / :func:`cox_fit` — Cox model with Efron ties and strata; :meth:`CoxModel.ph_test`
-  gives the Schoenfeld-residual (Grambsch–Therneau) proportional-hazards test,
+  gives the proportional-hazards test of R ``survival`` >= 3 ``cox.zph`` (score test of
+  ``x * g(t)``, one row per term) or the older Grambsch–Therneau approximation,
 - :func:`rmst` — restricted mean survival time per group and differences with CIs,
 - :func:`concordance` — Harrell's and Uno's C with CIs,
 - :func:`time_dependent_auc` — cumulative/dynamic AUC with IPCW at chosen horizons.
@@ -500,6 +501,15 @@ def _design(
     return x, names
 
 
+def _design_terms(covariates: Sequence[str], names: Sequence[str]) -> tuple[str, ...]:
+    """The model term (covariate) of each design column (dummies ``c[level]`` belong to ``c``)."""
+    out = []
+    for n in names:
+        term = next((c for c in covariates if n == c or n.startswith(f"{c}[")), n)
+        out.append(term)
+    return tuple(out)
+
+
 @dataclass(frozen=True, eq=False)
 class CoxModel:
     """A fitted Cox proportional-hazards model (Efron ties).
@@ -534,27 +544,49 @@ class CoxModel:
     _time: np.ndarray = field(repr=False)
     _event: np.ndarray = field(repr=False)
     _strata: np.ndarray = field(repr=False)
+    _terms: tuple[str, ...] = field(repr=False, default=())
 
-    def ph_test(self, *, transform: Transform = "km") -> pd.DataFrame:
-        """Schoenfeld-residual test of proportional hazards (Grambsch & Therneau 1994).
+    def ph_test(
+        self,
+        *,
+        transform: Transform = "km",
+        method: Literal["exact", "approximate"] = "exact",
+        terms: bool = True,
+    ) -> pd.DataFrame:
+        """Test of proportional hazards: does a term's effect change with ``g(time)``?
 
         Parameters
         ----------
         transform : {"km", "rank", "identity", "log"}
-            Function of time the scaled residuals are correlated with; ``"km"`` (1 - KM(t))
-            is R ``cox.zph``'s traditional default.
+            The function of time ``g``: ``"km"`` is ``1 - S(t-)``, the left-continuous
+            Kaplan–Meier of all analysed patients pooled over strata (R's default); ``"rank"``
+            the rank of the time among all patients; ``"identity"``, ``"log"``.
+        method : {"exact", "approximate"}
+            ``"exact"`` (default): R ``survival`` >= 3.0 ``cox.zph`` — the score test of adding
+            ``x * g(t)`` to the model, at the fitted coefficients, with the full information
+            matrix of the extended model. ``"approximate"``: Grambsch & Therneau (1994), as in
+            ``survival`` 2.x and lifelines' ``proportional_hazard_test`` (it approximates the
+            information by assuming a constant risk-set covariance over time).
+        terms : bool, default True
+            ``"exact"`` only: one row per model term (a categorical covariate with ``k`` levels
+            is one row with ``k - 1`` df, as R's ``terms=TRUE``); ``False`` gives one row per
+            coefficient. The approximate method always gives one row per coefficient.
 
         Returns
         -------
         DataFrame
-            Indexed by ``term`` plus ``"GLOBAL"``: ``statistic, df, p_value``.
+            Indexed by ``term`` plus ``"GLOBAL"`` (all terms together, df = number of
+            coefficients): ``statistic, df, p_value``.
 
-        Notes
-        -----
-        The approximate score test of the ``survival`` 2.x ``cox.zph`` (and lifelines'
-        ``proportional_hazard_test``) on Efron-weighted Schoenfeld residuals.
+        Examples
+        --------
+        >>> m = cox_fit(df, "os_time", "os_event", ["arm", "age"])  # doctest: +SKIP
+        >>> m.ph_test()  # doctest: +SKIP
         """
         _check_choice("transform", transform, _TRANSFORMS)
+        _check_choice("method", method, ("exact", "approximate"))
+        if method == "exact":
+            return self._ph_test_exact(transform, terms)
         beta = self.table["coef"].to_numpy()
         _, _, _, resid = core.efron_terms(
             beta,
@@ -594,6 +626,43 @@ class CoxModel:
         out.index.name = "term"
         return out
 
+    def _ph_test_exact(self, transform: str, by_term: bool) -> pd.DataFrame:
+        t, ev = self._time, self._event.astype(bool)
+        if transform == "identity":
+            g = t.copy()
+        elif transform == "log":
+            g = np.log(t)
+        elif transform == "rank":
+            g = stats.rankdata(t)
+        else:  # 1 - S(t-): the curve just before each patient's own time, strata pooled
+            c = core.kaplan_meier(t, ev)
+            k = np.searchsorted(c.time, t, side="left") - 1
+            g = 1.0 - np.where(k >= 0, c.survival[np.clip(k, 0, None)], 1.0)
+        g = g - g[ev].mean()  # centring changes nothing but the rounding
+        beta = self.table["coef"].to_numpy()
+        u, info = core.zph_score(beta, self._x, t, self._event, self._strata, g)
+        p = beta.size
+        names = list(self.table.index)
+        term_of = self._terms if (by_term and len(self._terms) == p) else tuple(names)
+        groups: dict[str, list[int]] = {}
+        for j, term in enumerate(term_of):
+            groups.setdefault(term, []).append(j)
+
+        def score(cols: list[int]) -> float:
+            keep = list(range(p)) + [p + j for j in cols]
+            vec = np.concatenate([np.zeros(p), u[cols]])
+            return float(vec @ np.linalg.solve(info[np.ix_(keep, keep)], vec))
+
+        rows = {term: (score(cols), len(cols)) for term, cols in groups.items()}
+        rows["GLOBAL"] = (score(list(range(p))), p)
+        out = pd.DataFrame(
+            [(st, df, float(stats.chi2.sf(st, df))) for st, df in rows.values()],
+            index=pd.Index(list(rows), name="term"),
+            columns=["statistic", "df", "p_value"],
+        )
+        out["df"] = out["df"].astype(int)
+        return out
+
     def _repr_html_(self) -> str:
         return _html_table(self.table, f"Cox model (n={self.n}, events={self.events})")
 
@@ -627,8 +696,10 @@ def cox_fit(
     t, e = _survival_arrays(df, time, event)
     if _design_override is not None:
         x, names = _design_override
+        terms = tuple(names)
     else:
         x, names = _design(df, covariates, reference)
+        terms = _design_terms(covariates, names)
     if strata is None:
         sc = np.zeros(t.size, dtype=int)
     else:
@@ -684,6 +755,7 @@ def cox_fit(
         _time=ts,
         _event=es,
         _strata=ss,
+        _terms=terms,
     )
 
 

@@ -220,6 +220,138 @@ def test_cox_gbsg2_and_strata(gbsg2):
     np.testing.assert_allclose(ms.table["coef"], sm.params, rtol=REL)
 
 
+# R >= 3.0 cox.zph tables (layout "chisq df p"), Efron ties, transform "km" unless stated.
+# Sources: therneau/survival tests/Examples/survival-Ex.Rout.save (ovarian); tests/zph.R
+# (closed form); knitted R output on lung (Teniola17/modeldiag, 7 digits) and veteran
+# (yuchen14/survival_analysis; a blog article for the stratified model).
+_OVARIAN = """59 1 72.3315 1|115 1 74.4932 1|156 1 66.4658 2|421 0 53.3644 1|431 1 50.3397 1
+448 0 56.4301 2|464 1 56.9370 2|475 1 59.8548 2|477 0 64.1753 1|563 1 55.1781 2
+638 1 56.7562 2|744 0 50.1096 1|769 0 59.6301 2|770 0 57.0521 1|803 0 39.2712 1
+855 0 43.1233 2|1040 0 38.8932 2|1106 0 44.6000 1|1129 0 53.9068 1|1206 0 44.2055 1
+1227 0 59.5890 2|268 1 74.5041 2|329 1 43.1370 1|353 1 63.2192 2|365 1 64.4247 1
+377 0 58.3096 1"""
+
+
+def _ovarian() -> pd.DataFrame:
+    rows = [r.split() for line in _OVARIAN.splitlines() for r in line.split("|")]
+    return pd.DataFrame(rows, columns=["futime", "fustat", "age", "ecog_ps"]).astype(float)
+
+
+def _vet_r(veterans: pd.DataFrame) -> pd.DataFrame:
+    return veterans.rename(
+        columns={"Age_in_years": "age", "Karnofsky_score": "karno", "Treatment": "trt",
+                 "Months_from_Diagnosis": "diagtime", "Prior_therapy": "prior",
+                 "Celltype": "celltype"}
+    )  # fmt: skip
+
+
+def test_ph_test_exact_matches_r_survival_3(veterans):
+    from lifelines.datasets import load_lung
+
+    def check(m, expected, digits):
+        got = m.ph_test()
+        for term, (chisq, df) in expected.items():
+            assert got.loc[term, "df"] == df, term
+            assert got.loc[term, "statistic"] == pytest.approx(chisq, abs=0.5 * 10**-digits), term
+            p = stats.chi2.sf(got.loc[term, "statistic"], df)
+            assert got.loc[term, "p_value"] == pytest.approx(p, rel=1e-12)
+
+    # ovarian (help-page example saved in the package's own tests): R prints 3 decimals
+    ov = _ovarian()
+    m = sv.cox_fit(ov, "futime", "fustat", ["age", "ecog_ps"])
+    assert m.table.loc["age", "coef"] == pytest.approx(0.16150, abs=5e-6)
+    check(m, {"age": (0.698, 1), "ecog_ps": (2.371, 1), "GLOBAL": (3.633, 2)}, 3)
+    # lung age + sex + ph.ecog, 227 complete rows (R drops the NA in ph.ecog): 7 digits
+    lung = load_lung().dropna(subset=["age", "sex", "ph.ecog"])
+    m = sv.cox_fit(lung, "time", "status", ["age", "sex", "ph.ecog"])
+    got = m.ph_test()
+    np.testing.assert_allclose(
+        got["statistic"], [0.1879877, 2.3054372, 2.0542488, 4.4636576], rtol=2e-7
+    )
+    np.testing.assert_allclose(
+        got["p_value"], [0.6645968, 0.1289220, 0.1517821, 0.2155549], rtol=2e-6
+    )
+    # veteran, full model: celltype is one term with 3 df, GLOBAL has 8 df
+    vet = _vet_r(veterans)
+    m = sv.cox_fit(vet, "time", "event", ["trt", "celltype", "karno", "diagtime", "age", "prior"])
+    check(
+        m,
+        {"trt": (0.2644, 1), "celltype": (15.2274, 3), "karno": (12.9352, 1),
+         "diagtime": (0.0129, 1), "age": (1.8288, 1), "prior": (2.1656, 1),
+         "GLOBAL": (34.5525, 8)},
+        4,
+    )  # fmt: skip
+    m = sv.cox_fit(vet, "time", "event", ["trt", "karno", "age"])
+    check(m, {"trt": (0.284, 1), "karno": (12.003, 1), "age": (2.100, 1), "GLOBAL": (19.102, 3)}, 3)
+    # stratified by cell type: risk sets within strata, g(t) from the pooled KM
+    m = sv.cox_fit(vet, "time", "event", ["trt", "age"], strata="celltype")
+    check(m, {"trt": (1.68, 1), "age": (1.24, 1), "GLOBAL": (3.94, 2)}, 2)
+    # terms=False: one row per coefficient, GLOBAL unchanged
+    m = sv.cox_fit(vet, "time", "event", ["trt", "celltype", "karno"])
+    per = m.ph_test(terms=False)
+    assert list(per.index[:-1]) == list(m.table.index) and (per["df"].iloc[:-1] == 1).all()
+    assert per.loc["GLOBAL", "statistic"] == pytest.approx(
+        m.ph_test().loc["GLOBAL", "statistic"], rel=1e-12
+    )
+
+
+def test_ph_test_exact_closed_form_from_r_tests():
+    """survival tests/zph.R: Efron ties, log transform, the row with status NA dropped; R
+    asserts equality with this closed form (beta = log(2 sqrt(23/3) cos(phi/3)))."""
+    d = pd.DataFrame({"time": [9, 1, 1, 6, 6, 8], "status": [1, 1, 0, 1, 1, 0],
+                      "x": [0, 1, 1, 1, 0, 0]})  # fmt: skip
+    m = sv.cox_fit(d, "time", "status", ["x"], tol=1e-13)
+    phi = np.arccos((45 / 23) * np.sqrt(3 / 23))
+    assert m.table.loc["x", "coef"] == pytest.approx(
+        np.log(2 * np.sqrt(23 / 3) * np.cos(phi / 3)), rel=1e-10
+    )
+    got = m.ph_test(transform="log")
+    assert got.loc["x", "statistic"] == pytest.approx(0.2386557176370788, rel=1e-9)
+
+
+def test_ph_test_exact_is_the_score_test_of_x_times_g(veterans):
+    """Each row equals the ordinary score test for adding x*g(t) as a time-varying covariate
+    (what R's own tests assert), computed here by brute force: the Cox partial likelihood with
+    the extra covariate evaluated at (beta_hat, 0), derivatives by finite differences."""
+    vet = _vet_r(veterans)
+    m = sv.cox_fit(vet, "time", "event", ["karno", "age"])
+    t = vet["time"].to_numpy(float)
+    e = vet["event"].to_numpy(int)
+    x = vet[["karno", "age"]].to_numpy(float)
+    beta = m.table["coef"].to_numpy()
+    # g(t) = 1 - S(t-) from a direct product-limit computation
+    times = np.unique(t[e == 1])
+    surv = np.cumprod([1 - ((t == u) & (e == 1)).sum() / (t >= u).sum() for u in times])
+
+    def g_at(tt):
+        k = np.searchsorted(times, tt, side="left")
+        return 1 - np.r_[1.0, surv][k]
+
+    def loglik(theta, col):
+        b, gam = theta[:2], theta[2]
+        ll = 0.0
+        for u in times:
+            risk = t >= u
+            dead = (t == u) & (e == 1)
+            lp = x @ b + gam * x[:, col] * g_at(u)  # the covariate's value at time u
+            rr = np.exp(lp)
+            s0, d0, nd = rr[risk].sum(), rr[dead].sum(), dead.sum()
+            ll += lp[dead].sum() - sum(np.log(s0 - k / nd * d0) for k in range(nd))
+        return ll
+
+    for col, name in enumerate(["karno", "age"]):
+        theta = np.r_[beta, 0.0]
+        h = 1e-4
+        grad = np.array([(loglik(theta + h * ei, col) - loglik(theta - h * ei, col)) / (2 * h)
+                         for ei in np.eye(3)])  # fmt: skip
+        hess = np.array([[(loglik(theta + h * (ei + ej), col) - loglik(theta + h * (ei - ej), col)
+                           - loglik(theta - h * (ei - ej), col) + loglik(theta - h * (ei + ej), col))
+                          / (4 * h * h) for ej in np.eye(3)] for ei in np.eye(3)])  # fmt: skip
+        u = np.r_[0.0, 0.0, grad[2]]
+        brute = float(u @ np.linalg.solve(-hess, u))
+        assert m.ph_test().loc[name, "statistic"] == pytest.approx(brute, rel=1e-4), name
+
+
 def test_ph_test_matches_lifelines(veterans):
     from lifelines import CoxPHFitter
     from lifelines.statistics import proportional_hazard_test
@@ -229,7 +361,7 @@ def test_ph_test_matches_lifelines(veterans):
     d = pd.DataFrame(x, columns=names).assign(time=veterans["time"], event=veterans["event"])
     lf = CoxPHFitter().fit(d, "time", "event", fit_options={"precision": 1e-14, "max_steps": 200})
     for transform in ("identity", "log", "km"):
-        ours = m.ph_test(transform=transform)
+        ours = m.ph_test(transform=transform, method="approximate")
         ref = proportional_hazard_test(lf, d, time_transform=transform).summary
         np.testing.assert_allclose(
             ours.loc[names, "statistic"], ref.loc[names, "test_statistic"], rtol=1e-5
