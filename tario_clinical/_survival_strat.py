@@ -25,6 +25,7 @@ from .survival import (
     _check_choice,
     _check_conf_level,
     _design,
+    _design_terms,
     _html_table,
     _levels,
     _nan_to_none,
@@ -262,7 +263,16 @@ def treatment_interaction(
         [],
         strata=strata,
         conf_level=conf_level,
-        _design_override=(x_full, names_full),
+        _design_override=(
+            x_full,
+            names_full,
+            (
+                arm_name,
+                *[biomarker] * len(b_names),
+                *[f"{arm_name}:{biomarker}"] * len(i_names),
+                *_design_terms(covariates, cnames),
+            ),
+        ),
     )
     red = cox_fit(
         df,
@@ -469,6 +479,10 @@ class StratificationResult:
     logrank : DataFrame
     cox_unadjusted, cox_adjusted : DataFrame or None
         HR of each risk group against the lowest.
+    ph_test : DataFrame or None
+        Proportional-hazards check of the Cox models (R ``survival`` >= 3 ``cox.zph``,
+        transform ``km``): ``model, term, statistic, df, p_value``, one row per term plus
+        ``GLOBAL`` for each of the unadjusted, adjusted and interaction models fitted.
     rmst : DataFrame or None
     concordance : DataFrame or None
         Harrell's and Uno's C of the continuous score.
@@ -502,6 +516,7 @@ class StratificationResult:
     exclusions: pd.DataFrame
     notes: tuple[str, ...]
     parameters: dict[str, Any] = field(default_factory=dict)
+    ph_test: pd.DataFrame | None = None
 
     @property
     def n(self) -> int:
@@ -553,6 +568,7 @@ class StratificationResult:
             "logrank": _records(self.logrank),
             "cox_unadjusted": _records(self.cox_unadjusted),
             "cox_adjusted": _records(self.cox_adjusted),
+            "ph_test": _records(self.ph_test),
             "rmst": _records(self.rmst),
             "concordance": _records(self.concordance),
             "interaction": None if self.interaction is None else self.interaction.to_dict(),
@@ -573,6 +589,7 @@ class StratificationResult:
             _html_table(self.logrank, "Log-rank"),
             _html_table(self.cox_unadjusted, "Cox (unadjusted)"),
             _html_table(self.cox_adjusted, "Cox (adjusted)"),
+            _html_table(self.ph_test, "Proportional hazards (cox.zph)"),
             _html_table(self.rmst, "RMST"),
             _html_table(self.concordance, "Concordance of the score"),
             _html_table(self.optimal, "Optimal cut-point (exploratory)"),
@@ -911,10 +928,13 @@ def stratify(
             return None
 
     lr = _try("log-rank", lambda: logrank(data, time, event, GROUP_COLUMN))
-    cu = _try(
+    models: dict[str, Any] = {}
+    mu = _try(
         "Cox (unadjusted)",
-        lambda: cox_fit(data, time, event, [GROUP_COLUMN], conf_level=conf_level).table,
+        lambda: cox_fit(data, time, event, [GROUP_COLUMN], conf_level=conf_level),
     )
+    cu = None if mu is None else mu.table
+    models["unadjusted"] = mu
     ca = None
     if covariates:
         miss = data[list(covariates)].isna().any(axis=1).to_numpy()
@@ -933,12 +953,12 @@ def stratify(
                     }
                 )
         sub = data.loc[~miss].reset_index(drop=True)
-        ca = _try(
+        ma = _try(
             "Cox (adjusted)",
-            lambda: (
-                cox_fit(sub, time, event, [GROUP_COLUMN, *covariates], conf_level=conf_level).table
-            ),
+            lambda: cox_fit(sub, time, event, [GROUP_COLUMN, *covariates], conf_level=conf_level),
         )
+        ca = None if ma is None else ma.table
+        models["adjusted"] = ma
     rm = _try("RMST", lambda: rmst(data, time, event, GROUP_COLUMN, tau=tau, conf_level=conf_level))
     cc = _try("concordance", lambda: concordance(data, time, event, "score", conf_level=conf_level))
     inter = None
@@ -951,6 +971,8 @@ def stratify(
         )
         if inter is not None:
             notes.extend(inter.notes)
+            models["interaction"] = inter.model
+    ph = _ph_tests(models, notes)
     if optimal is not None:
         optimal = optimal.assign(exploratory=True)
     exclusions = pd.DataFrame(excl_rows, columns=["patient_id", "analysis", "reason"])
@@ -995,7 +1017,32 @@ def stratify(
         exclusions=exclusions,
         notes=tuple(notes),
         parameters=params,
+        ph_test=ph,
     )
+
+
+def _ph_tests(models: Mapping[str, Any], notes: list[str]) -> pd.DataFrame | None:
+    """cox.zph (R survival >= 3) of each fitted model; a note where GLOBAL p < 0.05."""
+    frames = []
+    for name, m in models.items():
+        if m is None:
+            continue
+        try:
+            t = m.ph_test()
+        except (np.linalg.LinAlgError, AnalysisError) as err:
+            notes.append(f"proportional-hazards test of the {name} Cox model not available: {err}")
+            continue
+        frames.append(t.reset_index().assign(model=name))
+        p = float(t.loc["GLOBAL", "p_value"])
+        if p < 0.05:
+            notes.append(
+                f"{name} Cox model: proportional hazards questionable (cox.zph GLOBAL p = "
+                f"{p:.3g}); hazard ratios average a time-varying effect"
+            )
+    if not frames:
+        return None
+    out = pd.concat(frames, ignore_index=True)
+    return out[["model", "term", "statistic", "df", "p_value"]]
 
 
 __all__ = [

@@ -677,7 +677,7 @@ def cox_fit(
     reference: Mapping[str, Any] | None = None,
     conf_level: float = 0.95,
     tol: float = 1e-10,
-    _design_override: tuple[np.ndarray, list[str]] | None = None,
+    _design_override: tuple[Any, ...] | None = None,
 ) -> CoxModel:
     """Fit a Cox model with Efron ties (and strata); the full model object.
 
@@ -695,8 +695,8 @@ def cox_fit(
     _require_columns(df, covariates)
     t, e = _survival_arrays(df, time, event)
     if _design_override is not None:
-        x, names = _design_override
-        terms = tuple(names)
+        x, names = _design_override[0], list(_design_override[1])
+        terms = tuple(_design_override[2]) if len(_design_override) > 2 else tuple(names)
     else:
         x, names = _design(df, covariates, reference)
         terms = _design_terms(covariates, names)

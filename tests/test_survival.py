@@ -752,6 +752,57 @@ def test_stratify_full_result(sim_scores):
     plt.close("all")
 
 
+def test_stratify_reports_ph_tests_of_its_cox_models(sim_scores):
+    """cox.zph of the unadjusted, adjusted and interaction models, each equal to the model's
+    own ph_test; risk groups and the interaction are one term each (k - 1 df)."""
+    d, oof = sim_scores
+    d = d.assign(age=np.linspace(40, 80, len(d)))
+    s = oof.groupby("patient_id")["score"].mean()
+    res = sv.stratify(d, s, "time", "event", cutoff="tertiles", arm="arm", covariates=["age"])
+    ph = res.ph_test
+    assert list(ph["model"].unique()) == ["unadjusted", "adjusted", "interaction"]
+    u = ph[ph["model"] == "unadjusted"].set_index("term")
+    assert list(u.index) == ["risk_group", "GLOBAL"] and u.loc["risk_group", "df"] == 2
+    a = res.assignments.rename(columns={"time": "t", "event": "e"})
+    direct = sv.cox_fit(a, "t", "e", ["risk_group"]).ph_test()
+    np.testing.assert_allclose(u["statistic"], direct["statistic"], rtol=1e-12)
+    i = ph[ph["model"] == "interaction"].set_index("term")
+    assert i.loc["risk_group", "df"] == 2 and i.loc["arm[experimental]:risk_group", "df"] == 2
+    assert i.loc["GLOBAL", "df"] == 5
+    assert json.loads(json.dumps(res.to_dict(), allow_nan=False))["ph_test"][0]["model"] == (
+        "unadjusted"
+    )
+
+
+def test_stratify_flags_non_proportional_hazards():
+    """Crossing hazards (the high-score group dies early, then the survivors do better): the
+    GLOBAL test rejects and a note says so; under proportional hazards it rarely does."""
+    rng = np.random.default_rng(3)
+    n = 600
+    hi = rng.integers(0, 2, n)
+    early = rng.exponential(1 / np.where(hi == 1, 1.5, 0.3))
+    late = 1 + rng.exponential(1 / np.where(hi == 1, 0.05, 0.3))
+    t = np.where(hi == 1, np.where(rng.random(n) < 0.6, early, late), early)
+    c = rng.uniform(0, 6, n)
+    d = pd.DataFrame({"patient_id": [f"N{i}" for i in range(n)], "time": np.minimum(t, c),
+                      "event": (t <= c).astype(int)})  # fmt: skip
+    score = pd.Series(hi + rng.normal(0, 0.3, n), index=d["patient_id"].to_numpy())
+    res = sv.stratify(d, score, "time", "event", cutoff=0.5)
+    g = res.ph_test.set_index(["model", "term"]).loc[("unadjusted", "GLOBAL")]
+    assert g["p_value"] < 1e-3
+    assert any("proportional hazards questionable" in note for note in res.notes)
+    rejections = 0
+    for seed in range(20):
+        dd = _sim(300, 500 + seed, hr=2.0)
+        pos = (dd["marker"] == "pos").to_numpy(dtype=float)
+        sc = pd.Series(
+            pos + np.random.default_rng(seed).normal(0, 0.3, 300), index=dd["patient_id"].to_numpy()
+        )
+        r = sv.stratify(dd, sc, "time", "event", cutoff=0.5)
+        rejections += r.ph_test.iloc[-1]["p_value"] < 0.05
+    assert rejections <= 4  # binomial(20, 0.05): P(X > 4) < 0.003
+
+
 def test_stratify_optimal_is_exploratory_and_corrected(sim_scores):
     d, oof = sim_scores
     res = sv.stratify(d, oof, "time", "event", cutoff="optimal")
