@@ -651,7 +651,15 @@ class CoxModel:
         def score(cols: list[int]) -> float:
             keep = list(range(p)) + [p + j for j in cols]
             vec = np.concatenate([np.zeros(p), u[cols]])
-            return float(vec @ np.linalg.solve(info[np.ix_(keep, keep)], vec))
+            try:
+                return float(vec @ np.linalg.solve(info[np.ix_(keep, keep)], vec))
+            except np.linalg.LinAlgError as err:
+                terms_ = sorted({term_of[j] for j in cols})
+                raise AnalysisError(
+                    f"proportional-hazards test of term(s) {terms_}: the information matrix of "
+                    f"the model with x*g(t) is singular ({err}); e.g. a covariate that only "
+                    "varies at one event time"
+                ) from err
 
         rows = {term: (score(cols), len(cols)) for term, cols in groups.items()}
         rows["GLOBAL"] = (score(list(range(p))), p)
