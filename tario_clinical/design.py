@@ -7,10 +7,13 @@ test that checks the formula's power.
 Model: exponential survival in each arm and biomarker stratum, uniform accrual over
 ``accrual`` time units and a further ``follow_up`` after the last patient enters (the
 analysis is at ``accrual + follow_up``); two-sided log-rank test at level ``alpha``.
-In an all-comers population with different HRs in biomarker-positive and -negative patients
-the hazards are not proportional overall; the overall log-HR is approximated by the
-event-weighted mean of the stratum log-HRs, and :func:`simulate_power` shows how good that
-approximation is for the scenario at hand.
+In an all-comers population with different HRs (or control medians) in biomarker-positive and
+-negative patients the hazards are not proportional overall: the all-comers sample size and
+power then come from the expected log-rank statistic under the two-stratum mixture, integrated
+over follow-up (mean and variance of the log-rank numerator per patient), which reduces to
+Schoenfeld's formula under proportional hazards; :func:`simulate_power` checks it for the
+scenario at hand. The ``hr`` shown for the all-comers design is the event-weighted mean of the
+stratum log-HRs, a summary only.
 
 Examples
 --------
@@ -291,6 +294,49 @@ def _all_comers_hr(
     return float(math.exp(w * math.log(hr_positive) + (1 - w) * math.log(hr_negative)))
 
 
+def _mixture(p: dict[str, Any]) -> bool:
+    """Whether the all-comers hazards are non-proportional (the strata differ)."""
+    m_neg = p["median_control_negative"]
+    return p["hr_positive"] != p["hr_negative"] or (
+        m_neg is not None and m_neg != p["median_control"]
+    )
+
+
+def _logrank_drift(p: dict[str, Any]) -> tuple[float, float]:
+    """Expected log-rank numerator and its variance per enrolled all-comers patient.
+
+    Two strata (biomarker-positive with probability ``prevalence``), exponential survival per
+    arm and stratum, uniform entry over ``accrual`` and analysis ``follow_up`` after the last
+    entry. With ``y_k(t)`` the expected fraction at risk in arm k and ``h_k(t)`` the arm's
+    (mixture) hazard, the numerator ``sum over events of (arm - share of arm 1 at risk)`` has
+    mean ``∫ y1 y0 / (y1 + y0) (h1 - h0) dt`` and variance ``∫ y1 y0 / (y1 + y0)^2
+    (y1 h1 + y0 h0) dt`` per patient (integrated numerically); the log-rank z of ``n``
+    patients is then about normal with mean ``sqrt(n) e / sqrt(v)``.
+    """
+    lam_pos = math.log(2) / p["median_control"]
+    m_neg = p["median_control_negative"] or p["median_control"]
+    lam_neg = math.log(2) / m_neg
+    prev, alloc = p["prevalence"], p["allocation"]
+    a, f = p["accrual"], p["follow_up"]
+    t = np.unique(np.r_[np.linspace(0.0, f, 4001), np.linspace(f, a + f, 4001)])
+    cens = np.ones_like(t) if a <= 0 else np.clip((a + f - t) / a, 0.0, 1.0)
+    ys, yh = [], []
+    for share, hrs in ((1 - alloc, (1.0, 1.0)), (alloc, (p["hr_positive"], p["hr_negative"]))):
+        lp, ln = lam_pos * hrs[0], lam_neg * hrs[1]
+        sp, sn = prev * np.exp(-lp * t), (1 - prev) * np.exp(-ln * t)
+        ys.append(share * (sp + sn))
+        yh.append(share * (lp * sp + ln * sn))
+    (y0, y1), (h0, h1) = ys, yh
+    tot = y0 + y1
+    e = float(np.trapezoid(cens * (y0 * h1 - y1 * h0) / tot, t))
+    v = float(np.trapezoid(cens * y0 * y1 / tot**2 * (h0 + h1), t))
+    return e, v
+
+
+def _drift_power(n: Any, e: float, v: float, alpha: float) -> Any:
+    return stats.norm.cdf(np.sqrt(n) * abs(e) / math.sqrt(v) - stats.norm.ppf(1 - alpha / 2))
+
+
 def compare_designs(
     *,
     prevalence: float,
@@ -371,7 +417,35 @@ def compare_designs(
             power_from_events(n_enr * p_pos, hr_positive, alpha=alpha, allocation=allocation),
         )
     )
-    if abs(math.log(hr_all)) > 1e-12:
+    params = {
+        "prevalence": prevalence,
+        "hr_positive": hr_positive,
+        "hr_negative": hr_negative,
+        "median_control": median_control,
+        "median_control_negative": median_control_negative,
+        "accrual": accrual,
+        "follow_up": follow_up,
+        "allocation": allocation,
+        "alpha": alpha,
+        "power": power,
+        "assay_success": assay_success,
+    }
+    e_all, v_all = _logrank_drift(params) if _mixture(params) else (0.0, 1.0)
+    if _mixture(params) and abs(e_all) > 1e-12 * math.sqrt(v_all):
+        z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
+        n_all = math.ceil((z * math.sqrt(v_all) / abs(e_all)) ** 2)
+        rows.append(
+            (
+                "all-comers",
+                hr_all,
+                math.ceil(n_all * p_all),
+                n_all,
+                n_all,
+                p_all,
+                float(_drift_power(n_all, e_all, v_all, alpha)),
+            )
+        )
+    elif not _mixture(params) and abs(math.log(hr_all)) > 1e-12:
         d_all = math.ceil(
             schoenfeld_events(hr_all, alpha=alpha, power=power, allocation=allocation)
         )
@@ -416,19 +490,6 @@ def compare_designs(
         ],
     )
     table["duration"] = accrual + follow_up
-    params = {
-        "prevalence": prevalence,
-        "hr_positive": hr_positive,
-        "hr_negative": hr_negative,
-        "median_control": median_control,
-        "median_control_negative": median_control_negative,
-        "accrual": accrual,
-        "follow_up": follow_up,
-        "allocation": allocation,
-        "alpha": alpha,
-        "power": power,
-        "assay_success": assay_success,
-    }
     return DesignComparison(table=table, parameters=params)
 
 
@@ -483,11 +544,15 @@ def power_curves(
             ev, hr, screened = grid * p_all, hr_all, grid
         else:
             ev, hr, screened = grid * prev * p_pos, p["hr_positive"], grid
-        pw = (
-            power_from_events(ev, hr, alpha=p["alpha"], allocation=p["allocation"])
-            if abs(math.log(hr)) > 1e-12
-            else np.full(grid.size, p["alpha"] / 2)
-        )
+        if design == "all-comers" and _mixture(p):
+            e_all, v_all = _logrank_drift(p)
+            pw = _drift_power(grid, e_all, v_all, p["alpha"])
+        else:
+            pw = (
+                power_from_events(ev, hr, alpha=p["alpha"], allocation=p["allocation"])
+                if abs(math.log(hr)) > 1e-12
+                else np.full(grid.size, p["alpha"] / 2)
+            )
         rows.append(
             pd.DataFrame(
                 {
@@ -630,6 +695,12 @@ def simulate_power(
     else:
         hr_f, ev_f = p["hr_positive"], n * p["prevalence"] * p_pos
     direction = -1.0 if hr_f < 1 else 1.0
+    if design == "all-comers" and _mixture(p):
+        e_all, v_all = _logrank_drift(p)
+        direction = -1.0 if e_all < 0 else 1.0
+        power_formula = float(_drift_power(n, e_all, v_all, alpha))
+    else:
+        power_formula = float(power_from_events(ev_f, hr_f, alpha=alpha, allocation=alloc))
     n_exp = int(round(n * alloc))
     rejections = 0
     events_total = 0.0
@@ -669,9 +740,7 @@ def simulate_power(
                 "design": design,
                 "n_patients": n,
                 "n_simulations": n_simulations,
-                "power_formula": float(
-                    power_from_events(ev_f, hr_f, alpha=alpha, allocation=alloc)
-                ),
+                "power_formula": power_formula,
                 "power_simulated": phat,
                 "low": centre - half,
                 "high": centre + half,
