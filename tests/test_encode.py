@@ -643,3 +643,44 @@ def test_tissue_detection_in_threads_of_a_fresh_process() -> None:
         )
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert proc.stdout.strip().splitlines()[-1] == "0 []", proc.stdout
+
+
+def test_ray_reader_stage_reads_batches_and_records_failures(tmp_path: Path) -> None:
+    """The Ray Data reader (tested without Ray): tiles of one slide in a batch are read together
+    and equal single-tile reads; a slide that became unreadable after preparation gets an error
+    per tile (the run excludes it) while the other slide's tiles are still read."""
+    import shutil
+
+    from tario_clinical.encode import engine, load_encoder
+    from tario_clinical.encode.ray_runner import _Reader
+    from tario_clinical.simulate.slides import write_synthetic_slides
+    from tario_clinical.slides import open_slide, read_slide_manifest
+    from tario_clinical.slides.tiling import read_tile_at
+
+    write_synthetic_slides(_latent(2, seed=9), tmp_path, seed=9, size_px=640)
+    enc = load_encoder("demo", device="cpu")
+    manifest = read_slide_manifest(tmp_path / "slides.csv")
+    _, jobs, _, _ = engine._start_run(manifest, enc, tmp_path / "out", 0.5, "auto")
+    gone = tmp_path / "gone.tiff"
+    shutil.copy(jobs[1].path, gone)
+    as_dicts = [
+        {"path": j.path, "mpp": j.mpp, "slide_id": j.slide_id, "xy": j.xy, "level": j.level,
+         "read_px": j.read_px, "tile_px": j.tile_px}
+        for j in jobs
+    ]  # fmt: skip
+    as_dicts[1]["path"] = str(gone)
+    gone.unlink()
+    n0, n1 = len(jobs[0].xy), len(jobs[1].xy)
+    batch = {
+        "job": np.r_[np.zeros(n0, int), np.ones(n1, int)],
+        "k": np.r_[np.arange(n0), np.arange(n1)],
+    }
+    out = _Reader(as_dicts, "auto")(batch)
+    assert (out["error"][:n0] == "").all() and (out["error"][n0:] != "").all()
+    with open_slide(jobs[0].path) as s:
+        s.direct_decoding = False
+        want = np.stack(
+            [read_tile_at(s, int(x), int(y), jobs[0].level, jobs[0].read_px, jobs[0].tile_px)
+             for x, y in jobs[0].xy]
+        )  # fmt: skip
+    np.testing.assert_array_equal(out["tiles"][:n0], want)

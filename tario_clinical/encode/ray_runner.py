@@ -19,7 +19,7 @@ import pandas as pd
 from ..errors import EncoderError
 from ..provenance import ensure_output_dir
 from ..slides import open_slide, read_slide_manifest
-from ..slides.tiling import read_tile_at
+from ..slides.tiling import read_tile_at, resize_tile
 from .engine import (
     FUSIONS,
     EncodeResult,
@@ -39,29 +39,49 @@ class _Reader:
         self.backend = backend
         self.open: dict[int, Any] = {}
 
+    def _slide(self, j: int) -> Any:
+        s = self.open.get(j)
+        if s is None:
+            if len(self.open) >= 4:
+                self.open.pop(next(iter(self.open))).close()
+            job = self.jobs[j]
+            # verified by the driver when it prepared the slide (tissue detection)
+            s = self.open[j] = open_slide(
+                job["path"],
+                mpp=job["mpp"],
+                slide_id=job["slide_id"],
+                backend=self.backend,  # type: ignore[arg-type]
+                verify=False,
+            )
+        return s
+
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         js, ks = batch["job"], batch["k"]
         tile_px = self.jobs[int(js[0])]["tile_px"]
         tiles = np.zeros((len(js), tile_px, tile_px, 3), np.uint8)
         errors = np.array([""] * len(js), dtype=object)
-        for i, (j, k) in enumerate(zip(js.tolist(), ks.tolist())):
+        for j in np.unique(js).tolist():
+            rows = np.flatnonzero(js == j)
             job = self.jobs[j]
-            try:
-                s = self.open.get(j)
-                if s is None:
-                    if len(self.open) >= 4:
-                        self.open.pop(next(iter(self.open))).close()
-                    s = self.open[j] = open_slide(
-                        job["path"],
-                        mpp=job["mpp"],
-                        slide_id=job["slide_id"],
-                        backend=self.backend,  # type: ignore[arg-type]
-                    )
-                x, y = job["xy"][k]
-                tiles[i] = read_tile_at(s, int(x), int(y), job["level"], job["read_px"], tile_px)
-            except Exception as err:  # noqa: BLE001 - the slide is excluded downstream
-                errors[i] = str(err)
+            try:  # the tiles of one slide together: shared TIFF tiles are decoded once
+                s = self._slide(j)
+                regions = s.read_regions(
+                    job["xy"][ks[rows]], job["level"], (job["read_px"], job["read_px"])
+                )
+                for r, region in zip(rows, regions, strict=True):
+                    tiles[r] = resize_tile(region, tile_px)
+                continue
+            except Exception:  # noqa: BLE001 - read tile by tile to record each failure
                 self.open.pop(j, None)
+            for r in rows.tolist():
+                try:
+                    x, y = job["xy"][int(ks[r])]
+                    tiles[r] = read_tile_at(
+                        self._slide(j), int(x), int(y), job["level"], job["read_px"], tile_px
+                    )
+                except Exception as err:  # noqa: BLE001 - the slide is excluded downstream
+                    errors[r] = str(err)
+                    self.open.pop(j, None)
         return {"job": js, "k": ks, "tiles": tiles, "error": errors}
 
 
