@@ -941,6 +941,13 @@ def concordance(
     with ``G`` the KM of the censoring distribution. The standard error is the
     influence-function (infinitesimal jackknife) variance of the ratio of U-statistics with
     weights held fixed; the CI is estimate ± z·se clipped to [0, 1].
+
+    Measured by seeded simulation (``benchmarks/validation/survival_ci/``; 2,000 replicates per
+    cell, n = 200/500, 30-60 % censoring): Uno's intervals cover 0.941-0.954 with SE/SD
+    0.99-1.03, so holding the weights fixed does not make them too narrow. Harrell's SE is right
+    too, but Harrell's C itself depends on the censoring: with 60 % censoring it exceeded the
+    uncensored concordance by up to 0.008 (coverage of that value 0.931-0.937). Prefer Uno's C
+    when censoring is heavy or differs between cohorts.
     """
     _check_conf_level(conf_level)
     df = _as_pandas(df)
