@@ -489,12 +489,15 @@ def test_strip_reads_equal_tile_by_tile_reads(
     np.testing.assert_array_equal(a.representations.layers["sd"], b.representations.layers["sd"])
 
 
-@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize(("workers", "mpp"), [(0, 1.0), (2, 1.0), (0, 0.5), (0, 0.3)])
 def test_direct_tiff_decoding_gives_identical_representations(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int, mpp: float
 ) -> None:
     """Whole-batch direct decoding of the TIFF tiles (the default) and the backend path give
-    bit-identical representations, in the main process and in DataLoader workers."""
+    bit-identical representations, in the main process and in DataLoader workers, for tiles
+    read from level 0 at their size (slides at the model's 1 µm/px), from pyramid level 1 at
+    their size (0.5 µm/px) and from level 1 and resized (0.3 µm/px: level 1 at 0.6 µm/px, a
+    107-px read per 64-px tile)."""
     import tario_clinical as tc
     from tario_clinical.encode import engine
     from tario_clinical.simulate.slides import write_synthetic_slides
@@ -503,7 +506,7 @@ def test_direct_tiff_decoding_gives_identical_representations(
 
     trial = tc.simulate_trial(10, seed=4, n_genes=20, compute_attainable=False)
     write_synthetic_slides(
-        trial, tmp_path, seed=4, patients=list(trial.clinical.patient_id[:3]), size_px=700
+        trial, tmp_path, seed=4, patients=list(trial.clinical.patient_id[:3]), size_px=700, mpp=mpp
     )
     calls = {"direct": 0}
     original = Slide.read_regions
