@@ -145,9 +145,17 @@ class _SlideJob:
 class _TileDataset:
     """Map-style dataset over (slide job, tile) pairs; opens slides lazily per worker."""
 
-    def __init__(self, jobs: Sequence[_SlideJob], backend: str, *, max_open: int = 4) -> None:
+    def __init__(
+        self,
+        jobs: Sequence[_SlideJob],
+        backend: str,
+        *,
+        max_open: int = 4,
+        decode_threads: int = 1,
+    ) -> None:
         self.jobs = list(jobs)
         self.backend = backend
+        self.decode_threads = decode_threads
         self.offsets = np.cumsum([0] + [len(j.xy) for j in self.jobs])
         self.max_open = max_open
         self._open: OrderedDict[int, Any] = OrderedDict()
@@ -170,6 +178,7 @@ class _TileDataset:
                 backend=self.backend,  # type: ignore[arg-type]
                 verify=False,
             )
+            s.decode_threads = self.decode_threads
             self._open[j] = s
             while len(self._open) > self.max_open:
                 _, old = self._open.popitem(last=False)
@@ -759,7 +768,11 @@ def encode_slides(
     out = ensure_output_dir(out_dir)
     _clean_stale_tmp(out)
     fp, jobs, done, excluded = _start_run(manifest, encoder, out, min_tissue, backend)
-    ds = _TileDataset(jobs, backend)
+    # read in the main process (no workers): the model's threads are idle while a batch is
+    # read, so its TIFF tiles are decoded in as many threads
+    ds = _TileDataset(
+        jobs, backend, decode_threads=torch.get_num_threads() if num_workers == 0 else 1
+    )
     n_total = len(ds)
     t0 = time.perf_counter()
     n_done = 0

@@ -88,6 +88,10 @@ class Slide:
         Decode tiled-TIFF tiles straight from the file (default ``True``; set ``False`` before
         the first read to always go through the backend). A level is read directly only after
         its first region matched the backend's pixels exactly.
+    decode_threads : int
+        Threads decoding the TIFF tiles of one direct read (default 1). The encoder sets it to
+        torch's thread count when tiles are read in the main process between batches, when
+        those cores are otherwise idle.
     """
 
     def __init__(
@@ -114,6 +118,8 @@ class Slide:
         self.properties = properties
         #: decode TIFF tiles directly when the pixels equal the backend's (see ``_tiffdirect``)
         self.direct_decoding = True
+        #: threads decoding the TIFF tiles of one direct read
+        self.decode_threads = 1
         self._direct: Any = None  # None: not tried yet; False: not applicable
         self._direct_checked: set[int] = set()
 
@@ -245,6 +251,8 @@ class Slide:
             if self.path.suffix.lower() in _TIFF_SUFFIXES and self.direct_decoding:
                 dec = TiffTileDecoder.create(self.path, self.level_dimensions)
             self._direct = dec if dec is not None else False
+        if self._direct:
+            self._direct.threads = max(1, int(self.decode_threads))
         return self._direct or None
 
     def _level_xy(self, locs: np.ndarray, level: int) -> np.ndarray | None:

@@ -44,6 +44,23 @@ __all__ = ["TiffTileDecoder"]
 DEFAULT_CACHE_BYTES = 48 << 20
 
 
+_POOLS: dict[tuple[int, int], Any] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _pool(threads: int) -> Any:
+    """A shared decoding thread pool of ``threads`` workers for this process (pools do not
+    survive a fork, so each process makes its own)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    key = (os.getpid(), threads)
+    with _POOLS_LOCK:
+        pool = _POOLS.get(key)
+        if pool is None:
+            pool = _POOLS[key] = ThreadPoolExecutor(threads, thread_name_prefix="tiff-decode")
+        return pool
+
+
 @dataclass(frozen=True)
 class _Level:
     page: Any
@@ -81,6 +98,8 @@ class TiffTileDecoder:
         self.path = Path(path)
         self.level_dimensions = tuple(tuple(int(v) for v in d) for d in level_dimensions)
         self.cache_bytes = int(cache_bytes)
+        #: threads decoding the TIFF tiles of one read (1: in the calling thread)
+        self.threads = 1
         self._lock = threading.RLock()
         self._cache: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
         self._cached_bytes = 0
@@ -285,11 +304,20 @@ class TiffTileDecoder:
                 indices=missing,
                 sort=True,
             )
-            for data, k in segments:
+
+            def one(seg: tuple[bytes | None, int]) -> tuple[int, np.ndarray]:
+                data, k = seg
                 arr, _, _ = decode(data, k, jpegtables=page.jpegtables, jpegheader=page.jpegheader)
                 if arr is None:
                     raise ValueError(f"empty tile {k}")
-                t = np.asarray(arr).reshape(lv.tile_h, lv.tile_w, lv.samples)
+                return k, np.asarray(arr).reshape(lv.tile_h, lv.tile_w, lv.samples)
+
+            if self.threads > 1 and len(missing) > 1:
+                # the codecs release the GIL: decode in threads (the file is read above, in order)
+                decoded = list(_pool(self.threads).map(one, list(segments)))
+            else:
+                decoded = [one(seg) for seg in segments]
+            for k, t in decoded:
                 found[k] = t
                 if keep:
                     self._cache[(level, k)] = t
