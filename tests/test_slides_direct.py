@@ -215,3 +215,14 @@ def test_real_svs_direct_equals_backend(backend: str) -> None:
                 fast.read_region((x, y), level, (side, side)),
                 ref.read_region((x, y), level, (side, side)),
             )
+
+
+def test_threaded_decoding_equals_serial(pyramid: Path) -> None:
+    rng = np.random.default_rng(4)
+    with open_slide(pyramid) as a, open_slide(pyramid) as b:
+        a.decode_threads = 4
+        W, H = a.dimensions
+        locs = np.stack([rng.integers(0, W - 300, 50), rng.integers(0, H - 300, 50)], axis=1)
+        got = a.read_regions(locs, 0, (300, 300))
+        assert a._direct.threads == 4 and b._direct.threads == 1
+        np.testing.assert_array_equal(got, b.read_regions(locs, 0, (300, 300)))
