@@ -331,8 +331,8 @@ def default_num_workers(device: str) -> int:
 
     On CPU the model's forward pass keeps every core busy (torch's intra-op threads), and
     reader processes compete with it for the same cores. Reading in the main process between
-    batches was faster on 2 cores (end to end 0.95 vs 0.57 of pure-forward throughput for a
-    224-px CNN, 0.78 vs 0.45 for the tiny demo model, ``benchmarks/results/encode_cpu.json``)
+    batches was faster on 2 cores (end to end 0.96 vs 0.53 of pure-forward throughput for a
+    224-px CNN, 0.72 vs 0.39 for the tiny demo model, ``benchmarks/results/encode_cpu.json``)
     and about as fast on 16 cores (0.62 vs 0.65 with 2 workers for the CNN, 0.40 vs 0.32 for
     the demo model; short runs, ``encode_cpu_16core.json``); for backbones heavier than these
     the share of reading only shrinks. So CPU gets 0 workers. If workers are asked for on
