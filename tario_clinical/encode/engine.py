@@ -227,7 +227,7 @@ class _TileDataset:
                 return [self[i] for i in idx]
             if job.read_px != job.tile_px:
                 regions = np.stack([resize_tile(r, job.tile_px) for r in regions])
-            return _Batch(regions, j, ks)
+            return _Batch(regions, j, np.asarray(ks, dtype=np.int64))  # type: ignore[return-value]
         out: dict[int, tuple[np.ndarray, int, int, str]] = {}
         step = job.read_px * ds
         whole_ds = float(ds).is_integer()
@@ -270,17 +270,19 @@ class _TileDataset:
         return out
 
 
-class _Batch(list):  # type: ignore[type-arg]
-    """A whole batch of one slide read at once: tiles already stacked (no per-tile copies)."""
+@dataclass(frozen=True)
+class _Batch:
+    """A whole batch of one slide read at once: tiles already stacked (no per-tile copies);
+    :func:`_collate` passes it on as it is."""
 
-    def __init__(self, tiles: np.ndarray, job: int, ks: np.ndarray) -> None:
-        super().__init__((tiles[i], job, int(k), "") for i, k in enumerate(ks))
-        self.tiles = tiles
-        self.job = job
-        self.ks = np.asarray(ks, dtype=np.int64)
+    tiles: np.ndarray
+    job: int
+    ks: np.ndarray
 
 
-def _collate(items: list[tuple[np.ndarray, int, int, str]]) -> tuple[Any, int, Any, list[str]]:
+def _collate(
+    items: list[tuple[np.ndarray, int, int, str]] | _Batch,
+) -> tuple[Any, int, Any, list[str]]:
     import torch
 
     if isinstance(items, _Batch):

@@ -263,9 +263,10 @@ class Slide:
             return None  # sub-pixel position at this level: the backend interpolates
         return lxy.astype(np.int64)
 
-    def _read_direct_many(self, locs: np.ndarray, level: int, w: int, h: int) -> np.ndarray | None:
+    def _decode(self, locs: np.ndarray, level: int, w: int, h: int) -> np.ndarray | None:
+        """Regions decoded straight from the TIFF tiles as ``n x h x w x 3``, or None."""
         dec = self._direct_decoder()
-        if dec is None or not dec.supports(level) or level not in self._direct_checked:
+        if dec is None or not dec.supports(level):
             return None
         lxy = self._level_xy(locs, level)
         if lxy is None:
@@ -275,22 +276,21 @@ class Slide:
             return None
         return arr if arr.shape[-1] == 3 else np.stack([_to_rgb(a) for a in arr])
 
+    def _read_direct_many(self, locs: np.ndarray, level: int, w: int, h: int) -> np.ndarray | None:
+        if level not in self._direct_checked:
+            return None
+        return self._decode(locs, level, w, h)
+
     def _read_direct(self, x: int, y: int, level: int, w: int, h: int) -> np.ndarray | None:
         """The region decoded straight from the TIFF tiles, or ``None`` (see ``_tiffdirect``).
 
         The first region of each level is also read through the backend and the level is read
         directly only if the pixels are identical.
         """
-        dec = self._direct_decoder()
-        if dec is None or not dec.supports(level):
+        many = self._decode(np.array([[x, y]], dtype=np.int64), level, w, h)
+        if many is None:
             return None
-        lxy = self._level_xy(np.array([[x, y]], dtype=np.int64), level)
-        if lxy is None:
-            return None
-        arr = dec.read(level, int(lxy[0, 0]), int(lxy[0, 1]), w, h)
-        if arr is None:
-            return None
-        rgb = _to_rgb(arr)
+        rgb = many[0]
         if level not in self._direct_checked:
             # a window of at most 512 x 512 at the centre (large reads such as thumbnails are
             # not decoded twice in full)
@@ -306,7 +306,7 @@ class Slide:
                     "slide %s level %d: direct TIFF decoding differs from %s; using %s",
                     self.slide_id, level, self.backend, self.backend,
                 )  # fmt: skip
-                dec.disable(level)
+                self._direct.disable(level)
                 return self._read_backend(x, y, level, w, h)
         return rgb
 

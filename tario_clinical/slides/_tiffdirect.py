@@ -205,12 +205,6 @@ class TiffTileDecoder:
             self._levels[level] = None
 
     # -- pixels ----------------------------------------------------------------------------------
-    def read(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray | None:
-        """Pixels ``[y:y+h, x:x+w]`` of ``level`` (level pixels) as ``h x w x samples`` uint8,
-        or ``None`` when the region is not fully inside the level or decoding fails."""
-        out = self.read_many(level, np.array([[x, y]], dtype=np.int64), w, h)
-        return None if out is None else out[0]
-
     def read_many(self, level: int, xy: np.ndarray, w: int, h: int) -> np.ndarray | None:
         """Several ``w x h`` regions of ``level`` with top-left corners ``xy`` (``(n, 2)``, level
         pixels) as an ``(n, h, w, samples)`` uint8 array; each TIFF tile they share is decoded
