@@ -18,7 +18,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .survival import KaplanMeier
 
-_PALETTE = ("#2E9FDF", "#E7B800", "#FC4E07", "#00AFBB", "#868686", "#6A3D9A")
+#: Okabe & Ito (2008) colour-blind-safe palette (yellow left out: too light on white)
+OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#E69F00", "#CC79A7", "#56B4E9", "#000000")
+_PALETTE = OKABE_ITO
 
 
 @dataclass
@@ -45,8 +47,11 @@ def plot_km(
     ax: Axes | None = None,
     at_risk_times: Sequence[float] | None = None,
     p_value: float | None = None,
+    p_label: str = "log-rank p",
+    p_note: str | None = None,
     title: str | None = None,
     time_label: str = "Time",
+    time_unit: str | None = "months",
     colors: Sequence[str] | None = None,
 ) -> KMDisplay:
     """KM curves with confidence bands, censoring ticks and a number-at-risk table below.
@@ -59,9 +64,17 @@ def plot_km(
     at_risk_times : sequence of float, optional
         Times of the risk-table columns (default: the x ticks).
     p_value : float, optional
-        Log-rank p-value written on the plot.
+        Log-rank p-value written on the plot as ``"{p_label} = {p_value}"``.
+    p_label : str
+        What the p-value is (e.g. ``"corrected log-rank p"``).
+    p_note : str, optional
+        Second line under the p-value (e.g. how it was corrected).
     title, time_label : str
+    time_unit : str, optional
+        Unit of the times, appended to ``time_label`` as ``"Time (months)"``; default months,
+        the clinical schema's ``x-time-unit``. ``None`` for no unit.
     colors : sequence of str, optional
+        Default: the Okabe–Ito colour-blind-safe palette.
 
     Returns
     -------
@@ -109,8 +122,10 @@ def plot_km(
     ax.grid(alpha=0.25)
     ax.legend(loc="upper right", frameon=False, title=result.group)
     if p_value is not None and np.isfinite(p_value):
-        txt = "log-rank p < 0.0001" if p_value < 1e-4 else f"log-rank p = {p_value:.3g}"
-        ax.text(0.03, 0.05, txt, transform=ax.transAxes, fontsize=10)
+        txt = f"{p_label} < 0.0001" if p_value < 1e-4 else f"{p_label} = {p_value:.3g}"
+        if p_note:
+            txt += f"\n{p_note}"
+        ax.text(0.03, 0.05, txt, transform=ax.transAxes, fontsize=10, va="bottom")
     if title:
         ax.set_title(title)
     ticks = (
@@ -135,7 +150,7 @@ def plot_km(
     tax.set_yticklabels([str(g) for g in reversed(groups)])
     tax.set_ylim(-0.6, len(groups) - 0.4)
     tax.set_xticks(ticks)
-    tax.set_xlabel(time_label)
+    tax.set_xlabel(f"{time_label} ({time_unit})" if time_unit else time_label)
     tax.set_title("Number at risk", fontsize=9, loc="left", pad=4)
     for sp in ("top", "right", "left"):
         tax.spines[sp].set_visible(False)
@@ -143,6 +158,72 @@ def plot_km(
     ax.set_xticks(ticks)
     ax.tick_params(labelbottom=False)
     return KMDisplay(ax_=ax, table_ax_=tax, figure_=fig, at_risk_=table)
+
+
+#: tick mantissas per decade for a log HR axis, densest first
+_LOG_TICK_TIERS = (
+    (1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0),
+    (1.0, 1.5, 2.0, 3.0, 5.0, 7.5),
+    (1.0, 2.0, 5.0),
+    (1.0, 3.0),
+    (1.0,),
+)
+
+
+def _log_ticks(low: float, high: float, width_pt: float, fontsize: float) -> list[float]:
+    """The densest tick set of ``_LOG_TICK_TIERS`` inside ``[low, high]`` whose ``:g`` labels
+    do not overlap on a log axis ``width_pt`` points wide (label width estimated as 0.62 em
+    per character plus one em of space), at most 9 ticks; 1 is always a tick when in range.
+    Too wide a range for one tick per decade: every k-th power of ten."""
+    llo, lhi = np.log10(low), np.log10(high)
+    span = max(lhi - llo, 1e-12)
+
+    def fits(ticks: list[float]) -> bool:
+        if len(ticks) > 9:
+            return False
+        x = (np.log10(ticks) - llo) / span * width_pt
+        w = np.array([len(f"{t:g}") * 0.62 * fontsize for t in ticks])
+        return bool(np.all(np.diff(x) >= (w[:-1] + w[1:]) / 2 + fontsize))
+
+    decades = range(int(np.floor(llo)) - 1, int(np.ceil(lhi)) + 1)
+    for mantissas in _LOG_TICK_TIERS:
+        ticks = [
+            float(f"{m * 10.0**d:.6g}")
+            for d in decades
+            for m in mantissas
+            if low <= m * 10.0**d <= high
+        ]
+        if len(ticks) >= 2 and fits(ticks):
+            return ticks
+    for step in range(2, 12):
+        ticks = [10.0**d for d in decades if d % step == 0 and low <= 10.0**d <= high]
+        if len(ticks) < 2 or fits(ticks):
+            return ticks or [1.0]
+    return [1.0]
+
+
+def _hr_locator() -> Any:
+    """A matplotlib Locator giving :func:`_log_ticks` for the axis' width *at draw time*, so the
+    ticks stay apart after ``tight_layout``, a resize or a smaller report figure."""
+    from matplotlib.ticker import Locator
+
+    class HazardRatioLocator(Locator):
+        def __call__(self) -> list[float]:
+            vmin, vmax = self.axis.get_view_interval()
+            return self.tick_values(vmin, vmax)
+
+        def tick_values(self, vmin: float, vmax: float) -> list[float]:
+            vmin, vmax = sorted((float(vmin), float(vmax)))
+            if not (vmin > 0 and np.isfinite(vmax)):
+                return [1.0]
+            width_pt, fontsize = 400.0, 10.0
+            if self.axis is not None:
+                axes = self.axis.axes
+                width_pt = axes.bbox.width * 72.0 / axes.figure.dpi
+                fontsize = self.axis.get_major_ticks(1)[0].label1.get_fontsize()
+            return _log_ticks(vmin, vmax, width_pt, fontsize)
+
+    return HazardRatioLocator()
 
 
 def plot_forest(forest: pd.DataFrame, *, ax: Axes | None = None, title: str | None = None) -> Axes:
@@ -187,11 +268,9 @@ def plot_forest(forest: pd.DataFrame, *, ax: Axes | None = None, title: str | No
     for yi, h, lo_, hi_ in zip(y, hr, lo, hi, strict=True):
         txt = "not estimable" if not np.isfinite(h) else f"{h:.2f} ({lo_:.2f}–{hi_:.2f})"
         ax.text(1.02, yi, txt, transform=trans, va="center", fontsize=9)
-    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+    from matplotlib.ticker import FuncFormatter, NullLocator
 
-    lim = ax.get_xlim()
-    cand = [0.05, 0.1, 0.2, 0.25, 0.5, 1.0, 2.0, 4.0, 5.0, 10.0, 20.0]
-    ax.xaxis.set_major_locator(FixedLocator([c for c in cand if lim[0] <= c <= lim[1]] or [1.0]))
+    ax.xaxis.set_major_locator(_hr_locator())
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xlabel("Hazard ratio (95 % CI)")

@@ -195,7 +195,10 @@ def treatment_interaction(
         Column with exactly two arms; the control is ``reference_arm`` or an arm called
         control/placebo/standard, else the first in sorted order.
     biomarker : str
-        Categorical (text/categorical/bool) or numeric (continuous, linear) column.
+        Categorical (text/categorical/bool) or numeric column. A numeric column with exactly
+        two distinct values (e.g. 0/1) is binary, like ``"neg"``/``"pos"``: it gets the same
+        model and the treatment HR within each level (reference: the smaller value). Other
+        numeric columns are continuous (linear), without level subgroups.
     covariates : sequence of str
         Adjustment covariates (main effects).
     strata : str, optional
@@ -227,7 +230,11 @@ def treatment_interaction(
         raise SchemaError(
             f"column {biomarker!r}: {int(bm.isna().sum())} missing biomarker value(s)"
         )
-    categorical = not pd.api.types.is_numeric_dtype(bm) or pd.api.types.is_bool_dtype(bm)
+    categorical = (
+        not pd.api.types.is_numeric_dtype(bm)
+        or pd.api.types.is_bool_dtype(bm)
+        or bm.nunique() == 2  # 0/1 (or any two-valued) coding is a binary biomarker
+    )
     arm_name = f"{arm}[{exp_arm}]"
     if categorical:
         levels = _levels(bm)
@@ -477,6 +484,12 @@ class StratificationResult:
         ``fold, quantile, cutoff`` — the cut-off(s) of each fold, computed without that fold.
     km : KaplanMeier
     logrank : DataFrame
+        Indexed by ``test``: ``statistic, df, p_value`` (see
+        :func:`~tario_clinical.survival.logrank`). With ``cutoff="optimal"`` the ``p_value`` is
+        the Lausen–Schumacher p-value corrected for the cut-point search (the same as
+        ``optimal["p_value"]``), ``p_value_uncorrected`` is the chi-square p-value as if the
+        cut-point had been fixed in advance (not valid: it rejects far too often under the
+        null), and ``p_value_method`` says which is which.
     cox_unadjusted, cox_adjusted : DataFrame or None
         HR of each risk group against the lowest.
     ph_test : DataFrame or None
@@ -489,13 +502,16 @@ class StratificationResult:
     interaction : InteractionResult or None
         With ``arm``: arm x risk group interaction.
     optimal : DataFrame or None
-        With ``cutoff="optimal"``: the maximally selected statistic and its corrected p-value.
+        With ``cutoff="optimal"``: the maximally selected statistic, its corrected ``p_value``
+        and the uncorrected ``p_value_naive`` (see :func:`maxstat_cutpoint`).
     exploratory : bool
         True for the optimal cut-point (chosen on the evaluated patients).
     exclusions : DataFrame
         ``patient_id, analysis, reason`` for every patient left out (nothing silently dropped).
     notes : tuple of str
         Analyses that could not be done and why, small-sample warnings.
+    time_unit : str
+        Unit of the follow-up times (axis label of the KM plot).
     """
 
     time: str
@@ -517,6 +533,7 @@ class StratificationResult:
     notes: tuple[str, ...]
     parameters: dict[str, Any] = field(default_factory=dict)
     ph_test: pd.DataFrame | None = None
+    time_unit: str = "months"
 
     @property
     def n(self) -> int:
@@ -531,17 +548,32 @@ class StratificationResult:
     ) -> KMDisplay:
         """KM curves per risk group with 95 % bands, censoring marks, log-rank p and a
         number-at-risk table under the plot. Returns a display with ``ax_``, ``table_ax_``,
-        ``figure_``."""
+        ``figure_``.
+
+        With ``cutoff="optimal"`` the p-value shown is the Lausen–Schumacher p-value corrected
+        for the cut-point search, labelled so; the uncorrected one is not shown."""
         from ._survival_plots import plot_km
 
-        p = None
+        p, p_label, p_note = None, "log-rank p", None
         if self.logrank is not None:
             p = float(self.logrank.loc["log-rank", "p_value"])
+            if "p_value_method" in self.logrank.columns:
+                p_label = "corrected log-rank p"
+                p_note = "(Lausen–Schumacher, for the cut-point search)"
         if title is None:
             title = f"{self.time} by {self.cutoff_method} cut-off" + (
                 " (EXPLORATORY)" if self.exploratory else ""
             )
-        return plot_km(self.km, ax=ax, at_risk_times=at_risk_times, p_value=p, title=title)
+        return plot_km(
+            self.km,
+            ax=ax,
+            at_risk_times=at_risk_times,
+            p_value=p,
+            p_label=p_label,
+            p_note=p_note,
+            title=title,
+            time_unit=self.time_unit,
+        )
 
     plot_km = km_plot
 
@@ -559,6 +591,7 @@ class StratificationResult:
             "event": self.event,
             "cutoff_method": self.cutoff_method,
             "exploratory": self.exploratory,
+            "time_unit": self.time_unit,
             "groups": list(self.groups),
             "n": self.n,
             "events": int(self.assignments["event"].sum()),
@@ -592,7 +625,11 @@ class StratificationResult:
             _html_table(self.ph_test, "Proportional hazards (cox.zph)"),
             _html_table(self.rmst, "RMST"),
             _html_table(self.concordance, "Concordance of the score"),
-            _html_table(self.optimal, "Optimal cut-point (exploratory)"),
+            _html_table(
+                self.optimal,
+                "Optimal cut-point (exploratory; p_value corrected for the search, "
+                "p_value_naive uncorrected)",
+            ),
         ]
         if self.interaction is not None:
             parts.append(self.interaction._repr_html_())
@@ -683,6 +720,7 @@ def stratify(
     min_prop: float = 0.1,
     conf_level: float = 0.95,
     target: str | None = None,
+    time_unit: str | None = None,
 ) -> StratificationResult:
     """Risk groups from decoder scores at cut-offs never tuned on the patients they evaluate.
 
@@ -725,10 +763,15 @@ def stratify(
     conf_level : float
     target : str, optional
         Target to take from a multi-target decoder OOF table (``DecodeResult.oof``).
+    time_unit : str, optional
+        Unit of ``time`` shown on the KM plot; default the cohort's ``time_unit``, else
+        ``"months"`` (the clinical schema's ``x-time-unit``).
 
     Returns
     -------
     StratificationResult
+        With ``cutoff="optimal"``, ``logrank["p_value"]``, the KM plot and ``to_dict()`` give
+        the corrected p-value; the uncorrected one is kept as ``p_value_uncorrected``.
 
     Examples
     --------
@@ -753,6 +796,8 @@ def stratify(
     if hasattr(cohort_or_df, "clinical") and hasattr(cohort_or_df, "exclude"):
         cohort = cohort_or_df
         clinical = cohort.clinical
+        if time_unit is None:
+            time_unit = getattr(cohort, "time_unit", None)
     else:
         clinical = _as_pandas(cohort_or_df, "cohort_or_df")
         if "patient_id" not in clinical.columns:
@@ -763,6 +808,10 @@ def stratify(
                     "clinical table needs a 'patient_id' column (or index); got columns "
                     f"{list(clinical.columns)}"
                 )
+    if time_unit is not None and (not isinstance(time_unit, str) or not time_unit.strip()):
+        raise ValueError(
+            f"time_unit must be a non-empty string such as 'months'; got {time_unit!r}"
+        )
     _require_columns(clinical, [time, event, *([arm] if arm else []), *covariates])
     clin = clinical.copy()
     clin["patient_id"] = clin["patient_id"].astype(str)
@@ -886,7 +935,9 @@ def stratify(
             fixed = np.array([float(optimal["cutoff"].iloc[0])])
             notes.append(
                 "EXPLORATORY: the optimal cut-point was chosen on the same patients it is evaluated "
-                "on; only the corrected p-value of the maximally selected statistic is valid"
+                "on; only the corrected p-value of the maximally selected statistic is valid (the "
+                "log-rank p shown); Cox, RMST and interaction p-values and HRs at this cut-point "
+                "are not corrected for the search and are optimistic"
             )
         gidx = _cut_groups(s, fixed)
         cutoffs = pd.DataFrame(
@@ -928,6 +979,8 @@ def stratify(
             return None
 
     lr = _try("log-rank", lambda: logrank(data, time, event, GROUP_COLUMN))
+    if optimal is not None and lr is not None:
+        lr = _search_corrected_logrank(lr, optimal)
     models: dict[str, Any] = {}
     mu = _try(
         "Cox (unadjusted)",
@@ -997,6 +1050,7 @@ def stratify(
         "conf_level": conf_level,
         "folds_given": folds is not None,
         "target": target,
+        "time_unit": time_unit or "months",
     }
     return StratificationResult(
         time=time,
@@ -1018,7 +1072,27 @@ def stratify(
         notes=tuple(notes),
         parameters=params,
         ph_test=ph,
+        time_unit=time_unit or "months",
     )
+
+
+def _search_corrected_logrank(lr: pd.DataFrame, optimal: pd.DataFrame) -> pd.DataFrame:
+    """Log-rank table at the optimal cut-point with the p-value corrected for the search.
+
+    The two-group log-rank chi-square at the selected cut-point is the square of the maximally
+    selected statistic, so its valid p-value is the Lausen–Schumacher one of
+    :func:`maxstat_cutpoint`; the chi-square p-value is kept, labelled uncorrected.
+    """
+    row = optimal.iloc[0]
+    out = lr.copy()
+    out["p_value_uncorrected"] = out["p_value"]
+    out.loc["log-rank", "p_value"] = float(row["p_value"])
+    out["p_value_method"] = (
+        "Lausen-Schumacher (1992) for the maximally selected log-rank statistic over "
+        f"{int(row['n_candidates'])} cut-points (min_prop={float(row['min_prop']):g}); "
+        "p_value_uncorrected treats the cut-point as fixed in advance and is not valid"
+    )
+    return out
 
 
 def _ph_tests(models: Mapping[str, Any], notes: list[str]) -> pd.DataFrame | None:

@@ -401,7 +401,7 @@ def load_cohort(
     Raises
     ------
     SchemaError
-        Listing *every* violation (duplicate ids, unknown RECIST values, negative times,
+        Listing *every* violation (duplicate ids, unknown RECIST values, negative or infinite times,
         unparseable genotypes, slides of unknown patients...) with file, row, column and value.
     CohortError
         If a file cannot be read.

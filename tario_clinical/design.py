@@ -51,6 +51,15 @@ __all__ = [
     "simulate_power",
 ]
 
+#: (Okabe–Ito colour, line style, line width, marker) of each design's power curve: the
+#: enriched and biomarker-positive-test curves coincide against patients screened, so the
+#: first is wide and solid under the second, thin and dashed, in the opposite colour
+_CURVE_STYLES = {
+    "enriched": ("#0072B2", "-", 3.2, "o"),
+    "all-comers": ("#009E73", "-.", 1.8, "^"),
+    "all-comers (biomarker-positive test)": ("#D55E00", "--", 1.6, "s"),
+}
+
 DesignName = Literal["enriched", "all-comers", "all-comers (biomarker-positive test)"]
 _DESIGNS = ("enriched", "all-comers", "all-comers (biomarker-positive test)")
 
@@ -236,9 +245,15 @@ class DesignComparison:
     Attributes
     ----------
     table : DataFrame
-        One row per design: ``design, hr, events, n_patients, n_screened, event_probability,
-        power, duration`` (events, patients and screened rounded up; ``power`` achieved at the
-        rounded number of expected events).
+        One row per design: ``design, hr, events, n_patients, n_screened, n_tested,
+        event_probability, power, duration`` (events, patients and screened rounded up;
+        ``power`` achieved at the sample size shown). ``events`` are the events the test needs
+        in the *tested* population; ``n_tested`` is the (expected) number of patients in it:
+        all enrolled patients, except in ``all-comers (biomarker-positive test)`` where only
+        the enrolled patients with an evaluable biomarker-positive assay
+        (``n_patients * prevalence * assay_success``) are tested. ``event_probability`` is the
+        probability that a tested patient has an event by the analysis, so
+        ``events ≈ n_tested * event_probability`` in every row.
     parameters : dict
         The scenario.
     """
@@ -370,14 +385,19 @@ def compare_designs(
     alpha, power : float
         Two-sided level and target power.
     assay_success : float
-        Fraction of screened patients with an evaluable biomarker.
+        Fraction of screened (or enrolled) patients with an evaluable biomarker assay. The
+        enriched design screens ``n_patients / (prevalence * assay_success)``; the
+        biomarker-positive test of an all-comers trial can only use patients whose assay
+        worked, so it enrols ``1 / assay_success`` times more. The overall all-comers test
+        does not need the assay.
 
     Returns
     -------
     DesignComparison
         Designs ``enriched`` (biomarker-positive only), ``all-comers`` (overall log-rank test)
         and ``all-comers (biomarker-positive test)`` (all-comers enrolment, powered for the
-        biomarker-positive subgroup).
+        log-rank test in the biomarker-positive subgroup; every enrolled patient is tested for
+        the biomarker, so ``n_screened = n_patients``).
 
     Examples
     --------
@@ -387,6 +407,7 @@ def compare_designs(
     121
     """
     _check_prob("prevalence", prevalence, closed_high=True)
+    _check_prob("assay_success", assay_success, closed_high=True)
     _check_hr("hr_positive", hr_positive)
     _check_hr("hr_negative", hr_negative)
     p_pos, p_neg = _stratum_probs(
@@ -413,6 +434,7 @@ def compare_designs(
             d_pos,
             n_enr,
             number_to_screen(n_enr, prevalence, assay_success=assay_success),
+            float(n_enr),
             p_pos,
             power_from_events(n_enr * p_pos, hr_positive, alpha=alpha, allocation=allocation),
         )
@@ -441,6 +463,7 @@ def compare_designs(
                 math.ceil(n_all * p_all),
                 n_all,
                 n_all,
+                float(n_all),
                 p_all,
                 float(_drift_power(n_all, e_all, v_all, alpha)),
             )
@@ -457,13 +480,16 @@ def compare_designs(
                 d_all,
                 n_all,
                 n_all,
+                float(n_all),
                 p_all,
                 power_from_events(n_all * p_all, hr_all, alpha=alpha, allocation=allocation),
             )
         )
     else:
-        rows.append(("all-comers", hr_all, np.nan, np.nan, np.nan, p_all, np.nan))
-    n_sub = math.ceil(d_pos / (prevalence * p_pos))
+        rows.append(("all-comers", hr_all, np.nan, np.nan, np.nan, np.nan, p_all, np.nan))
+    # only enrolled patients with an evaluable, positive assay enter the subgroup test
+    tested_share = prevalence * assay_success
+    n_sub = math.ceil(d_pos / (tested_share * p_pos) - 1e-9)
     rows.append(
         (
             "all-comers (biomarker-positive test)",
@@ -471,9 +497,10 @@ def compare_designs(
             d_pos,
             n_sub,
             n_sub,
-            p_all,
+            n_sub * tested_share,
+            p_pos,
             power_from_events(
-                n_sub * prevalence * p_pos, hr_positive, alpha=alpha, allocation=allocation
+                n_sub * tested_share * p_pos, hr_positive, alpha=alpha, allocation=allocation
             ),
         )
     )
@@ -485,6 +512,7 @@ def compare_designs(
             "events",
             "n_patients",
             "n_screened",
+            "n_tested",
             "event_probability",
             "power",
         ],
@@ -542,8 +570,12 @@ def power_curves(
             )
         elif design == "all-comers":
             ev, hr, screened = grid * p_all, hr_all, grid
-        else:
-            ev, hr, screened = grid * prev * p_pos, p["hr_positive"], grid
+        else:  # biomarker-positive test: enrolled patients with a positive evaluable assay
+            ev, hr, screened = (
+                grid * prev * p["assay_success"] * p_pos,
+                p["hr_positive"],
+                grid,
+            )
         if design == "all-comers" and _mixture(p):
             e_all, v_all = _logrank_drift(p)
             pw = _drift_power(grid, e_all, v_all, p["alpha"])
@@ -595,6 +627,14 @@ def plot_power_curves(
     ------
     ValueError
         Unknown ``x``.
+
+    Notes
+    -----
+    Against patients screened the ``enriched`` and ``all-comers (biomarker-positive test)``
+    curves coincide (both test the same biomarker-positive patients per patient screened), so
+    each design has its own colour (Okabe–Ito, colour-blind safe), line style, width and
+    markers at different points: the enriched curve is wide and solid under the thin dashed
+    one, and both stay visible where they overlap.
     """
     if x not in ("n_screened", "n_patients", "events"):
         raise ValueError(
@@ -602,10 +642,29 @@ def plot_power_curves(
         )
     import matplotlib.pyplot as plt
 
+    from ._survival_plots import OKABE_ITO
+
     if ax is None:
         _, ax = plt.subplots(figsize=(6.5, 4.2))
-    for design, g in curves.groupby("design", sort=False):
-        ax.plot(g[x], g["power"], lw=1.8, label=str(design))
+    for i, (design, g) in enumerate(curves.groupby("design", sort=False)):
+        color, ls, lw, marker = _CURVE_STYLES.get(
+            str(design), (OKABE_ITO[(i + 3) % len(OKABE_ITO)], ":", 1.8, "D")
+        )
+        ax.plot(
+            g[x],
+            g["power"],
+            color=color,
+            ls=ls,
+            lw=lw,
+            marker=marker,
+            # markers every 12 % of the line's drawn length, shifted per design: the markers of
+            # coinciding curves interleave instead of hiding each other
+            markevery=(0.04 * i, 0.12),
+            ms=6,
+            mfc="white" if i else color,
+            label=str(design),
+            zorder=2 + i,
+        )
     if target is not None:
         ax.axhline(target, color="grey", ls="--", lw=1)
     ax.set_ylim(0, 1)
@@ -633,7 +692,9 @@ def simulate_power(
     Each simulated trial draws biomarker status (all-comers designs), randomises with the
     design's allocation, draws uniform entry times and exponential event times, censors
     administratively at ``accrual + follow_up`` and applies the two-sided log-rank test
-    (rejections in the direction of the effect count). Child seeds come from
+    (rejections in the direction of the effect count); the biomarker-positive test of an
+    all-comers trial analyses the positive patients whose assay succeeded (each with
+    probability ``assay_success``). Child seeds come from
     ``SeedSequence(seed).spawn(n_simulations)``, so results do not depend on the order of
     evaluation.
 
@@ -693,7 +754,7 @@ def simulate_power(
         hr_f = _all_comers_hr(p["prevalence"], p["hr_positive"], p["hr_negative"], p_pos, p_neg)
         ev_f = n * (p["prevalence"] * p_pos + (1 - p["prevalence"]) * p_neg)
     else:
-        hr_f, ev_f = p["hr_positive"], n * p["prevalence"] * p_pos
+        hr_f, ev_f = p["hr_positive"], n * p["prevalence"] * p["assay_success"] * p_pos
     direction = -1.0 if hr_f < 1 else 1.0
     if design == "all-comers" and _mixture(p):
         e_all, v_all = _logrank_drift(p)
@@ -720,7 +781,9 @@ def simulate_power(
         time = np.minimum(t_event, horizon)
         event = (t_event <= horizon).astype(float)
         if design == "all-comers (biomarker-positive test)":
-            time, event, arm = time[pos], event[pos], arm[pos]
+            # drawn last, so the other designs' random streams are unchanged
+            tested = pos & (rng.random(n) < p["assay_success"])
+            time, event, arm = time[tested], event[tested], arm[tested]
         events_total += event.sum()
         if event.sum() == 0 or arm.min() == arm.max():
             continue

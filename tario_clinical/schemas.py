@@ -180,7 +180,11 @@ def _check_column(
         integer = "integer" in types and "number" not in types
         numeric, bad = _coerce_numeric(values, missing)
         flag(bad, f"must be {'an integer' if integer else 'a number'}")
-        present = ~numeric.isna()
+        # JSON numbers are finite: +-inf (e.g. "inf", "Infinity" or np.inf) is rejected like a
+        # value out of range, and is not checked against the range rules again
+        infinite = ~numeric.isna() & np.isinf(numeric)
+        flag(infinite, "must be a finite number (infinite values are not allowed)")
+        present = ~numeric.isna() & ~infinite
         if integer:
             flag(present & (numeric != np.round(numeric)), "must be a whole number")
         for key, op, text in (
@@ -194,7 +198,9 @@ def _check_column(
         if "enum" in prop:
             allowed = [v for v in prop["enum"] if v is not None]
             flag(present & ~numeric.isin(allowed), f"must be one of {', '.join(map(str, allowed))}")
-        return numeric.round().astype("Int64") if integer else numeric
+        if integer:  # an infinite cell (already flagged) has no integer value
+            return numeric.where(~infinite, np.nan).round().astype("Int64")
+        return numeric
 
     # string-like column
     text = values.map(lambda v: v.strip() if isinstance(v, str) else v)

@@ -114,6 +114,13 @@ def _survival_arrays(df: pd.DataFrame, time: str, event: str) -> tuple[np.ndarra
     """Validated float times (>= 0) and boolean events; raises SchemaError naming rows."""
     _require_columns(df, [time, event])
     t = pd.to_numeric(df[time], errors="coerce").astype(float).to_numpy()
+    inf = np.isinf(t)
+    if inf.any():
+        raise SchemaError(
+            f"column {time!r}: infinite time(s) {t[inf][:5].tolist()} at rows "
+            f"{_row_labels(df, inf)}; times must be finite and >= 0 (give the last follow-up "
+            "time of a censored patient)"
+        )
     bad = ~np.isfinite(t)
     if bad.any():
         raise SchemaError(

@@ -33,6 +33,31 @@ def test_done_when_one_error_names_all_three_problems(tmp_path):
     assert len(info.value.violations) == 3
 
 
+def test_infinite_follow_up_times_are_rejected_like_negative_ones(tmp_path):
+    """'inf' / 'Infinity' / '-inf' in a file, or np.inf in a DataFrame, are not a follow-up
+    time: one error names file, row, column and value of each, next to a negative time."""
+    path = tmp_path / "clinical.csv"
+    path.write_text(
+        "patient_id,os_time,os_event,pfs_time,pfs_event\n"
+        "P1,10,1,4,1\n"
+        "P2,inf,0,3,1\n"
+        "P3,5,1,Infinity,0\n"
+        "P4,-2,1,-inf,1\n"
+    )
+    with pytest.raises(SchemaError) as info:
+        load_cohort(path)
+    msg = str(info.value)
+    rule = "must be a finite number (infinite values are not allowed)"
+    assert f"{path}, row 2 (line 3), column os_time, value 'inf': {rule}" in msg
+    assert f"row 3 (line 4), column pfs_time, value 'Infinity': {rule}" in msg
+    assert f"row 4 (line 5), column pfs_time, value '-inf': {rule}" in msg
+    assert "row 4 (line 5), column os_time, value '-2': must be >= 0" in msg
+    assert len(info.value.violations) == 4  # -inf is reported once, not also as < 0
+    df = pd.DataFrame({"patient_id": ["a", "b"], "os_time": [1.0, np.inf], "os_event": [1, 0]})
+    with pytest.raises(SchemaError, match=r"row 2 .*column os_time, value inf: must be a finite"):
+        load_cohort(df)
+
+
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [

@@ -197,3 +197,106 @@ def test_logrank_drift_reduces_to_schoenfeld_under_proportional_hazards():
     row = c.table.set_index("design").loc["all-comers"]
     n = row["n_patients"]
     assert float(dz._drift_power(n, e, v, 0.05)) == pytest.approx(row["power"], abs=0.01)
+
+
+def test_biomarker_positive_test_row_accounts_for_assay_failures():
+    """All-comers enrolment, log-rank test in the biomarker-positive subgroup: only enrolled
+    patients with an evaluable positive assay are tested, so the trial enrols
+    ``events / (prevalence * assay_success * P(event | positive))`` patients, and the event
+    probability is that of the tested (positive) patients. Before the fix the row ignored
+    ``assay_success`` and showed the all-comers event probability."""
+    kw = {"prevalence": 0.3, "hr_positive": 0.6, "hr_negative": 1.0, "median_control": 12,
+          "accrual": 24, "follow_up": 12}  # fmt: skip
+    c = dz.compare_designs(**kw, assay_success=0.8)
+    c1 = dz.compare_designs(**kw)
+    t, t1 = c.table.set_index("design"), c1.table.set_index("design")
+    name = "all-comers (biomarker-positive test)"
+    row = t.loc[name]
+    d_pos = math.ceil(dz.schoenfeld_events(0.6))
+    p_pos = dz.event_probability(12, 0.6, accrual=24, follow_up=12)
+    assert row["events"] == d_pos
+    assert row["n_patients"] == math.ceil(d_pos / (0.3 * 0.8 * p_pos))
+    assert row["n_screened"] == row["n_patients"]  # all-comers: every enrolled patient is tested
+    assert row["n_tested"] == pytest.approx(row["n_patients"] * 0.3 * 0.8)
+    assert row["event_probability"] == pytest.approx(p_pos, rel=1e-12)
+    assert row["power"] == pytest.approx(
+        dz.power_from_events(row["n_tested"] * p_pos, 0.6), rel=1e-12
+    )
+    assert row["power"] >= 0.8
+    # assay failures cost 1/0.8 times the patients, as they cost the enriched design screening
+    assert row["n_patients"] / t1.loc[name, "n_patients"] == pytest.approx(1 / 0.8, rel=0.01)
+    assert t.loc["enriched", "n_screened"] == dz.number_to_screen(
+        t.loc["enriched", "n_patients"], 0.3, assay_success=0.8
+    )
+    # both designs need the same biomarker-positive evaluable patients: enrolled here = screened
+    # there, up to rounding
+    assert abs(row["n_patients"] - t.loc["enriched", "n_screened"]) <= 1 / (0.3 * 0.8) + 1
+    # the overall all-comers test does not need the assay
+    pd_cols = ["events", "n_patients", "n_screened", "power"]
+    assert t.loc["all-comers", pd_cols].tolist() == t1.loc["all-comers", pd_cols].tolist()
+    # every row: events ≈ patients tested x their event probability
+    for design, r in t.iterrows():
+        expected = r["n_tested"] * r["event_probability"]
+        assert expected >= r["events"] - 1 and expected <= r["events"] + 1 / 0.24, design
+    # power curve at the row's enrolment gives the row's power
+    pc = dz.power_curves(c, n_patients=[row["n_patients"]]).set_index("design")
+    assert pc.loc[name, "power"] == pytest.approx(row["power"], abs=1e-12)
+    assert pc.loc[name, "events"] == pytest.approx(row["n_tested"] * p_pos)
+
+
+def test_biomarker_positive_test_simulation_with_assay_failures():
+    """The simulated subgroup test drops assay failures: its power and events agree with the
+    row (Wilson 95 % interval widened by 0.03 for Schoenfeld's approximation)."""
+    c = dz.compare_designs(
+        prevalence=0.4, hr_positive=0.6, hr_negative=1.0, median_control=12, accrual=24,
+        follow_up=12, assay_success=0.7,
+    )  # fmt: skip
+    name = "all-comers (biomarker-positive test)"
+    row = c.table.set_index("design").loc[name]
+    r = dz.simulate_power(c, design=name, n_simulations=300, seed=5).iloc[0]
+    assert r["power_formula"] == pytest.approx(row["power"], rel=1e-12)
+    assert r["low"] - 0.03 <= r["power_formula"] <= r["high"] + 0.03, r.to_dict()
+    assert r["mean_events"] == pytest.approx(row["n_tested"] * row["event_probability"], rel=0.05)
+    # the other designs' simulations do not depend on assay_success (same random streams)
+    c1 = dz.compare_designs(
+        prevalence=0.4, hr_positive=0.6, hr_negative=1.0, median_control=12, accrual=24,
+        follow_up=12,
+    )  # fmt: skip
+    a = dz.simulate_power(c, design="all-comers", n_patients=300, n_simulations=20, seed=1)
+    b = dz.simulate_power(c1, design="all-comers", n_patients=300, n_simulations=20, seed=1)
+    assert a["power_simulated"].equals(b["power_simulated"])
+    assert a["mean_events"].equals(b["mean_events"])
+    with pytest.raises(ValueError, match="assay_success"):
+        dz.compare_designs(
+            prevalence=0.4, hr_positive=0.6, hr_negative=1.0, median_control=12, accrual=24,
+            follow_up=12, assay_success=0.0,
+        )  # fmt: skip
+
+
+def test_power_plot_shows_both_coinciding_curves():
+    """Against patients screened the enriched and the biomarker-positive-test curves coincide;
+    each design has its own colour (Okabe–Ito), line style and marker so both stay visible."""
+    from tario_clinical._survival_plots import OKABE_ITO
+
+    c = dz.compare_designs(
+        prevalence=0.3, hr_positive=0.6, hr_negative=1.0, median_control=12, accrual=24,
+        follow_up=12, assay_success=0.9,
+    )  # fmt: skip
+    ax = c.plot_power()
+    lines = {ln.get_label(): ln for ln in ax.get_lines() if not ln.get_label().startswith("_")}
+    enr, bm = lines["enriched"], lines["all-comers (biomarker-positive test)"]
+    # the reason: same power per patient screened (within rounding of the screened numbers)
+    bx, by = np.asarray(bm.get_xdata()), np.asarray(bm.get_ydata())
+    inside = bx >= np.min(enr.get_xdata())
+    np.testing.assert_allclose(
+        np.interp(bx[inside], enr.get_xdata(), enr.get_ydata()), by[inside], atol=0.02
+    )
+    styles = [(ln.get_linestyle(), ln.get_marker(), ln.get_color()) for ln in lines.values()]
+    assert len(lines) == 3
+    for i in range(3):  # every pair differs in line style, marker and colour
+        assert len({s[i] for s in styles}) == 3, styles
+    assert all(matplotlib.colors.to_hex(s[2]) in {h.lower() for h in OKABE_ITO} for s in styles)
+    assert all(ln.get_marker() not in ("None", "", None) for ln in lines.values())
+    import matplotlib.pyplot as plt
+
+    plt.close("all")

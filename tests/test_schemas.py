@@ -52,6 +52,11 @@ BAD_CASES = [
     ("best_response", ["CR", "GREAT", "PD"], "must be one of CR, PR, SD, PD, NE", 2),
     ("os_time", ["1", "-2", "3"], "must be >= 0", 2),
     ("os_time", ["1", "soon", "3"], "must be a number", 2),
+    ("os_time", ["1", "inf", "3"], "must be a finite number", 2),
+    ("os_time", ["1", "-Infinity", "3"], "must be a finite number", 2),
+    ("pfs_time", ["1", "Infinity", "3"], "must be a finite number", 2),
+    ("ecog", ["0", "inf", "1"], "must be a finite number", 2),
+    ("os_event", ["1", "inf", "0"], "must be a finite number", 2),
     ("os_event", ["1", "2", "0"], "must be one of 0, 1", 2),
     ("os_event", ["1", "0.5", "0"], "whole number", 2),
     ("age", ["50", "130", "60"], "must be <= 120", 2),
@@ -169,3 +174,13 @@ def test_vectorised_validator_matches_jsonschema(rows):
         for err in validator.iter_errors(clean):
             theirs.add((i, err.path[0]))
     assert ours == theirs
+
+
+def test_infinite_numbers_are_rejected_once_and_integer_columns_do_not_crash():
+    """np.inf in a float column (a DataFrame, not a file) is a violation naming the value; an
+    infinite cell of an integer column is flagged (it used to raise OverflowError)."""
+    df = pd.DataFrame({"patient_id": ["P1", "P2"], "os_time": [1.0, -np.inf], "ecog": ["1", "inf"]})
+    coerced, v = check_table(df, "clinical", source="t.csv")
+    assert sorted(zip(v["row"], v["column"], strict=True)) == [(2, "ecog"), (2, "os_time")]
+    assert v["rule"].str.contains("finite").all()
+    assert coerced["ecog"].isna().tolist() == [False, True]
