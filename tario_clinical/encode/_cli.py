@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from ..errors import TarioClinicalError
+from ..errors import EncoderError, TarioClinicalError
 
 __all__ = ["encode", "slide_options", "write_slides_from_options"]
 
@@ -45,7 +45,17 @@ def _fail(err: TarioClinicalError) -> None:
     "--model",
     "model",
     required=True,
-    help="Model card (.json) or 'demo' (a small demo model, not a pathology model).",
+    help="Model card (.json), a preset (uni, uni2-h, virchow2, h-optimus-0, h-optimus-1, "
+    "prov-gigapath, phikon-v2; needs --weights) or 'demo' (a small demo model, not a "
+    "pathology model).",
+)
+@click.option(
+    "--weights",
+    "weights",
+    default=None,
+    type=click.Path(),
+    help="Local weights for a preset: the Hugging Face snapshot folder or the weight file "
+    "(nothing is downloaded). With a model card: replaces its 'weights'.",
 )
 @click.option(
     "--out", "out", required=True, type=click.Path(file_okay=False), help="Output folder."
@@ -81,6 +91,7 @@ def _fail(err: TarioClinicalError) -> None:
 def encode(
     slides: str,
     model: str,
+    weights: str | None,
     out: str,
     device: str,
     batch_size: int | None,
@@ -95,9 +106,16 @@ def encode(
     from .engine import encode_slides
 
     try:
+        model_arg: Any = model
+        if weights is not None or model.strip().lower() != "demo":
+            from .model_card import load_model_card
+
+            if weights is not None and model.strip().lower() == "demo":
+                raise EncoderError("--weights cannot be used with --model demo")
+            model_arg = load_model_card(model, weights=weights)
         res = encode_slides(
             slides,
-            model,
+            model_arg,
             out,
             device=device,
             batch_size=batch_size,

@@ -1,8 +1,9 @@
 """Named architectures for weights shipped as safetensors / state_dict files.
 
 ``register_architecture(name, factory)`` adds one; ``timm:<model>`` names build a timm model
-(timm is optional and never a core dependency). The built-in ``tario_demo_cnn`` is the small
-fixed CNN of the demo model: **a demo, not a pathology model**.
+(timm is optional and never a core dependency). Built in: ``vit``, a Vision Transformer with timm's
+parameter names (:mod:`tario_clinical.encode.vit`; the architecture of the pathology presets), and
+``tario_demo_cnn``, the small fixed CNN of the demo model: **a demo, not a pathology model**.
 """
 
 from __future__ import annotations
@@ -12,9 +13,19 @@ from typing import Any
 
 from ..errors import EncoderError
 
-__all__ = ["register_architecture", "build_architecture", "ARCHITECTURES", "demo_cnn_class"]
+__all__ = [
+    "register_architecture",
+    "build_architecture",
+    "ARCHITECTURES",
+    "demo_cnn_class",
+    "builds_on_meta",
+]
 
 ARCHITECTURES: dict[str, Callable[..., Any]] = {}
+# Architectures whose modules hold no buffers or initialisation that a checkpoint does not
+# restore: they are built on the meta device and take the checkpoint's tensors as their own
+# (no random init of a billion parameters, no second copy of the weights in memory).
+_META_SAFE: set[str] = set()
 
 
 def register_architecture(name: str, factory: Callable[..., Any]) -> None:
@@ -96,22 +107,63 @@ def _demo_factory(**kwargs: Any) -> Any:
 register_architecture("tario_demo_cnn", _demo_factory)
 
 
-def build_architecture(name: str, kwargs: dict[str, Any] | None = None) -> Any:
+def _vit_factory(**kwargs: Any) -> Any:
+    from .vit import VisionTransformer
+
+    try:
+        return VisionTransformer(**kwargs)
+    except ValueError as err:
+        raise EncoderError(f"architecture 'vit': {err}") from err
+
+
+register_architecture("vit", _vit_factory)
+_META_SAFE.add("vit")
+
+
+def builds_on_meta(name: str) -> bool:
+    """Whether :func:`build_architecture` can build ``name`` on the meta device for loading."""
+    return name in _META_SAFE and ARCHITECTURES.get(name) is _vit_factory
+
+
+def build_architecture(
+    name: str, kwargs: dict[str, Any] | None = None, *, device: str | None = None
+) -> Any:
     """Instantiate the architecture ``name`` with ``kwargs``.
+
+    Parameters
+    ----------
+    name : str
+    kwargs : dict, optional
+        The model card's ``architecture_kwargs``.
+    device : {"meta"} or None
+        ``"meta"`` builds the module without memory (shapes only) for architectures where
+        :func:`builds_on_meta` is true; the loader then assigns the checkpoint's tensors.
 
     Raises
     ------
     EncoderError
-        If the name is unknown, or timm is needed and not installed.
+        If the name is unknown, the keyword arguments are wrong, or timm is needed and cannot be
+        imported.
     """
     kwargs = dict(kwargs or {})
+    if device is not None and not builds_on_meta(name):
+        raise EncoderError(f"architecture {name!r} cannot be built on device {device!r}")
     if name.startswith("timm:"):
         try:
             import timm
         except ImportError as err:
             raise EncoderError(
                 f"architecture {name!r} needs timm, which is not installed (pip install timm); "
-                "it is optional because it pulls torchvision"
+                "it is optional because it pulls torchvision. The pathology presets need no timm"
+            ) from err
+        except RuntimeError as err:  # torchvision built for another torch (e.g. CUDA vs CPU)
+            import torch
+
+            raise EncoderError(
+                f"architecture {name!r}: timm cannot be imported because torchvision does not "
+                f"fit torch {torch.__version__} ({err}). Install the torchvision build made for "
+                "this torch (a CPU torch needs the CPU torchvision of the same release), or use "
+                "architecture 'vit' / a preset, which need no timm"
             ) from err
         try:
             return timm.create_model(name[5:], pretrained=False, num_classes=0, **kwargs)
@@ -123,6 +175,11 @@ def build_architecture(name: str, kwargs: dict[str, Any] | None = None) -> Any:
             "or timm:<model name>"
         )
     try:
+        if device is not None:
+            import torch
+
+            with torch.device(device):
+                return ARCHITECTURES[name](**kwargs)
         return ARCHITECTURES[name](**kwargs)
     except TypeError as err:
         raise EncoderError(

@@ -1,7 +1,8 @@
 """Load a frozen encoder described by a model card.
 
 Formats: TorchScript, ``torch.export`` programs, safetensors or ``state_dict`` weights for a named
-architecture (``state_dict`` files are read with ``torch.load(weights_only=True)`` only), and
+architecture (``state_dict`` files are read with ``torch.load(weights_only=True)`` only; every
+key must match the architecture, missing and unexpected keys are listed), and
 ONNX (onnxruntime). The weight file's SHA-256 is computed (and checked against the card when
 the card gives one); the model is put in eval mode with gradients off and run under
 ``torch.inference_mode``. On CUDA the forward pass runs in channels-last memory format under
@@ -18,7 +19,7 @@ import numpy as np
 
 from ..errors import EncoderError
 from ..provenance import sha256_file
-from .architectures import build_architecture
+from .architectures import build_architecture, builds_on_meta
 from .head import ExpressionHead
 from .model_card import ModelCard, load_model_card
 
@@ -27,6 +28,12 @@ __all__ = ["FrozenEncoder", "load_encoder", "resolve_device", "DEVICES"]
 logger = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda")
+
+
+def _first(keys: Any, n: int = 8) -> str:
+    keys = list(keys)
+    more = f" ... and {len(keys) - n} more" if len(keys) > n else ""
+    return "[" + ", ".join(map(str, keys[:n])) + "]" + more
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -124,7 +131,6 @@ class FrozenEncoder:
     def _load_torch(self, fmt: str, wpath: os.PathLike[str]) -> Any:
         import torch
 
-        card = self.card
         try:
             if fmt == "torchscript":
                 module = torch.jit.load(str(wpath), map_location="cpu")
@@ -142,20 +148,7 @@ class FrozenEncoder:
                             f"weights {wpath}: expected a state_dict (dict of tensors); "
                             f"got {type(state).__name__}"
                         )
-                try:
-                    module = build_architecture(
-                        card.data["architecture"], card.data.get("architecture_kwargs")
-                    )
-                except EncoderError as err:
-                    raise EncoderError(
-                        f"model card {card.path}: key 'architecture': {err}"
-                    ) from err
-                missing, unexpected = module.load_state_dict(state, strict=False)
-                if missing or unexpected:
-                    raise EncoderError(
-                        f"weights {wpath} do not fit architecture {card.data['architecture']!r}: "
-                        f"missing keys {list(missing)[:5]}, unexpected keys {list(unexpected)[:5]}"
-                    )
+                module = self._load_state(state, wpath)
         except EncoderError:
             raise
         except Exception as err:  # noqa: BLE001 - torch raises many types for bad archives
@@ -174,6 +167,51 @@ class FrozenEncoder:
                 module = module.to(memory_format=torch.channels_last)
             except (TypeError, RuntimeError):
                 logger.debug("channels_last not supported for this module")
+        return module
+
+    def _load_state(self, state: dict[str, Any], wpath: os.PathLike[str]) -> Any:
+        """Build the card's architecture and load ``state`` into it; every key must match.
+
+        Architectures that allow it (:func:`builds_on_meta`, the presets' ViT) are built on the
+        meta device and take the checkpoint's tensors (cast to float32) as their parameters, so a
+        billion-parameter model is neither randomly initialised nor held twice in memory.
+        """
+        import torch
+
+        card = self.card
+        arch = card.data["architecture"]
+        meta = builds_on_meta(arch)
+        try:
+            module = build_architecture(
+                arch, card.data.get("architecture_kwargs"), device="meta" if meta else None
+            )
+        except EncoderError as err:
+            raise EncoderError(f"model card {card.path}: key 'architecture': {err}") from err
+        convert = getattr(module, "convert_state_dict", None)
+        if callable(convert):
+            state = convert(state)
+        if meta:
+            state = {
+                k: (v.float() if isinstance(v, torch.Tensor) and v.is_floating_point() else v)
+                for k, v in state.items()
+            }
+        missing, unexpected = module.load_state_dict(state, strict=False, assign=meta)
+        if missing or unexpected:
+            layout = (card.data.get("architecture_kwargs") or {}).get("layout", "timm")
+            what = f"preset {card.preset!r}" if card.preset else f"architecture {arch!r}"
+            raise EncoderError(
+                f"weights {wpath} do not fit {what} (checkpoint key layout {layout!r}): "
+                f"{len(missing)} missing key(s) {_first(missing)}; {len(unexpected)} unexpected "
+                f"key(s) {_first(unexpected)}. Is this the right checkpoint for the card?"
+            )
+        if meta:
+            left = [n for n, t in [*module.named_parameters(), *module.named_buffers()]
+                    if t.is_meta]  # fmt: skip
+            if left:
+                raise EncoderError(
+                    f"weights {wpath}: {len(left)} tensor(s) not filled by the checkpoint: "
+                    f"{_first(left)}"
+                )
         return module
 
     def _load_onnx(self, wpath: os.PathLike[str]) -> Any:
@@ -314,15 +352,22 @@ class FrozenEncoder:
         )
 
 
-def load_encoder(model: Any, *, device: str = "auto") -> FrozenEncoder:
+def load_encoder(
+    model: Any, *, device: str = "auto", weights: str | os.PathLike[str] | None = None
+) -> FrozenEncoder:
     """Load a frozen encoder.
 
     Parameters
     ----------
-    model : "demo", path to a model card, dict, ModelCard or FrozenEncoder
+    model : "demo", preset name, path to a model card, dict, ModelCard or FrozenEncoder
         ``"demo"`` loads the demo model (a small fixed CNN + ExpressionHead fitted on synthetic
-        paired data; **not a pathology model**).
+        paired data; **not a pathology model**). A preset name (``uni``, ``uni2-h``,
+        ``virchow2``, ``h-optimus-0``, ``h-optimus-1``, ``prov-gigapath``, ``phikon-v2``) needs
+        ``weights``.
     device : {"auto", "cpu", "cuda"}
+    weights : path, optional
+        Local weights for a preset (Hugging Face snapshot folder or the weight file), or a
+        replacement for a card's ``weights``.
 
     Returns
     -------
@@ -333,10 +378,12 @@ def load_encoder(model: Any, *, device: str = "auto") -> FrozenEncoder:
     EncoderError
         If the card is invalid, the weights are missing, corrupt or do not match the card.
     """
-    if isinstance(model, FrozenEncoder):
+    if isinstance(model, FrozenEncoder) and weights is None:
         return model
+    if isinstance(model, FrozenEncoder):
+        model = model.card
     if isinstance(model, str) and model == "demo":
         from .demo import demo_card_path
 
         model = demo_card_path()
-    return FrozenEncoder(load_model_card(model), device=device)
+    return FrozenEncoder(load_model_card(model, weights=weights), device=device)
