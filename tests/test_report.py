@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import json
 import re
 from html.parser import HTMLParser
@@ -160,24 +159,103 @@ def test_harness_catches_external_urls():
             _assert_self_contained(f"<html><body>{bad}</body></html>")
 
 
+class _Tables(HTMLParser):
+    """Every table of a page: caption text and rows of cell texts (header row first)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tables: list[dict] = []
+        self._stack: list[dict] = []
+        self._cell: list[str] | None = None
+        self._in_caption = False
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self._stack.append({"caption": "", "rows": []})
+        elif tag == "tr" and self._stack:
+            self._stack[-1]["rows"].append([])
+        elif tag in ("td", "th") and self._stack:
+            self._cell = []
+        elif tag == "caption":
+            self._in_caption = True
+
+    def handle_endtag(self, tag):
+        if tag == "table" and self._stack:
+            self.tables.append(self._stack.pop())
+        elif tag in ("td", "th") and self._cell is not None and self._stack:
+            self._stack[-1]["rows"][-1].append("".join(self._cell).strip())
+            self._cell = None
+        elif tag == "caption":
+            self._in_caption = False
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+        elif self._in_caption and self._stack:
+            self._stack[-1]["caption"] += data
+
+
+def html_tables(html_text: str) -> list[dict]:
+    """``[{"caption": str, "rows": [[cell, ...], ...]}]`` of every table in the page."""
+    p = _Tables()
+    p.feed(html_text)
+    return p.tables
+
+
+def table_by_caption(html_text: str, start: str) -> dict:
+    found = [t for t in html_tables(html_text) if t["caption"].strip().startswith(start)]
+    assert found, f"no table whose caption starts with {start!r}"
+    return found[0]
+
+
+def _close(text: str, exact: float) -> bool:
+    """A rounded display number is the exact value rounded at its shown precision."""
+    text = text.replace("<", "").strip()
+    decimals = len(text.split(".")[1]) if "." in text else 0
+    return abs(float(text) - exact) <= 0.5 * 10**-decimals + 1e-12
+
+
 def test_every_table_number_is_in_results(written):
-    """Decoder AUROCs, Table 1 counts, the log-rank p and HRs shown come from results.json."""
+    """The rounded numbers of the decoder, survival, design and co-occurrence tables are the
+    values of results.json rounded at the precision shown."""
+    from tario_clinical.report import _format as fmt
+
     rep, paths = written
     text = paths["report"].read_text(encoding="utf-8")
     r = rep.results
-
-    def fmt(value, key):
-        return html.escape(tc.report.render.format_number(value, key), quote=False)
-
-    for row in r["decode"]["summary"]:
-        for key in ("auroc", "low", "high", "p_value", "q_value"):
-            assert f"<td>{fmt(row[key], key)}</td>" in text, (row["target"], key)
+    dec = table_by_caption(text, "Out-of-fold discrimination of each target")
+    head, *rows = dec["rows"]
+    assert head[:6] == ["Target", "Patients", "Positives", "AUROC (95 % CI)", "p", "q"]
+    by_target = {row[0]: row for row in rows}
+    for s in r["decode"]["summary"]:
+        row = by_target[s["target"]]
+        assert row[1] == str(s["n"]) and row[2] == str(s["n_positive"])
+        assert row[3] == fmt.est_ci(s["auroc"], s["low"], s["high"], ref=0.5)
+        auc, ci = row[3].split(" (")
+        low, high = ci.rstrip(")").split("–")
+        assert _close(auc, s["auroc"]) and _close(low, s["low"]) and _close(high, s["high"])
+        assert row[4] == fmt.pval(s["p_value"]) and row[5] == fmt.pval(s["q_value"])
     surv = r["survival"]["details"]
-    assert f"<td>{fmt(surv['logrank'][0]['p_value'], 'p_value')}</td>" in text
-    for row in surv["interaction"]["table"]:
-        assert f"<td>{fmt(row['hr'], 'hr')}</td>" in text
-    for row in r["embedding"]["cooccurrence"]:
-        assert f"<td>{fmt(row['log2_odds_ratio'], 'log2_odds_ratio')}</td>" in text
+    prog = table_by_caption(text, "Is the score prognostic?")
+    cells = {row[0]: row for row in prog["rows"][1:]}
+    lr = next(v for k, v in cells.items() if k.startswith("Log-rank"))
+    assert lr[2] == fmt.pval(surv["logrank"][0]["p_value"])
+    cox = next(v for k, v in cells.items() if k.startswith("Cox HR") and "unadjusted" in k)
+    c0 = surv["cox_unadjusted"][0]
+    assert cox[1] == fmt.est_ci(c0["hr"], c0["hr_low"], c0["hr_high"], ref=1.0)
+    treat = table_by_caption(text, "Treatment effect on OS")
+    shown = [row[4] for row in treat["rows"][1:]]
+    for row in surv["interaction"]["forest"]:
+        assert fmt.est_ci(row["hr"], row["hr_low"], row["hr_high"], ref=1.0) in shown
+    design = table_by_caption(text, "Events, patients randomised and patients screened")
+    for row, d in zip(design["rows"][1:], r["design"]["tables"]["designs"], strict=True):
+        assert row[2:5] == [str(d["events"]), str(d["n_patients"]), str(d["n_screened"])]
+    cooc = table_by_caption(text, "Genotype co-occurrence of each gene pair")
+    for row, c in zip(cooc["rows"][1:], r["embedding"]["cooccurrence"], strict=True):
+        assert row[0] == f"{c['gene_a']} – {c['gene_b']}"
+        assert row[7] == fmt.pval(c["p_value"])
+    t1 = table_by_caption(text, "Table 1.")
+    assert t1["rows"][1][-1] == str(r["cohort"]["n_patients"])  # patients, All
     assert r["flow"]["analyses"], "decode/survival exclusions appear in the flow"
 
 

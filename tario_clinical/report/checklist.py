@@ -165,7 +165,7 @@ def checklist(
         section, section_title, status`` with status ``answered`` (every listed section
         present), ``partly`` (some), ``not in report`` or ``author to report``.
     """
-    from .model import SECTIONS
+    from .sections import SECTIONS
 
     titles = dict(SECTIONS)
     out: dict[str, list[dict[str, Any]]] = {}

@@ -26,6 +26,10 @@ import numpy as np
 import pandas as pd
 
 from ..errors import OutputError, SchemaError
+from . import sections as _sections
+from ._figures import Figures
+from ._jsonsafe import canonical_json, jsonable, records
+from .sections import SECTIONS
 
 __all__ = [
     "Report",
@@ -42,73 +46,9 @@ logger = logging.getLogger("tario_clinical.report")
 #: version of the results.json layout (``schema_version`` key)
 RESULTS_SCHEMA_VERSION = 1
 
-_FLOAT_DIGITS = 12
 _ID_KEYS = frozenset({"patient_id", "slide_id", "patient_ids", "slide_ids"})
 _REDACTED = "[redacted]"
 _RECIST = ("CR", "PR", "SD", "PD", "NE")
-
-SECTIONS: tuple[tuple[str, str], ...] = (
-    ("cohort", "Cohort (Table 1)"),
-    ("flow", "Patient flow"),
-    ("decode", "Decoders"),
-    ("embedding", "Representation maps"),
-    ("survival", "Survival stratification"),
-    ("design", "Trial design"),
-    ("expression_qc", "Predicted vs measured expression"),
-    ("provenance", "Provenance"),
-    ("checklist", "Reporting checklist"),
-)
-
-
-# =============================================================================== JSON
-def jsonable(obj: Any) -> Any:
-    """JSON-safe copy of ``obj`` with canonical numbers.
-
-    numpy / pandas scalars become Python numbers; NaN, inf and missing values become ``None``;
-    floats are rounded to 12 significant digits (so last-bit differences of summation order do
-    not change the file); DataFrames become lists of records; paths and other objects strings.
-    """
-    if isinstance(obj, Mapping):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, pd.DataFrame):
-        return [jsonable(r) for r in obj.to_dict(orient="records")]
-    if isinstance(obj, pd.Series):
-        return [jsonable(v) for v in obj.tolist()]
-    if isinstance(obj, np.ndarray):
-        return [jsonable(v) for v in obj.tolist()]
-    if isinstance(obj, list | tuple):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, set | frozenset):
-        return [jsonable(v) for v in sorted(obj, key=str)]
-    if obj is None or obj is pd.NA or obj is pd.NaT:
-        return None
-    if isinstance(obj, bool | np.bool_):
-        return bool(obj)
-    if isinstance(obj, int | np.integer):
-        return int(obj)
-    if isinstance(obj, float | np.floating):
-        v = float(obj)
-        if not math.isfinite(v):
-            return None
-        r = float(f"{v:.{_FLOAT_DIGITS}g}")
-        return 0.0 if r == 0 else r  # no "-0.0"
-    if isinstance(obj, str):
-        return obj
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, _dt.datetime | _dt.date | pd.Timestamp):
-        return obj.isoformat()
-    if hasattr(obj, "model_dump"):  # pydantic models (configs)
-        return jsonable(obj.model_dump(mode="json"))
-    return str(obj)
-
-
-def canonical_json(obj: Any) -> str:
-    """Deterministic JSON text: sorted keys, two-space indent, UTF-8, trailing newline."""
-    return (
-        json.dumps(jsonable(obj), sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False)
-        + "\n"
-    )
 
 
 def _hide_slide_ids(rep_prov: dict[str, Any]) -> dict[str, Any]:
@@ -387,346 +327,6 @@ def consort_flow(cohort: Any, representations: Any = None) -> dict[str, Any]:
     return out
 
 
-# =============================================================================== figures
-def _new_figure(width: float, height: float) -> Any:
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), dpi=100)
-
-
-def _figure_of(obj: Any) -> Any:
-    """The matplotlib Figure behind a Figure, Axes or display object (``figure_``)."""
-    from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
-
-    if isinstance(obj, Figure):
-        return obj
-    if isinstance(obj, Axes):
-        return obj.figure
-    for name in ("figure_", "figure", "fig"):
-        f = getattr(obj, name, None)
-        if isinstance(f, Figure):
-            return f
-    ax = getattr(obj, "ax_", None)
-    if isinstance(ax, Axes):
-        return ax.figure
-    raise TypeError(f"not a matplotlib figure: {type(obj).__name__}")
-
-
-class _Figures:
-    """Collects figures as PNG data URIs, closing each after encoding."""
-
-    def __init__(self) -> None:
-        self.uris: dict[str, str] = {}
-        self.captions: dict[str, str] = {}
-
-    def add(self, key: str, obj: Any, caption: str) -> None:
-        from .render import figure_to_data_uri
-
-        fig = _figure_of(obj)
-        self.uris[key] = figure_to_data_uri(fig)
-        self.captions[key] = caption
-
-    def attempt(self, key: str, caption: str, draw: Any, notes: list[str]) -> None:
-        """Draw with ``draw()`` (returning a figure-like object); a failure becomes a note."""
-        try:
-            self.add(key, draw(), caption)
-        except Exception as err:  # plotting code of other modules: report, do not crash
-            logger.warning("report: figure %s failed: %s", key, err)
-            notes.append(f"figure '{caption}' could not be drawn: {type(err).__name__}: {err}")
-
-
-def _call_plot(obj: Any, names: Sequence[str], width: float, height: float) -> Any:
-    """Call the first ``obj.<name>(ax=...)`` that exists on a fresh Figure."""
-    for name in names:
-        fn = getattr(obj, name, None)
-        if callable(fn):
-            fig = _new_figure(width, height)
-            ax = fig.add_subplot(1, 1, 1)
-            res = fn(ax=ax)
-            try:
-                fig2 = _figure_of(res)
-            except TypeError:
-                fig2 = fig
-            if fig2 is not fig:
-                return fig2
-            fig.tight_layout()
-            return fig
-    raise AttributeError(f"{type(obj).__name__} has none of {list(names)}")
-
-
-# =============================================================================== sections
-def _records(df: Any) -> list[dict[str, Any]]:
-    if df is None:
-        return []
-    if isinstance(df, pd.DataFrame):
-        return jsonable(df.reset_index(drop=True))
-    return jsonable(df)
-
-
-def _decode_section(decode: Any, figs: _Figures) -> tuple[dict[str, Any], pd.DataFrame | None]:
-    notes: list[str] = []
-    summ = getattr(decode, "summary", None)
-    summary = summ() if callable(summ) else summ
-    if not isinstance(summary, pd.DataFrame):
-        raise TypeError(
-            f"decode: expected an object with a summary() DataFrame (DecodeResult); got "
-            f"{type(decode).__name__}"
-        )
-    details: Any = None
-    if callable(getattr(decode, "to_dict", None)):
-        details = decode.to_dict()
-        if isinstance(details, dict):
-            details = {k: v for k, v in details.items() if k != "summary"}
-    params = getattr(decode, "params", None)
-    section = {
-        "summary": _records(summary),
-        "columns": [str(c) for c in summary.columns],
-        "details": jsonable(details),
-        "parameters": jsonable(params) if isinstance(params, Mapping) else None,
-        "notes": notes,
-    }
-    figs.attempt(
-        "decode_roc",
-        "Out-of-fold ROC curves (patient level)",
-        lambda: _call_plot(decode, ("plot_roc",), 5.0, 4.6),
-        notes,
-    )
-    figs.attempt(
-        "decode_calibration",
-        "Calibration of out-of-fold probabilities",
-        lambda: _call_plot(decode, ("plot_calibration",), 5.0, 4.6),
-        notes,
-    )
-    oof = getattr(decode, "oof", None)
-    if oof is not None and not isinstance(oof, pd.DataFrame):
-        oof = pd.DataFrame(oof)
-    section["n_oof_rows"] = None if oof is None else len(oof)
-    return section, oof
-
-
-def _embedding_section(
-    representations: Any, cohort: Any, seed: int, figs: _Figures
-) -> dict[str, Any]:
-    from .. import embedding_maps as em
-
-    notes: list[str] = []
-    maps = {}
-    color_by: list[str] = []
-    for method in ("pca", "tsne"):
-        coords = em.embedding_map(representations, cohort, method=method, seed=seed)
-        meta = coords.attrs["tario_clinical"]
-        if not color_by:
-            color_by = [
-                c
-                for c in ("cancer_type", "histology", *getattr(cohort, "genotype_columns", []))
-                if c in coords.columns
-            ]
-        maps[method] = {
-            "n_patients": meta["n_patients"],
-            "n_features": meta["n_features"],
-            "feature_kind": meta["feature_kind"],
-            "explained_variance_ratio": meta["explained_variance_ratio"][:2]
-            if method == "pca"
-            else None,
-            "parameters": {k: v for k, v in meta["parameters"].items() if k != "kl_divergence"},
-            "n_without_clinical_row": meta["n_without_clinical_row"],
-            "exclusions": [
-                {"reason": r, "n": n}
-                for r, n in sorted(
-                    pd.Series([e["reason"] for e in meta["exclusions"]], dtype=object)
-                    .value_counts()
-                    .items()
-                )
-            ],
-        }
-
-        def draw(
-            coords: pd.DataFrame = coords, method: str = method, color_by: list[str] = color_by
-        ) -> Any:
-            panels: list[str | None] = list(color_by) or [None]
-            ncol = min(3, len(panels))
-            nrow = math.ceil(len(panels) / ncol)
-            fig = _new_figure(5.0 * ncol, 3.6 * nrow)
-            for i, c in enumerate(panels):
-                ax = fig.add_subplot(nrow, ncol, i + 1)
-                em.plot_embedding(coords, c, ax=ax, title=f"{method.upper()} by {c}")
-            fig.tight_layout()
-            return fig
-
-        figs.attempt(
-            f"embedding_{method}",
-            f"{method.upper()} map of the representations coloured by "
-            + (", ".join(color_by) if color_by else "nothing (no clinical annotations)"),
-            draw,
-            notes,
-        )
-    cooc = None
-    if getattr(cohort, "genotype_columns", None) and len(cohort.genotype_columns) >= 2:
-        table = em.genotype_cooccurrence(cohort)
-        cooc = _records(table)
-        figs.attempt(
-            "genotype_cooccurrence",
-            "Genotype co-occurrence: log2 odds ratio (Haldane), patients mutated in both, "
-            "Fisher p (* q < 0.05)",
-            lambda: em.plot_cooccurrence(table, ax=_new_figure(5.4, 4.4).add_subplot(1, 1, 1)),
-            notes,
-        )
-    else:
-        notes.append("genotype co-occurrence needs at least two genotype columns")
-    return {"maps": maps, "color_by": color_by, "cooccurrence": cooc, "notes": notes}
-
-
-def _survival_section(strat: Any, figs: _Figures) -> dict[str, Any]:
-    notes: list[str] = []
-    details = strat.to_dict() if callable(getattr(strat, "to_dict", None)) else None
-    if not isinstance(details, Mapping):
-        raise TypeError(
-            f"stratification: expected an object with to_dict() (StratificationResult); got "
-            f"{type(strat).__name__}"
-        )
-
-    def km() -> Any:
-        for name in ("km_plot", "plot_km"):
-            fn = getattr(strat, name, None)
-            if callable(fn):
-                return fn()
-        raise AttributeError("no km_plot()")
-
-    figs.attempt("survival_km", "Kaplan-Meier curves with numbers at risk", km, notes)
-    if details.get("interaction") is not None or hasattr(strat, "plot_forest"):
-        figs.attempt(
-            "survival_forest",
-            "Treatment hazard ratio by subgroup (forest plot)",
-            lambda: _forest(strat),
-            notes,
-        )
-    return {"details": jsonable(details), "notes": notes}
-
-
-def _forest(strat: Any) -> Any:
-    forest = getattr(getattr(strat, "interaction", None), "forest", None)
-    rows = len(forest) if isinstance(forest, pd.DataFrame) else 6
-    fig = _new_figure(7.5, 0.45 * rows + 1.6)
-    res = strat.plot_forest(ax=fig.add_subplot(1, 1, 1))
-    fig.tight_layout()
-    return _figure_of(res)
-
-
-def _tables_of(obj: Any) -> dict[str, Any]:
-    """Design input as ``{"tables": {name: records}, "parameters": {...}}``."""
-    if isinstance(obj, pd.DataFrame):
-        return {"tables": {"design": _records(obj)}, "parameters": {}}
-    if isinstance(obj, Mapping):
-        tables, params = {}, {}
-        for k, v in obj.items():
-            if isinstance(v, pd.DataFrame):
-                tables[str(k)] = _records(v)
-            elif isinstance(v, list) and all(isinstance(r, Mapping) for r in v):
-                tables[str(k)] = jsonable(v)
-            else:
-                params[str(k)] = jsonable(v)
-        return {"tables": tables, "parameters": params}
-    if callable(getattr(obj, "to_dict", None)):
-        return _tables_of(obj.to_dict())
-    for name in ("table", "summary"):
-        t = getattr(obj, name, None)
-        t = t() if callable(t) else t
-        if isinstance(t, pd.DataFrame):
-            params = getattr(obj, "parameters", {})
-            return {
-                "tables": {name: _records(t)},
-                "parameters": jsonable(params) if isinstance(params, Mapping) else {},
-            }
-    raise TypeError(
-        "design: expected a DataFrame, a mapping of DataFrames or an object with to_dict() / "
-        f"table; got {type(obj).__name__}"
-    )
-
-
-def _design_section(design: Any, figs: _Figures) -> dict[str, Any]:
-    notes: list[str] = []
-    section = _tables_of(design)
-    if callable(getattr(design, "plot_power", None)):
-        figs.attempt(
-            "design_power",
-            "Power of the candidate designs",
-            lambda: _call_plot(design, ("plot_power",), 6.0, 4.2),
-            notes,
-        )
-    section["notes"] = notes
-    return section
-
-
-def _split_figures(obj: Any, prefix: str, figs: _Figures, notes: list[str]) -> Any:
-    """Copy of a nested dict with matplotlib Figures moved into ``figs``."""
-    from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
-
-    if isinstance(obj, Figure | Axes):
-        key = prefix.replace(".", "_")
-        figs.attempt(key, prefix.split(".")[-1].replace("_", " "), lambda: obj, notes)
-        return None
-    if isinstance(obj, Mapping):
-        out = {}
-        for k, v in obj.items():
-            if isinstance(v, Figure | Axes) or (
-                isinstance(v, Mapping) and any(isinstance(x, Figure | Axes) for x in v.values())
-            ):
-                _split_figures(v, f"{prefix}.{k}", figs, notes)
-            else:
-                out[str(k)] = _split_figures(v, f"{prefix}.{k}", figs, notes)
-        return out
-    return obj
-
-
-def _expression_qc_section(qc: Any, figs: _Figures) -> dict[str, Any]:
-    notes: list[str] = []
-    if isinstance(qc, Mapping):
-        content = qc
-    else:
-        from .. import expression_qc as eq
-
-        content = eq.report_section(qc)
-    data = _split_figures(content, "expression_qc", figs, notes)
-    tables = {
-        str(k): jsonable(v)
-        for k, v in (data.get("tables") or {}).items()
-        if isinstance(v, list | pd.DataFrame)
-    }
-    return {
-        "title": str(data.get("title", "Predicted vs measured expression")),
-        "description": str(data.get("description", "")),
-        "parameters": jsonable(data.get("parameters") or {}),
-        "tables": tables,
-        "notes": notes,
-    }
-
-
-def _representation_provenance(representations: Any) -> dict[str, Any] | None:
-    uns = getattr(representations, "uns", None)
-    if uns is None:
-        return None
-    rec = uns.get("tario_clinical")
-    return jsonable(dict(rec)) if isinstance(rec, Mapping) else None
-
-
-def _flatten(obj: Any, prefix: str = "") -> list[dict[str, Any]]:
-    """Nested dict -> ``[{"key": "a.b", "value": scalar}]`` for key/value tables."""
-    rows: list[dict[str, Any]] = []
-    if isinstance(obj, Mapping):
-        for k in sorted(obj, key=str):
-            rows += _flatten(obj[k], f"{prefix}.{k}" if prefix else str(k))
-    elif isinstance(obj, list) and any(isinstance(v, Mapping | list) for v in obj):
-        for i, v in enumerate(obj):
-            rows += _flatten(v, f"{prefix}[{i}]")
-    else:
-        if isinstance(obj, list):
-            obj = ", ".join("" if v is None else str(v) for v in obj)
-        rows.append({"key": prefix, "value": obj})
-    return rows
-
-
 # =============================================================================== Report
 @dataclass(frozen=True, eq=False)
 class Report:
@@ -813,6 +413,15 @@ class Report:
         return f"Report({self.results.get('title', '')!r}, sections={present})"
 
 
+def _score_name(cfg: Any, stratification: Any) -> str:
+    """Name of the score the patients were stratified by (the decoded target)."""
+    surv = cfg.get("survival") if isinstance(cfg, dict) else None
+    if isinstance(surv, dict) and surv.get("score_target"):
+        return f"{surv['score_target']} score"
+    target = (getattr(stratification, "parameters", None) or {}).get("target")
+    return f"{target} score" if target else "score"
+
+
 def validate_results(results: Mapping[str, Any]) -> None:
     """Validate a results dictionary against ``data_schemas/results.schema.json``.
 
@@ -869,8 +478,14 @@ def build_report(
         ``plot_roc(ax=)``, ``plot_calibration(ax=)`` and ``to_dict()``.
     stratification : StratificationResult, optional
         Needs ``to_dict()``, ``km_plot()`` and (with an arm) ``plot_forest(ax=)``.
-    design : DataFrame, mapping of DataFrames or DesignComparison, optional
-        Trial-design tables.
+    design : DesignComparison, DataFrame or mapping, optional
+        Trial-design tables. A mapping may hold the comparison (``{"comparison":
+        DesignComparison, ...}``, shown as the ``designs`` table), a ``sensitivity`` DataFrame
+        (the same designs recomputed at the bounds of an input's confidence interval: one row
+        per scenario and design with ``scenario``, the input varied, e.g. ``hr_positive``, and
+        the design columns ``design, events, n_patients, n_screened, power``) and further
+        DataFrames (shown as tables) or scalars (shown as parameters). The report shows these
+        numbers; it computes no design itself.
     expression_qc : ExpressionQCResult or dict, optional
         A result of :func:`tario_clinical.expression_qc.evaluate_expression` or the dict of its
         ``report_section``.
@@ -901,7 +516,7 @@ def build_report(
 
     if cohort is None:
         raise TypeError("build_report needs cohort= (a Cohort)")
-    figs = _Figures()
+    figs = Figures()
     cfg = jsonable(config) if config is not None else None
     if title is None:
         rep_cfg = cfg.get("report") if isinstance(cfg, dict) else None
@@ -936,6 +551,8 @@ def build_report(
         "show_patient_ids": bool(show_patient_ids),
     }
 
+    time_unit = str(getattr(cohort, "time_unit", "") or "")
+
     # ---- cohort / Table 1
     t1 = table_one(cohort, extra_columns=list(table1_columns))
     results["cohort"] = {
@@ -943,8 +560,8 @@ def build_report(
         "groups": list(dict.fromkeys(t1["group"])),
         "group_by": "arm" if "arm" in clinical.columns else None,
         "genotype_columns": [str(g) for g in getattr(cohort, "genotype_columns", []) or []],
-        "time_unit": str(getattr(cohort, "time_unit", "") or ""),
-        "table1": _records(t1),
+        "time_unit": time_unit,
+        "table1": records(t1),
     }
     sections_present["cohort"] = (True, "")
 
@@ -959,7 +576,7 @@ def build_report(
     # ---- decode
     oof = None
     if decode is not None:
-        results["decode"], oof = _decode_section(decode, figs)
+        results["decode"], oof = _sections.decode_section(decode, figs)
         sections_present["decode"] = (True, "")
     else:
         results["decode"] = None
@@ -967,7 +584,7 @@ def build_report(
 
     # ---- embedding maps
     if representations is not None:
-        results["embedding"] = _embedding_section(representations, cohort, int(seed), figs)
+        results["embedding"] = _sections.embedding_section(representations, cohort, int(seed), figs)
         sections_present["embedding"] = (True, "")
     else:
         results["embedding"] = None
@@ -975,7 +592,9 @@ def build_report(
 
     # ---- survival
     if stratification is not None:
-        results["survival"] = _survival_section(stratification, figs)
+        results["survival"] = _sections.survival_section(
+            stratification, figs, score_name=_score_name(cfg, stratification), time_unit=time_unit
+        )
         sections_present["survival"] = (True, "")
     else:
         results["survival"] = None
@@ -983,7 +602,7 @@ def build_report(
 
     # ---- design
     if design is not None:
-        results["design"] = _design_section(design, figs)
+        results["design"] = _sections.design_section(design, figs, time_unit=time_unit)
         sections_present["design"] = (True, "")
     else:
         results["design"] = None
@@ -991,7 +610,7 @@ def build_report(
 
     # ---- expression QC
     if expression_qc is not None:
-        results["expression_qc"] = _expression_qc_section(expression_qc, figs)
+        results["expression_qc"] = _sections.expression_qc_section(expression_qc, figs)
         sections_present["expression_qc"] = (True, "")
     else:
         results["expression_qc"] = None
@@ -1007,7 +626,7 @@ def build_report(
         t = user_prov.pop("created_utc")
         if t not in (None, "not recorded"):
             html_only["run_created_utc"] = t
-    rep_prov = _representation_provenance(representations)
+    rep_prov = _sections.representation_provenance(representations)
     if isinstance(rep_prov, dict) and "created_utc" in rep_prov:
         t = rep_prov.pop("created_utc")
         if t not in (None, "not recorded"):

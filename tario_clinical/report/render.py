@@ -1,17 +1,26 @@
 """Render a :class:`~tario_clinical.report.model.Report` as one self-contained HTML file.
 
+The page opens with the summary of findings (:mod:`.findings`) and the analysis plan, then one
+section per analysis, each made of display tables (:mod:`.views`): human titles and column
+names, units, numbers rounded for reading (the exact values are in ``results.json``).
+Provenance and long tables are collapsed in ``<details>``. A print stylesheet puts each section
+on a new page and keeps tables within the page width.
+
 jinja2 with autoescaping renders every string of the results (patient ids, column names,
-cancer types, config values) as text. Figures are embedded as base64 PNG ``data:`` URIs; the page
-has no script and a Content-Security-Policy that forbids loading anything from elsewhere.
+cancer types, config values) as text. Figures are embedded as base64 PNG ``data:`` URIs with a
+text alternative and a caption; the page has no script and a Content-Security-Policy that
+forbids loading anything from elsewhere.
 """
 
 from __future__ import annotations
 
-import base64
-import io
 import math
 from functools import cache
 from typing import TYPE_CHECKING, Any
+
+from . import views
+from ._figures import figure_to_data_uri
+from .findings import ALPHA, CHANCE, MIN_CLASS, score_label, summarize
 
 if TYPE_CHECKING:  # pragma: no cover
     import jinja2
@@ -22,22 +31,6 @@ __all__ = ["CSP", "render_html", "figure_to_data_uri", "format_number"]
 
 #: the page may show inline styles and data: images and load nothing else
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
-
-#: records tables longer than this show their first rows only (all rows are in results.json)
-MAX_TABLE_ROWS = 60
-
-
-def figure_to_data_uri(fig: Any, *, dpi: int = 96) -> str:
-    """Encode a matplotlib Figure as a ``data:image/png;base64`` URI and close it."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
-    try:
-        import matplotlib.pyplot as plt
-
-        plt.close(fig)
-    except Exception:  # pragma: no cover - a Figure not managed by pyplot
-        pass
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def _is_p(key: str) -> bool:
@@ -69,57 +62,6 @@ def format_number(value: Any, key: str = "") -> str:
     return str(value)
 
 
-def _records_columns(records: list[dict[str, Any]]) -> list[str]:
-    cols: dict[str, None] = {}
-    for r in records:
-        for k in r:
-            cols.setdefault(k, None)
-    return list(cols)
-
-
-def _is_records(value: Any) -> bool:
-    return (
-        isinstance(value, list)
-        and len(value) > 0
-        and all(isinstance(r, dict) for r in value)
-        and all(not isinstance(v, dict | list) for r in value for v in r.values())
-    )
-
-
-def _table1_view(results: dict[str, Any]) -> dict[str, Any]:
-    """Table 1 records pivoted to rows (variable, level) x groups with display text."""
-    cohort = results["cohort"]
-    groups = cohort["groups"]
-    rows: dict[tuple[str, str], dict[str, str]] = {}
-    for r in cohort["table1"]:
-        key = (r["variable"], r["level"])
-        if r["level"] == "median [IQR]":
-            text = (
-                "–"
-                if r["median"] is None
-                else f"{format_number(r['median'])} [{format_number(r['q1'])}–"
-                f"{format_number(r['q3'])}]"
-            )
-        elif r["variable"] == "patients":
-            text = str(r["n"])
-        else:
-            pct = r.get("percent")
-            text = f"{r['n']} ({pct:.1f} %)" if isinstance(pct, int | float) else str(r["n"])
-        rows.setdefault(key, {})[r["group"]] = text
-    out = []
-    last = None
-    for (var, level), cells in rows.items():
-        out.append(
-            {
-                "variable": var if var != last else "",
-                "level": level,
-                "cells": [cells.get(g, "") for g in groups],
-            }
-        )
-        last = var
-    return {"groups": groups, "rows": out}
-
-
 @cache
 def _environment() -> jinja2.Environment:
     import jinja2
@@ -131,11 +73,6 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["num"] = format_number
-    env.tests["records"] = _is_records
-    env.globals["records_columns"] = _records_columns
-    env.globals["MAX_TABLE_ROWS"] = MAX_TABLE_ROWS
-    env.globals["without"] = lambda d, keys: {k: v for k, v in d.items() if k not in keys}
     return env
 
 
@@ -153,25 +90,39 @@ def render_html(report: Report, *, fragment: bool = False) -> str:
     -------
     str
     """
-    from .model import _flatten
-
     results = report.results
-    prov = results["provenance"]
-    provenance_rows = {
-        name: _flatten(prov.get(name))
-        for name in ("report", "run", "representations", "cohort_sources", "config")
-        if prov.get(name)
-    }
     sections = {s["id"]: s for s in results["sections"]}
+    summary = summarize(results)
+    score = score_label(results)
+    v: dict[str, Any] = {
+        "table1": views.table1_view(results),
+        "flow": views.flow_view(results),
+        "plan": views.plan_view(results, score),
+        "provenance": views.provenance_view(results, report.html_only),
+        "checklist": views.checklist_view(results),
+    }
+    if results.get("decode"):
+        v["decode"] = views.decode_view(results, summary)
+    if results.get("embedding"):
+        v["embedding"] = views.embedding_view(results)
+    if results.get("survival"):
+        v["survival"] = views.survival_view(results, score)
+    if results.get("design"):
+        v["design"] = views.design_view(results)
+    if results.get("expression_qc"):
+        v["expression_qc"] = views.expression_qc_view(results)
     template = _environment().get_template("report.html.j2")
     return template.render(
         r=results,
         csp=CSP,
-        table1=_table1_view(results),
         sections=sections,
+        summary=summary,
+        v=v,
+        score=score,
         figures=report.figures,
         captions=report.captions,
-        provenance_rows=provenance_rows,
+        alts=views.alt_texts(results, report.captions, score),
+        rules={"alpha": ALPHA, "chance": CHANCE, "min_class": MIN_CLASS},
         created_utc=report.created_utc,
         html_only=report.html_only,
         fragment=fragment,

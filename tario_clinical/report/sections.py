@@ -1,0 +1,411 @@
+"""Section builders: computed analysis results -> JSON-safe section dictionaries and figures.
+
+Each builder takes the result object of one analysis (duck-typed), copies its numbers into a
+JSON-safe dictionary and draws its figures with the analysis module's own ``plot_*`` function.
+Nothing here fits a model or tests a hypothesis. The one derived table is the concordance read
+in the direction of risk (:func:`oriented_concordance`): an exact reflection of the survival
+module's numbers (``C(-score) = 1 - C(score)`` for Harrell's and Uno's C, tied scores counting
+1/2), so that a score whose higher values mean *lower* risk is not shown as "C = 0.44".
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from ._figures import Figures, call_plot, figure_of, new_figure
+from ._jsonsafe import jsonable, records
+from .findings import endpoint_name
+
+__all__ = [
+    "SECTIONS",
+    "decode_section",
+    "embedding_section",
+    "survival_section",
+    "design_section",
+    "expression_qc_section",
+    "representation_provenance",
+    "oriented_concordance",
+]
+
+SECTIONS: tuple[tuple[str, str], ...] = (
+    ("cohort", "Patients (Table 1)"),
+    ("flow", "Patient flow"),
+    ("decode", "What the slides predict (decoders)"),
+    ("embedding", "Representation maps"),
+    ("survival", "Survival by score group"),
+    ("design", "Trial design"),
+    ("expression_qc", "Predicted vs measured expression"),
+    ("provenance", "Provenance"),
+    ("checklist", "Reporting checklist"),
+)
+
+
+# =============================================================================== decode
+def decode_section(decode: Any, figs: Figures) -> tuple[dict[str, Any], pd.DataFrame | None]:
+    """The decoders' summary table, cross-validation details, ROC and calibration figures."""
+    notes: list[str] = []
+    summ = getattr(decode, "summary", None)
+    summary = summ() if callable(summ) else summ
+    if not isinstance(summary, pd.DataFrame):
+        raise TypeError(
+            f"decode: expected an object with a summary() DataFrame (DecodeResult); got "
+            f"{type(decode).__name__}"
+        )
+    details: Any = None
+    if callable(getattr(decode, "to_dict", None)):
+        details = decode.to_dict()
+        if isinstance(details, dict):
+            details = {k: v for k, v in details.items() if k != "summary"}
+    params = getattr(decode, "params", None)
+    section = {
+        "summary": records(summary),
+        "columns": [str(c) for c in summary.columns],
+        "details": jsonable(details),
+        "parameters": jsonable(params) if isinstance(params, Mapping) else None,
+        "notes": notes,
+    }
+    figs.attempt(
+        "decode_roc",
+        "ROC curves of the out-of-fold decoder scores, one line per target (one point per "
+        "patient, mean score over repeats); the legend gives each target's AUROC and patients; "
+        "the dashed diagonal is chance.",
+        lambda: call_plot(decode, ("plot_roc",), 5.0, 4.4),
+        notes,
+    )
+    figs.attempt(
+        "decode_calibration",
+        "Calibration of the out-of-fold probabilities: observed fraction of positives against "
+        "the mean predicted probability in deciles of patients; points on the dashed diagonal "
+        "are perfectly calibrated.",
+        lambda: call_plot(decode, ("plot_calibration",), 5.0, 4.4),
+        notes,
+    )
+    oof = getattr(decode, "oof", None)
+    if oof is not None and not isinstance(oof, pd.DataFrame):
+        oof = pd.DataFrame(oof)
+    section["n_oof_rows"] = None if oof is None else len(oof)
+    return section, oof
+
+
+# =============================================================================== embedding
+def embedding_section(
+    representations: Any, cohort: Any, seed: int, figs: Figures
+) -> dict[str, Any]:
+    """PCA and t-SNE maps of the representations and the genotype co-occurrence table."""
+    from .. import embedding_maps as em
+
+    notes: list[str] = []
+    maps = {}
+    color_by: list[str] = []
+    for method in ("pca", "tsne"):
+        coords = em.embedding_map(representations, cohort, method=method, seed=seed)
+        meta = coords.attrs["tario_clinical"]
+        if not color_by:
+            color_by = [
+                c
+                for c in ("cancer_type", "histology", *getattr(cohort, "genotype_columns", []))
+                if c in coords.columns
+            ]
+        maps[method] = {
+            "n_patients": meta["n_patients"],
+            "n_features": meta["n_features"],
+            "feature_kind": meta["feature_kind"],
+            "explained_variance_ratio": meta["explained_variance_ratio"][:2]
+            if method == "pca"
+            else None,
+            "parameters": {k: v for k, v in meta["parameters"].items() if k != "kl_divergence"},
+            "n_without_clinical_row": meta["n_without_clinical_row"],
+            "exclusions": [
+                {"reason": r, "n": n}
+                for r, n in sorted(
+                    pd.Series([e["reason"] for e in meta["exclusions"]], dtype=object)
+                    .value_counts()
+                    .items()
+                )
+            ],
+        }
+
+        def draw(
+            coords: pd.DataFrame = coords, method: str = method, color_by: list[str] = color_by
+        ) -> Any:
+            panels: list[str | None] = list(color_by) or [None]
+            ncol = min(3, len(panels))
+            nrow = math.ceil(len(panels) / ncol)
+            fig = new_figure(4.4 * ncol, 2.9 * nrow)
+            for i, c in enumerate(panels):
+                ax = fig.add_subplot(nrow, ncol, i + 1)
+                em.plot_embedding(
+                    coords, c, ax=ax, title=f"{method.upper()} by {c}", point_size=9.0
+                )
+            fig.tight_layout()
+            return fig
+
+        name = "PCA (first two principal components)" if method == "pca" else "t-SNE"
+        figs.attempt(
+            f"embedding_{method}",
+            f"{name} map of the patient representations, one point per patient, one panel per "
+            "annotation ("
+            + (", ".join(color_by) if color_by else "no clinical annotations")
+            + "); grey points have no value.",
+            draw,
+            notes,
+        )
+    cooc = None
+    if getattr(cohort, "genotype_columns", None) and len(cohort.genotype_columns) >= 2:
+        table = em.genotype_cooccurrence(cohort)
+        cooc = records(table)
+        figs.attempt(
+            "genotype_cooccurrence",
+            "Genotype co-occurrence of every gene pair: colour is the log2 odds ratio (Haldane "
+            "corrected; red co-occurring, blue mutually exclusive); cells give the patients "
+            "mutated in both genes and the Fisher p-value (* q < 0.05).",
+            lambda: em.plot_cooccurrence(table, ax=new_figure(5.0, 4.0).add_subplot(1, 1, 1)),
+            notes,
+        )
+    else:
+        notes.append("genotype co-occurrence needs at least two genotype columns")
+    return {"maps": maps, "color_by": color_by, "cooccurrence": cooc, "notes": notes}
+
+
+# =============================================================================== survival
+def oriented_concordance(concordance: Any) -> dict[str, Any] | None:
+    """Concordance read in the direction in which the score orders risk.
+
+    The survival module reports C with *higher score = higher risk*. When Harrell's C is
+    below 0.5 the score orders risk the other way (higher score = lower risk, as expected of
+    a responder score); the table then gives ``1 - C`` with the interval reflected
+    (``[1 - high, 1 - low]``): the exact concordance of the negated score, since every
+    concordant pair becomes discordant and ties stay 1/2. Standard errors and pair counts do
+    not change.
+
+    Returns
+    -------
+    dict or None
+        ``direction`` (text), ``reflected`` (bool), ``rows``: ``method, estimate, low, high,
+        se, n_pairs, estimate_as_computed``; ``None`` without a Harrell row.
+    """
+    rows = records(concordance)
+    harrell = next((r for r in rows if r.get("method") == "harrell"), None)
+    if harrell is None or harrell.get("estimate") is None:
+        return None
+    c = float(harrell["estimate"])
+    reflect = c < 0.5
+    out = []
+    for r in rows:
+        est, low, high = r.get("estimate"), r.get("low"), r.get("high")
+        if reflect:
+            est, low, high = (
+                None if est is None else 1.0 - est,
+                None if high is None else 1.0 - high,
+                None if low is None else 1.0 - low,
+            )
+        out.append(
+            {
+                "method": r.get("method"),
+                "estimate": est,
+                "low": low,
+                "high": high,
+                "se": r.get("se"),
+                "n_pairs": r.get("n_pairs"),
+                "estimate_as_computed": r.get("estimate"),
+            }
+        )
+    if c == 0.5:
+        direction = "no direction: Harrell's C is exactly 0.5"
+    else:
+        direction = "higher score = lower risk" if reflect else "higher score = higher risk"
+    return jsonable({"direction": direction, "reflected": reflect, "rows": out})
+
+
+def survival_section(
+    strat: Any, figs: Figures, *, score_name: str = "score", time_unit: str = ""
+) -> dict[str, Any]:
+    """Survival by score group: every number of ``strat.to_dict()`` plus the oriented
+    concordance (key ``concordance_oriented``), KM and forest figures."""
+    notes: list[str] = []
+    details = strat.to_dict() if callable(getattr(strat, "to_dict", None)) else None
+    if not isinstance(details, Mapping):
+        raise TypeError(
+            f"stratification: expected an object with to_dict() (StratificationResult); got "
+            f"{type(strat).__name__}"
+        )
+    details = dict(details)
+    oriented = oriented_concordance(details.get("concordance"))
+    if oriented is not None:
+        details["concordance_oriented"] = oriented
+    name, abbr, _ = endpoint_name(str(details.get("time", "")))
+    unit = f"; time in {time_unit}" if time_unit else ""
+    cut = str(details.get("cutoff_method", ""))
+    exploratory = (
+        " (EXPLORATORY cut-point chosen on these patients)" if details.get("exploratory") else ""
+    )
+
+    title = f"{name[:1].upper()}{name[1:]} by {score_name} group ({cut} cut-off)" + (
+        " — EXPLORATORY" if details.get("exploratory") else ""
+    )
+
+    def km() -> Any:
+        for fn_name in ("km_plot", "plot_km"):
+            fn = getattr(strat, fn_name, None)
+            if callable(fn):
+                try:
+                    takes_title = "title" in inspect.signature(fn).parameters
+                except (TypeError, ValueError):
+                    takes_title = False
+                return fn(title=title) if takes_title else fn()
+        raise AttributeError("no km_plot()")
+
+    figs.attempt(
+        "survival_km",
+        f"Kaplan–Meier estimates of {name} ({abbr}) in the {score_name} groups "
+        f"({cut} cut-off{exploratory}) with 95 % bands, censoring ticks, the log-rank p-value and "
+        f"the numbers at risk under the plot{unit}.",
+        km,
+        notes,
+    )
+    inter = details.get("interaction")
+    if inter is not None or hasattr(strat, "plot_forest"):
+        exp = inter.get("experimental") if isinstance(inter, Mapping) else None
+        ctl = inter.get("control") if isinstance(inter, Mapping) else None
+        arms = f"{exp} vs {ctl}" if exp is not None and ctl is not None else "by arm"
+        figs.attempt(
+            "survival_forest",
+            f"Treatment hazard ratio for {abbr} ({arms}; 95 % CI, log scale; HR < 1 favours "
+            f"{exp if exp is not None else 'the experimental arm'}) in all patients, in each "
+            f"{score_name} group and in each subgroup, from separate Cox fits.",
+            lambda: _forest(strat),
+            notes,
+        )
+    return {"details": jsonable(details), "notes": notes}
+
+
+def _forest(strat: Any) -> Any:
+    forest = getattr(getattr(strat, "interaction", None), "forest", None)
+    rows = len(forest) if isinstance(forest, pd.DataFrame) else 6
+    fig = new_figure(6.4, 0.36 * rows + 1.4)
+    res = strat.plot_forest(ax=fig.add_subplot(1, 1, 1))
+    fig.tight_layout()
+    return figure_of(res)
+
+
+# =============================================================================== design
+def _tables_of(obj: Any) -> dict[str, Any]:
+    """Design input as ``{"tables": {name: records}, "parameters": {...}}``.
+
+    A mapping's DataFrames (and lists of records) become tables, objects with ``to_dict()``
+    (a :class:`~tario_clinical.design.DesignComparison`) are merged in, other values become
+    parameters.
+    """
+    if isinstance(obj, pd.DataFrame):
+        return {"tables": {"design": records(obj)}, "parameters": {}}
+    if isinstance(obj, Mapping):
+        tables: dict[str, Any] = {}
+        params: dict[str, Any] = {}
+        for k, v in obj.items():
+            if isinstance(v, pd.DataFrame):
+                tables[str(k)] = records(v)
+            elif isinstance(v, list) and all(isinstance(r, Mapping) for r in v):
+                tables[str(k)] = jsonable(v)
+            elif callable(getattr(v, "to_dict", None)) and not isinstance(v, Mapping):
+                sub = _tables_of(v)
+                tables.update(sub["tables"])
+                params.update(sub["parameters"])
+            else:
+                params[str(k)] = jsonable(v)
+        return {"tables": tables, "parameters": params}
+    if callable(getattr(obj, "to_dict", None)):
+        return _tables_of(obj.to_dict())
+    for name in ("table", "summary"):
+        t = getattr(obj, name, None)
+        t = t() if callable(t) else t
+        if isinstance(t, pd.DataFrame):
+            params = getattr(obj, "parameters", {})
+            return {
+                "tables": {name: records(t)},
+                "parameters": jsonable(params) if isinstance(params, Mapping) else {},
+            }
+    raise TypeError(
+        "design: expected a DataFrame, a mapping of DataFrames or an object with to_dict() / "
+        f"table; got {type(obj).__name__}"
+    )
+
+
+def design_section(design: Any, figs: Figures, *, time_unit: str = "") -> dict[str, Any]:
+    """Trial-design tables (``designs``; optionally ``sensitivity``) and the power figure."""
+    notes: list[str] = []
+    section = _tables_of(design)
+    plotter = design
+    if isinstance(design, Mapping):
+        plotter = next((v for v in design.values() if hasattr(v, "plot_power")), None)
+    if plotter is not None and callable(getattr(plotter, "plot_power", None)):
+        figs.attempt(
+            "design_power",
+            "Power of each candidate design against the number of patients screened, at the "
+            "assumed hazard ratios; the dashed line is the target power.",
+            lambda: call_plot(plotter, ("plot_power",), 6.0, 3.8),
+            notes,
+        )
+    section["notes"] = notes
+    return section
+
+
+# =============================================================================== expression QC
+def _split_figures(obj: Any, prefix: str, figs: Figures, notes: list[str]) -> Any:
+    """Copy of a nested dict with matplotlib Figures moved into ``figs``."""
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    if isinstance(obj, Figure | Axes):
+        key = prefix.replace(".", "_")
+        what = prefix.split(".")[-1].replace("_", " ")
+        figs.attempt(key, f"{what[:1].upper()}{what[1:]} (expression QC).", lambda: obj, notes)
+        return None
+    if isinstance(obj, Mapping):
+        out = {}
+        for k, v in obj.items():
+            if isinstance(v, Figure | Axes) or (
+                isinstance(v, Mapping) and any(isinstance(x, Figure | Axes) for x in v.values())
+            ):
+                _split_figures(v, f"{prefix}.{k}", figs, notes)
+            else:
+                out[str(k)] = _split_figures(v, f"{prefix}.{k}", figs, notes)
+        return out
+    return obj
+
+
+def expression_qc_section(qc: Any, figs: Figures) -> dict[str, Any]:
+    """Predicted vs measured expression: the expression-QC module's report section."""
+    notes: list[str] = []
+    if isinstance(qc, Mapping):
+        content = qc
+    else:
+        from .. import expression_qc as eq
+
+        content = eq.report_section(qc)
+    data = _split_figures(content, "expression_qc", figs, notes)
+    tables = {
+        str(k): jsonable(v)
+        for k, v in (data.get("tables") or {}).items()
+        if isinstance(v, list | pd.DataFrame)
+    }
+    return {
+        "title": str(data.get("title", "Predicted vs measured expression")),
+        "description": str(data.get("description", "")),
+        "parameters": jsonable(data.get("parameters") or {}),
+        "tables": tables,
+        "notes": notes,
+    }
+
+
+def representation_provenance(representations: Any) -> dict[str, Any] | None:
+    """``uns["tario_clinical"]`` of the representations, JSON-safe."""
+    uns = getattr(representations, "uns", None)
+    if uns is None:
+        return None
+    rec = uns.get("tario_clinical")
+    return jsonable(dict(rec)) if isinstance(rec, Mapping) else None
