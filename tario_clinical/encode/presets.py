@@ -59,7 +59,8 @@ class Preset:
         Where each fact of the card was taken from.
     config : dict
         Fields of the repository's ``config.json`` that must match when a snapshot folder holds
-        one (``{}``: not checked).
+        one (``{}``: not checked). Shapes are checked again when the weights load (every tensor
+        must have the architecture's shape, e.g. the position embedding's grid).
     """
 
     name: str
@@ -412,7 +413,6 @@ PRESETS: dict[str, Preset] = {
             "num_hidden_layers": 24,
             "num_attention_heads": 16,
             "patch_size": 16,
-            "image_size": 224,
             "use_swiglu_ffn": False,
         },  # fmt: skip
     ),
