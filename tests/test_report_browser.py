@@ -3,7 +3,10 @@
 Chromium is driven over the DevTools protocol on a pipe (``--remote-debugging-pipe``, no port
 opened): the page is loaded from a ``file://`` URL while console messages, log entries
 (Content-Security-Policy violations land there), uncaught exceptions and every network request
-are recorded; then a full-page screenshot is saved as ``test-artifacts/report.png``.
+are recorded. The report is checked at 1400 and 1000 px (no element wider than the viewport;
+tables scroll inside their box if they must), screenshots of the top of the report and of each
+section are saved under ``test-artifacts/report/`` (gitignored), and the page is printed to
+``test-artifacts/report.pdf`` with its print stylesheet.
 
 Skipped, with the reason, when no chromium binary is installed (``apt-get install chromium``;
 ``.ci/run`` installs it).
@@ -160,18 +163,81 @@ class _Browser:
         os.close(self._to_chrome_w)
 
 
-def open_page(html_path: Path, profile: Path, *, screenshot: Path | None = None) -> dict:
-    """Load ``html_path`` in headless chromium; return what happened.
+#: viewport widths the report must fit (a laptop and a narrow window)
+WIDTHS = (1400, 1000)
+#: A4 at 96 px/in less the 12 mm side margins of the print stylesheet
+PRINT_WIDTH = round((210 - 2 * 12) / 25.4 * 96)
+#: 17,007 px was the demo report at 1400 px before the page was rewritten (issue 16)
+MAX_HEIGHT_1400 = 17_007 // 2
+
+_LAYOUT_JS = r"""
+(() => {
+  const W = document.documentElement.clientWidth;
+  const clips = e => {
+    for (let p = e.parentElement; p && p !== document.body; p = p.parentElement) {
+      const o = getComputedStyle(p).overflowX;
+      if (o === 'auto' || o === 'scroll' || o === 'hidden') return true;
+    }
+    return false;
+  };
+  const closed = e => !!e.closest('details:not([open])');
+  const wide = [];
+  for (const e of document.querySelectorAll('body *')) {
+    const r = e.getBoundingClientRect();
+    if (r.width === 0 || closed(e)) continue;
+    if (r.right > W + 0.5 && !clips(e)) wide.push(`${e.tagName}.${e.className} right=${Math.round(r.right)}`);
+  }
+  const boxes = Array.from(document.querySelectorAll('.scroll')).filter(b => !closed(b));
+  const overflowing = boxes.filter(b => b.scrollWidth > b.clientWidth + 1)
+    .map(b => (b.querySelector('caption') || {textContent: '?'}).textContent.slice(0, 60));
+  const boxWide = boxes.filter(b => b.getBoundingClientRect().right > W + 0.5).length;
+  const dec = document.querySelector('table.decoders');
+  const rowHeights = dec ? Array.from(dec.tBodies[0].rows).map(r => r.getBoundingClientRect().height) : [];
+  const sections = Array.from(document.querySelectorAll('section')).map(s => {
+    const r = s.getBoundingClientRect();
+    return {id: s.id, y: r.top + window.scrollY, height: r.height};
+  });
+  return JSON.stringify({
+    clientWidth: W, scrollWidth: document.documentElement.scrollWidth,
+    height: document.documentElement.scrollHeight, wide: wide.slice(0, 20),
+    overflowing, boxWide, rowHeights, sections,
+  });
+})()
+"""
+
+
+def open_page(
+    html_path: Path,
+    profile: Path,
+    *,
+    width: int = 1280,
+    screenshots: Path | None = None,
+    pdf: Path | None = None,
+    print_layout: bool = False,
+) -> dict:
+    """Load ``html_path`` in headless chromium at ``width`` px; return what happened.
+
+    Parameters
+    ----------
+    screenshots : Path, optional
+        Folder for ``top.png`` (the first screen) and ``section-<id>.png`` (each section).
+    pdf : Path, optional
+        Print the page to this PDF (A4, the page size of the print stylesheet).
+    print_layout : bool
+        Also lay the page out with the print stylesheet at the A4 content width and measure it.
 
     Returns
     -------
     dict
         ``errors`` (console errors/warnings, log errors such as CSP violations, uncaught
         exceptions), ``requests`` (URLs of every network request other than the page itself
-        and ``data:`` URIs), ``images`` (``[total, decoded]``), ``title``.
+        and ``data:`` URIs), ``images`` (``[total, decoded]``), ``title``, ``layout`` (widths,
+        elements wider than the viewport, table boxes that scroll, decoder row heights,
+        sections), ``print_layout`` and ``pdf_pages``.
     """
     url = html_path.resolve().as_uri()
     b = _Browser(CHROMIUM, profile)
+    out: dict[str, Any] = {}
     try:
         target = b.send("Target.createTarget", {"url": "about:blank"})["targetId"]
         sid = b.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
@@ -179,7 +245,7 @@ def open_page(html_path: Path, profile: Path, *, screenshot: Path | None = None)
             b.send(f"{domain}.enable", session=sid)
         b.send(
             "Emulation.setDeviceMetricsOverride",
-            {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False},
+            {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": False},
             session=sid,
         )
         b.send("Page.navigate", {"url": url}, session=sid)
@@ -191,26 +257,56 @@ def open_page(html_path: Path, profile: Path, *, screenshot: Path | None = None)
             time.sleep(0.05)
             events += b.events()
         time.sleep(0.5)  # late console / network events
-        state = b.send(
-            "Runtime.evaluate",
-            {
-                "expression": "JSON.stringify([document.images.length, "
-                "Array.from(document.images).filter(i => i.complete && i.naturalWidth > 0)"
-                ".length, document.title])",
-                "returnByValue": True,
-            },
-            session=sid,
-        )
-        n_img, n_ok, title = json.loads(state["result"]["value"])
-        if screenshot is not None:
-            shot = b.send(
-                "Page.captureScreenshot",
-                {"format": "png", "captureBeyondViewport": True},
-                session=sid,
-                timeout=60,
+
+        def evaluate(expression: str) -> Any:
+            res = b.send(
+                "Runtime.evaluate", {"expression": expression, "returnByValue": True}, session=sid
             )
-            screenshot.parent.mkdir(parents=True, exist_ok=True)
-            screenshot.write_bytes(base64.b64decode(shot["data"]))
+            return json.loads(res["result"]["value"])
+
+        n_img, n_ok, title = evaluate(
+            "JSON.stringify([document.images.length, "
+            "Array.from(document.images).filter(i => i.complete && i.naturalWidth > 0)"
+            ".length, document.title])"
+        )
+        out.update(images=[n_img, n_ok], title=title, layout=evaluate(_LAYOUT_JS))
+        if screenshots is not None:
+            screenshots.mkdir(parents=True, exist_ok=True)
+
+            def shot(name: str, y: float, height: float) -> None:
+                clip = {"x": 0, "y": y, "width": width, "height": min(height, 6000), "scale": 1}
+                data = b.send(
+                    "Page.captureScreenshot",
+                    {"format": "png", "clip": clip, "captureBeyondViewport": True},
+                    session=sid,
+                    timeout=60,
+                )["data"]
+                (screenshots / name).write_bytes(base64.b64decode(data))
+
+            shot("top.png", 0, 900)
+            for s in out["layout"]["sections"]:
+                if s["height"] > 0:
+                    shot(f"section-{s['id']}.png", s["y"], s["height"])
+        if pdf is not None:
+            data = b.send(
+                "Page.printToPDF",
+                {"preferCSSPageSize": True, "printBackground": True},
+                session=sid,
+                timeout=120,
+            )["data"]
+            raw = base64.b64decode(data)
+            pdf.parent.mkdir(parents=True, exist_ok=True)
+            pdf.write_bytes(raw)
+            out["pdf_pages"] = pdf_page_count(raw)
+        if print_layout:
+            b.send("Emulation.setEmulatedMedia", {"media": "print"}, session=sid)
+            b.send(
+                "Emulation.setDeviceMetricsOverride",
+                {"width": PRINT_WIDTH, "height": 1100, "deviceScaleFactor": 1, "mobile": False},
+                session=sid,
+            )
+            time.sleep(0.3)
+            out["print_layout"] = evaluate(_LAYOUT_JS)
         events += b.events()
     finally:
         b.close()
@@ -227,38 +323,122 @@ def open_page(html_path: Path, profile: Path, *, screenshot: Path | None = None)
             req = p.get("request", {}).get("url", "")
             if req != url and not req.startswith("data:"):
                 requests.append(req)
-    return {"errors": errors, "requests": requests, "images": [n_img, n_ok], "title": title}
+    out.update(errors=errors, requests=requests)
+    return out
+
+
+def pdf_page_count(raw: bytes) -> int:
+    """Pages of a PDF: the page objects, checked against the page tree's ``/Count``."""
+    import re
+
+    pages = len(re.findall(rb"/Type\s*/Page(?![a-zA-Z])", raw))
+    counts = [int(c) for c in re.findall(rb"/Type\s*/Pages\b[^>]*?/Count\s+(\d+)", raw)]
+    counts += [int(c) for c in re.findall(rb"/Count\s+(\d+)[^>]*?/Type\s*/Pages\b", raw)]
+    if counts and pages and max(counts) != pages:
+        raise AssertionError(f"PDF page objects ({pages}) disagree with /Count {counts}")
+    return pages or max(counts, default=0)
 
 
 @pytest.fixture(scope="module")
 def report_html(tmp_path_factory) -> Path:
+    """A report like the demo's: decoders (PTEN with few positives), survival by the responder
+    score with an arm and covariates, a trial design from the stratification's estimates."""
+    from tario_clinical.pipeline import design_inputs_from_stratification
+
     trial = tc.simulate_trial(120, seed=0, n_genes=50, compute_attainable=False)
     cohort = trial.cohort()
-    dec = tc.decode(trial.representations, cohort, targets=["KRAS"], n_repeats=1, seed=0)
-    strat = tc.survival.stratify(cohort, dec.oof_scores("KRAS"), arm="arm", seed=0)
+    dec = tc.decode(
+        trial.representations, cohort, targets=["EGFR", "PTEN", "responder"], n_repeats=1, seed=0
+    )
+    strat = tc.survival.stratify(
+        cohort, dec.oof_scores("responder"), arm="arm", covariates=["age", "ecog"], seed=0
+    )
+    guess = design_inputs_from_stratification(strat, cohort)
+    # as the pipeline does: estimates from the stratification unless the configuration sets a
+    # value (here the HR when the estimate shows no benefit in the high-score group)
+    hr_set = None if guess["hr_positive"] < 1 else 0.7
+    design = tc.design.compare_designs(
+        prevalence=guess["prevalence"],
+        hr_positive=guess["hr_positive"] if hr_set is None else hr_set,
+        hr_negative=guess["hr_negative"],
+        median_control=guess["median_control"],
+        accrual=24,
+        follow_up=12,
+    )
+    config = {
+        "seed": 0,
+        "survival": {"endpoint": "os", "score_target": "responder"},
+        "design": {"hr_positive": hr_set, "prevalence": None, "hr_negative": None},
+    }
     rep = tc.report.build_report(
         cohort=cohort,
         decode=dec,
         stratification=strat,
+        design=design,
         representations=trial.representations,
+        config=config,
         title="Browser test <script>alert(1)</script>",
         seed=0,
     )
     return rep.write(tmp_path_factory.mktemp("browser"))["report"]
 
 
+def _layout_ok(layout: dict, width: int) -> None:
+    assert layout["clientWidth"] == width
+    assert layout["scrollWidth"] <= width, layout  # no horizontal scroll bar on the page
+    assert layout["wide"] == [], layout["wide"]  # no element wider than the viewport
+    assert layout["boxWide"] == 0  # table boxes scroll inside the page, never past it
+
+
 @needs_chromium
 def test_report_in_headless_chromium(report_html, tmp_path):
-    shot = ARTIFACTS / "report.png"
-    shot.unlink(missing_ok=True)
-    seen = open_page(report_html, tmp_path / "profile", screenshot=shot)
+    """At 1400 px: nothing wider than the viewport, no table needs scrolling, decoder rows one
+    line high, no console error, no request; screenshots of the top and every section."""
+    shots = ARTIFACTS / "report"
+    shutil.rmtree(shots, ignore_errors=True)
+    seen = open_page(report_html, tmp_path / "profile", width=1400, screenshots=shots)
     assert seen["errors"] == []
     assert seen["requests"] == []
     n_img, n_ok = seen["images"]
-    assert n_img >= 5 and n_ok == n_img  # every embedded figure decoded
+    assert n_img >= 7 and n_ok == n_img  # every embedded figure decoded
     assert seen["title"] == "Browser test <script>alert(1)</script>"  # shown as text
-    assert shot.is_file() and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert shot.stat().st_size > 50_000
+    layout = seen["layout"]
+    _layout_ok(layout, 1400)
+    assert layout["overflowing"] == []  # at 1400 px every table fits its box
+    rows = layout["rowHeights"]
+    assert len(rows) == 3 and max(rows) <= 1.5 * min(rows), rows  # no row several lines tall
+    assert layout["height"] <= MAX_HEIGHT_1400, layout["height"]
+    ids = [s["id"] for s in layout["sections"]]
+    assert ids[:2] == ["summary", "plan"]
+    for name in ["top", *(f"section-{i}" for i in ids)]:
+        png = shots / f"{name}.png"
+        assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    assert (shots / "top.png").stat().st_size > 20_000
+
+
+@needs_chromium
+def test_report_at_1000_px(report_html, tmp_path):
+    seen = open_page(report_html, tmp_path / "profile", width=1000)
+    assert seen["errors"] == [] and seen["requests"] == []
+    _layout_ok(seen["layout"], 1000)
+
+
+@needs_chromium
+def test_report_prints_to_pdf(report_html, tmp_path):
+    """The print stylesheet: each section on a new A4 page, no table cut at the page edge."""
+    pdf = ARTIFACTS / "report.pdf"
+    pdf.unlink(missing_ok=True)
+    seen = open_page(report_html, tmp_path / "profile", width=1400, pdf=pdf, print_layout=True)
+    assert seen["errors"] == [] and seen["requests"] == []
+    assert pdf.read_bytes()[:5] == b"%PDF-"
+    sections = [s for s in seen["layout"]["sections"] if s["height"] > 0]
+    # one page per section at least (the summary shares the first page with the title), and
+    # no runaway layout: a page of Table 1, two of decoders, three of survival ...
+    assert len(sections) - 1 <= seen["pdf_pages"] <= 3 * len(sections), seen["pdf_pages"]
+    printed = seen["print_layout"]
+    assert printed["wide"] == [], printed["wide"]
+    assert printed["overflowing"] == []  # tables wrap to the page width, none is cut
+    assert printed["scrollWidth"] <= PRINT_WIDTH
 
 
 @needs_chromium

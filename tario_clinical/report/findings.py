@@ -550,6 +550,17 @@ def summarize(results: Mapping[str, Any]) -> Summary:
     if isinstance(results.get("survival"), Mapping):
         prog, conc, pred, c = _survival_findings(results)
         cautions += c
+        target = score_label(results).removesuffix(" score")
+        found = next((f for f in decode if f.subject == target), None)
+        if found is not None and found.verdict != "decodable":
+            cautions.append(
+                Caution(
+                    "prognostic",
+                    f"The survival analyses group patients by the {target} score, but the slides "
+                    f"are not shown to decode {target} ({found.label}): read the score as a "
+                    "candidate marker, not as a measurement of the target.",
+                )
+            )
     des, assumed, sens, c = (None, "", [], [])
     if isinstance(results.get("design"), Mapping):
         des, assumed, sens, c = _design_findings(results)
