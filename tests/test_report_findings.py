@@ -435,7 +435,7 @@ def test_design_inputs_set_in_the_configuration_are_not_flagged():
 
 # =============================================================================== real report
 @pytest.fixture(scope="module")
-def report():
+def parts():
     trial = tc.simulate_trial(120, seed=0, n_genes=50, compute_attainable=False)
     cohort = trial.cohort()
     dec = tc.decode(
@@ -453,9 +453,34 @@ def report():
         accrual=24,
         follow_up=12,
     )
-    return tc.report.build_report(
-        cohort=cohort, decode=dec, stratification=strat, design=design, seed=0
+    return {"cohort": cohort, "decode": dec, "stratification": strat, "design": design}
+
+
+@pytest.fixture(scope="module")
+def report(parts):
+    return tc.report.build_report(**parts, seed=0)
+
+
+def test_summary_without_arm_and_with_tertiles(parts):
+    """No arm: no predictive statement; three score groups: the top against the bottom."""
+    cohort = parts["cohort"]
+    strat = tc.survival.stratify(cohort, parts["decode"].oof_scores("KRAS"), cutoff="tertiles")
+    rep = tc.report.build_report(cohort=cohort, decode=parts["decode"], stratification=strat)
+    s = F.summarize(rep.results)
+    assert s.predictive is None and s.design is None
+    assert "high" in s.prognostic.text and "low" in s.prognostic.text
+    row = next(
+        r
+        for r in rep.results["survival"]["details"]["cox_unadjusted"]
+        if r["term"] == "risk_group[high]"
     )
+    assert (
+        tc.report._format.est_ci(row["hr"], row["hr_low"], row["hr_high"], ref=1.0)
+        in s.prognostic.text
+    )
+    text = rep.to_html()
+    assert "Is it predictive" not in text and "Is the score prognostic?" in text
+    assert "middle score" in text  # the three groups are in the tables
 
 
 def _numbers(obj):

@@ -325,3 +325,37 @@ def test_rounding_helpers():
     assert fmt.est(0.0123) == "0.012" and fmt.est(13.371) == "13.37"
     assert fmt.time(24.0) == "24" and fmt.time(13.371) == "13.4"
     assert fmt.pct(0.509) == "51 %" and fmt.pct(np.float64(0.8)) == "80 %"
+
+
+def test_expression_qc_section_from_its_dict():
+    """The expression-QC section (given as the dict of ``expression_qc.report_section``): its
+    tables with words for columns, the plotted curve points collapsed, figures captioned."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(3, 2))
+    fig.add_subplot(1, 1, 1).plot([1, 2, 3], [0.2, 0.3, 0.35])
+    qc = {
+        "title": "Predicted vs measured expression",
+        "description": "Measured spatial transcriptomics binned onto the prediction grid.",
+        "parameters": {"kind": "rook", "n_samples": 2},
+        "tables": {
+            "summary": [{"cancer_type": "LUAD", "n_samples": 2, "mean_spatial_r": 0.31234567}],
+            "spatial_curve": [{"cancer_type": "LUAD", "k": 1, "mean_spatial_r": 0.2}],
+        },
+        "figures": {"spatial_correlation_curve": fig},
+    }
+    trial = tc.simulate_trial(60, seed=2, n_genes=20, compute_attainable=False)
+    rep = tc.report.build_report(cohort=trial.cohort(), expression_qc=qc)
+    tc.report.validate_results(rep.results)
+    text = rep.to_html()
+    page = _page(text)
+    summary = next(t for t in page.tables if t["caption"] == "Summary")
+    assert not summary["collapsed"]
+    assert summary["rows"] == [
+        ["Cancer type", "N samples", "Mean spatial r"],
+        ["LUAD", "2", "0.312"],
+    ]
+    curve = next(t for t in page.tables if t["caption"] == "Spatial curve")
+    assert curve["collapsed"]
+    (img,) = page.images
+    assert img["alt"] and img["caption"].startswith("Spatial correlation curve")

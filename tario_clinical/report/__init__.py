@@ -7,6 +7,16 @@ Content-Security-Policy that forbids loading anything), ``results.json`` (every 
 shows; validated by ``data_schemas/results.schema.json``; byte-identical for the same inputs and
 seed) and ``oof_scores.csv``.
 
+The page opens with a summary of findings read off the results with statistical guard-rails
+(:func:`summarize`: which targets are decodable, whether the score is prognostic and predictive,
+what an enriched trial would need, and the cautions that apply), then the analysis plan, then
+one section per analysis with tables for a person (rounded numbers; the exact ones are in
+``results.json``). It prints to a clean PDF (one section per page).
+
+Modules: ``model`` (the results dictionary and :class:`Report`), ``sections`` (section
+builders over computed results), ``findings`` (the summary's rules), ``views`` (display
+tables), ``render`` (HTML), ``checklist`` (REMARK / TRIPOD+AI map).
+
 Examples
 --------
 >>> import tario_clinical as tc
@@ -28,6 +38,7 @@ from .model import (
     table_one,
     validate_results,
 )
+from .findings import summarize
 from .render import CSP, render_html
 
 __all__ = [
@@ -39,6 +50,7 @@ __all__ = [
     "canonical_json",
     "jsonable",
     "render_html",
+    "summarize",
     "CSP",
     "RESULTS_SCHEMA_VERSION",
 ]

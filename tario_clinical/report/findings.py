@@ -131,7 +131,7 @@ def _decode_verdict(row: Mapping[str, Any]) -> tuple[str, str]:
         return "not_significant", "not shown: not significant"
     n, n1 = row.get("n"), row.get("n_positive")
     if fmt.is_number(n) and fmt.is_number(n1) and min(n1, n - n1) < MIN_CLASS:
-        return "few_patients", "not established: too few patients in a class"
+        return "few_patients", f"not established: few {'positives' if n1 < n - n1 else 'negatives'}"
     return "decodable", "decodable"
 
 
