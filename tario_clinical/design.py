@@ -33,8 +33,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from . import _survival_core as core
 from .errors import AnalysisError
+from .survival import kernels as core
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -642,7 +642,7 @@ def plot_power_curves(
         )
     import matplotlib.pyplot as plt
 
-    from ._survival_plots import OKABE_ITO
+    from .survival.plots import OKABE_ITO
 
     if ax is None:
         _, ax = plt.subplots(figsize=(6.5, 4.2))

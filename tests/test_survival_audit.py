@@ -206,7 +206,7 @@ def _forest(rows: list[tuple[float, float, float]]) -> pd.DataFrame:
     ],
 )
 def test_forest_plot_log_axis_tick_labels_do_not_overlap(rows, width):
-    from tario_clinical._survival_plots import plot_forest
+    from tario_clinical.survival.plots import plot_forest
 
     fig, ax = plt.subplots(figsize=(width, 2.5))
     plot_forest(_forest(rows), ax=ax, title="t")

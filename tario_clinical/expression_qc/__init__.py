@@ -58,7 +58,7 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy import stats
 
-from .errors import AnalysisError, SchemaError
+from ..errors import AnalysisError, SchemaError
 
 if TYPE_CHECKING:  # pragma: no cover
     import anndata as ad

@@ -35,13 +35,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from . import _survival_core as core
-from .errors import AnalysisError, SchemaError
+from ..errors import AnalysisError, SchemaError
+from . import kernels as core
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
 
-    from ._survival_plots import KMDisplay
+    from .plots import KMDisplay
 
 __all__ = [
     "KaplanMeier",
@@ -256,7 +256,7 @@ class KaplanMeier:
 
     def plot(self, *, ax: Axes | None = None, **kwargs: Any) -> KMDisplay:
         """KM curves with 95 % bands and a number-at-risk table (see :func:`plot_km`)."""
-        from ._survival_plots import plot_km
+        from .plots import plot_km
 
         return plot_km(self, ax=ax, **kwargs)
 
@@ -1095,7 +1095,7 @@ def time_dependent_auc(
 
 
 # =============================================================================== interaction
-from ._survival_strat import (  # noqa: E402  (after the building blocks it uses)
+from .stratification import (  # noqa: E402  (after the building blocks it uses)
     InteractionResult,
     StratificationResult,
     maxstat_cutpoint,

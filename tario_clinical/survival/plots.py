@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from .survival import KaplanMeier
+    from . import KaplanMeier
 
 #: Okabe & Ito (2008) colour-blind-safe palette (yellow left out: too light on white)
 OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#E69F00", "#CC79A7", "#56B4E9", "#000000")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from .errors import AnalysisError
+from ..errors import AnalysisError
 
 __all__ = [
     "KMCurve",

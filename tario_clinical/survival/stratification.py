@@ -14,9 +14,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from . import _survival_core as core
-from .errors import AnalysisError, SchemaError
-from .survival import (
+from ..errors import AnalysisError, SchemaError
+from . import (
     _CUTOFFS,
     CoxModel,
     CutoffKind,
@@ -39,11 +38,12 @@ from .survival import (
     logrank,
     rmst,
 )
+from . import kernels as core
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
 
-    from ._survival_plots import KMDisplay
+    from .plots import KMDisplay
 
 logger = logging.getLogger("tario_clinical.survival")
 
@@ -89,7 +89,7 @@ class InteractionResult:
 
     def plot_forest(self, *, ax: Axes | None = None) -> Axes:
         """Forest plot of the treatment HR over all patients and subgroups; returns the Axes."""
-        from ._survival_plots import plot_forest
+        from .plots import plot_forest
 
         title = f"HR {self.experimental} vs {self.control}; interaction p = {self.interaction_p_value:.3g}"
         return plot_forest(self.forest, ax=ax, title=title)
@@ -552,7 +552,7 @@ class StratificationResult:
 
         With ``cutoff="optimal"`` the p-value shown is the Lausen–Schumacher p-value corrected
         for the cut-point search, labelled so; the uncorrected one is not shown."""
-        from ._survival_plots import plot_km
+        from .plots import plot_km
 
         p, p_label, p_note = None, "log-rank p", None
         if self.logrank is not None:
