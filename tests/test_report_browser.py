@@ -180,7 +180,9 @@ _LAYOUT_JS = r"""
     }
     return false;
   };
-  const closed = e => !!e.closest('details:not([open])');
+  // closed <details> are not laid out; in print those marked print-open are
+  const printing = matchMedia('print').matches;
+  const closed = e => !!e.closest(printing ? 'details:not([open]):not(.print-open)' : 'details:not([open])');
   const wide = [];
   for (const e of document.querySelectorAll('body *')) {
     const r = e.getBoundingClientRect();
@@ -439,6 +441,10 @@ def test_report_prints_to_pdf(report_html, tmp_path):
     assert printed["wide"] == [], printed["wide"]
     assert printed["overflowing"] == []  # tables wrap to the page width, none is cut
     assert printed["scrollWidth"] <= PRINT_WIDTH
+    # the checklists, collapsed on screen, are printed (their <details> are print-open)
+    checklist = next(s for s in printed["sections"] if s["id"] == "checklist")
+    on_screen = next(s for s in seen["layout"]["sections"] if s["id"] == "checklist")
+    assert checklist["height"] > 400 > on_screen["height"], (checklist, on_screen)
 
 
 @needs_chromium

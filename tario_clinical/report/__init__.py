@@ -28,6 +28,7 @@ Examples
 
 from __future__ import annotations
 
+from .findings import summarize
 from .model import (
     RESULTS_SCHEMA_VERSION,
     Report,
@@ -38,7 +39,6 @@ from .model import (
     table_one,
     validate_results,
 )
-from .findings import summarize
 from .render import CSP, render_html
 
 __all__ = [
