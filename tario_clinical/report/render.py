@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from . import views
 from ._figures import figure_to_data_uri
 from .findings import ALPHA, CHANCE, MIN_CLASS, score_label, summarize
+from .provenance_view import provenance_view
 
 if TYPE_CHECKING:  # pragma: no cover
     import jinja2
@@ -98,7 +99,7 @@ def render_html(report: Report, *, fragment: bool = False) -> str:
         "table1": views.table1_view(results),
         "flow": views.flow_view(results),
         "plan": views.plan_view(results, score),
-        "provenance": views.provenance_view(results, report.html_only),
+        "provenance": provenance_view(results, report.html_only),
         "checklist": views.checklist_view(results),
     }
     if results.get("decode"):

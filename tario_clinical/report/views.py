@@ -1,25 +1,22 @@
 """Tables for a person: what the HTML shows of each section, read off the results dictionary.
 
-Every function here takes the report's results (``results.json``) and returns display tables,
-``{"caption", "columns", "rows", "num"}`` with cell text already rounded for reading
-(:mod:`._format`), human column names and units. Nothing is estimated: a cell is a value of
-the results, rounded, or two of them side by side (an estimate and its interval).
+Every function here takes the report's results (``results.json``) and returns display tables
+(:mod:`._tables`) with cell text already rounded for reading (:mod:`._format`), human column
+names and units. Nothing is estimated: a cell is a value of the results, rounded, or two of
+them side by side (an estimate and its interval).
 """
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import _format as fmt
+from ._tables import Table, cell, flatten, humanize, kv_table, records_table, table
 from .findings import CHANCE, Summary, endpoint_name
 
 __all__ = [
-    "humanize",
-    "Table",
-    "records_table",
     "table1_view",
     "flow_view",
     "decode_view",
@@ -27,244 +24,10 @@ __all__ = [
     "survival_view",
     "design_view",
     "expression_qc_view",
-    "provenance_view",
     "checklist_view",
     "plan_view",
     "alt_texts",
-    "flatten",
 ]
-
-Table = dict[str, Any]
-
-#: records tables longer than this show their first rows only (all rows are in results.json)
-MAX_TABLE_ROWS = 60
-
-_WORDS = {
-    "n": "Patients",
-    "n_patients": "Patients",
-    "n_positive": "Positives",
-    "n_excluded": "Excluded",
-    "n_tested": "Patients tested",
-    "n_pairs": "Comparable pairs",
-    "n_train": "Training patients",
-    "n_test": "Test patients",
-    "n_screened": "Screened",
-    "n_slides": "Slides",
-    "events": "Events",
-    "p_value": "p",
-    "q_value": "q",
-    "p_permutation": "p (label permutation)",
-    "auroc": "AUROC",
-    "auprc": "AUPRC",
-    "brier": "Brier score",
-    "calibration_intercept": "Calibration intercept",
-    "calibration_slope": "Calibration slope",
-    "se": "Standard error",
-    "C_median": "Median regularisation C over folds",
-    "C": "Regularisation C",
-    "hr": "HR",
-    "ci_method": "Interval method",
-    "p_method": "p-value method",
-    "target": "Target",
-    "reason": "Reason",
-    "note": "Note",
-    "fold": "Fold",
-    "repeat": "Repeat",
-    "cutoff": "Cut-off (score)",
-    "quantile": "Quantile",
-    "term": "Term",
-    "model": "Model",
-    "statistic": "Statistic",
-    "df": "df",
-    "test": "Test",
-    "design": "Design",
-    "power": "Power",
-    "duration": "Duration",
-    "event_probability": "Event probability",
-    "gene_a": "Gene A",
-    "gene_b": "Gene B",
-    "both": "Mutated in both",
-    "a_only": "A only",
-    "b_only": "B only",
-    "neither": "Neither",
-    "odds_ratio": "Odds ratio",
-    "odds_ratio_corrected": "Odds ratio (Haldane)",
-    "log2_odds_ratio": "log2 odds ratio",
-    "relation": "Relation",
-    "cancer_type": "Cancer type",
-    "best_response": "Best response (RECIST)",
-    "ecog": "ECOG performance status",
-    "sample_id": "Sample",
-    "gene": "Gene",
-    "rank": "Rank",
-    "k": "Top k genes",
-    "scenario": "Scenario",
-    "hr_positive": "HR in biomarker-positive",
-    "hr_negative": "HR in biomarker-negative",
-    "prevalence": "Biomarker-positive fraction",
-    "median_control": "Control median",
-    "accrual": "Accrual",
-    "follow_up": "Further follow-up",
-    "allocation": "Fraction randomised to experimental",
-    "alpha": "Two-sided α",
-    "assay_success": "Assay success rate",
-}
-
-_UPPER = {"os": "OS", "pfs": "PFS", "hr": "HR", "ci": "CI", "sha256": "SHA-256", "id": "id"}
-
-
-def humanize(key: str) -> str:
-    """A column or parameter name in words: ``n_positive`` -> ``Positives``, ``median_control``
-    -> ``Control median``; unknown snake_case names become sentence case."""
-    k = str(key)
-    if k in _WORDS:
-        return _WORDS[k]
-    words = [_UPPER.get(w.lower(), w) for w in k.replace(".", " ").split("_") if w]
-    text = " ".join(words)
-    return text[:1].upper() + text[1:] if text else k
-
-
-def _is_p(key: str) -> bool:
-    k = key.lower()
-    return k in ("p", "q") or k.startswith(("p_", "q_")) or k.endswith(("_p", "p_value", "_q"))
-
-
-def _is_time(key: str) -> bool:
-    k = key.lower()
-    return any(w in k for w in ("median", "time", "tau", "rmst", "duration", "accrual", "follow"))
-
-
-def cell(value: Any, key: str = "") -> str:
-    """Display text of one results value, rounded by what its key says it is."""
-    if value is None:
-        return fmt.DASH
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return fmt.DASH
-        if _is_p(key):
-            return fmt.pval(value)
-        if _is_time(key):
-            return fmt.time(value)
-        if value == int(value) and abs(value) < 1e6:
-            return str(int(value))
-        if abs(value) >= 100:
-            return f"{value:.0f}"
-        return fmt.est(value, 3 if abs(value) < 1 else 2)
-    if isinstance(value, list):
-        return ", ".join(cell(v, key) for v in value)
-    if isinstance(value, dict):
-        return ", ".join(f"{humanize(k)}: {cell(v, k)}" for k, v in value.items())
-    return str(value)
-
-
-def _table(
-    caption: str,
-    columns: Sequence[str],
-    rows: Iterable[Sequence[str]],
-    *,
-    num: Iterable[int] = (),
-    note: str = "",
-    wide: bool = False,
-) -> Table:
-    rows = [list(r) for r in rows]
-    return {
-        "caption": caption,
-        "columns": list(columns),
-        "rows": rows,
-        "num": sorted(set(num)),
-        "note": note,
-        "wide": wide,
-    }
-
-
-_TRIPLES = (
-    ("hr", "hr_low", "hr_high"),
-    ("estimate", "low", "high"),
-    ("auroc", "low", "high"),
-    ("median", "median_low", "median_high"),
-    ("bulk_r", "bulk_r_low", "bulk_r_high"),
-)
-
-
-def records_table(
-    records: Sequence[Mapping[str, Any]],
-    caption: str = "",
-    *,
-    drop: Iterable[str] = (),
-    labels: Mapping[str, str] | None = None,
-    max_rows: int = MAX_TABLE_ROWS,
-) -> Table | None:
-    """Any list of records as a display table: human column names, an estimate and its
-    interval in one cell (``hr, hr_low, hr_high`` -> ``HR (95 % CI)``), rounded numbers."""
-    recs = [r for r in records or [] if isinstance(r, Mapping)]
-    if not recs:
-        return None
-    labels = dict(labels or {})
-    skip = set(drop)
-    cols: list[str] = []
-    for r in recs:
-        for k in r:
-            if k not in cols and k not in skip:
-                cols.append(k)
-    groups: list[tuple[str, ...]] = []
-    used: set[str] = set()
-    for c in cols:
-        if c in used:
-            continue
-        triple = next((t for t in _TRIPLES if t[0] == c and all(x in cols for x in t)), None)
-        if triple:
-            groups.append(triple)
-            used.update(triple)
-        else:
-            groups.append((c,))
-            used.add(c)
-    heads, num = [], []
-    for i, g in enumerate(groups):
-        head = labels.get(g[0], humanize(g[0]))
-        heads.append(f"{head} (95 % CI)" if len(g) == 3 else head)
-        if any(
-            isinstance(r.get(g[0]), int | float) and not isinstance(r.get(g[0]), bool) for r in recs
-        ):
-            num.append(i)
-    rows = []
-    for r in recs[:max_rows]:
-        row = []
-        for g in groups:
-            if len(g) == 3:
-                digits = 1 if _is_time(g[0]) else 2
-                ref = 1.0 if g[0] == "hr" else None
-                row.append(fmt.est_ci(r.get(g[0]), r.get(g[1]), r.get(g[2]), digits, ref=ref))
-            else:
-                row.append(cell(r.get(g[0]), g[0]))
-        rows.append(row)
-    if len(recs) > max_rows:
-        caption += f" (first {max_rows} of {len(recs)} rows; all rows in results.json)"
-    return _table(caption, heads, rows, num=num)
-
-
-def flatten(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
-    """Nested dict -> ``[("a.b", scalar)]`` for key/value tables (lists joined by commas)."""
-    rows: list[tuple[str, Any]] = []
-    if isinstance(obj, Mapping):
-        for k in sorted(obj, key=str):
-            rows += flatten(obj[k], f"{prefix}.{k}" if prefix else str(k))
-    elif isinstance(obj, list) and any(isinstance(v, Mapping | list) for v in obj):
-        for i, v in enumerate(obj):
-            rows += flatten(v, f"{prefix}[{i}]")
-    else:
-        if isinstance(obj, list):
-            obj = ", ".join("" if v is None else str(v) for v in obj)
-        rows.append((prefix, obj))
-    return rows
-
-
-def _kv(caption: str, pairs: Iterable[tuple[str, Any]]) -> Table | None:
-    rows = [[humanize(k.split(".")[-1]) if "." not in k else k, cell(v, k)] for k, v in pairs]
-    return _table(caption, ["Item", "Value"], rows) if rows else None
 
 
 # =============================================================================== cohort, flow
@@ -339,7 +102,7 @@ def flow_view(results: Mapping[str, Any]) -> Table | None:
         rows.append(
             [_analysis_name(a["analysis"]), str(a["n_analysed"]), str(a["n_excluded"]), reasons]
         )
-    return _table(
+    return table(
         "Patients analysed and excluded in each analysis (reasons with the number of patients)",
         ["Analysis", "Analysed", "Excluded", "Reasons"],
         rows,
@@ -373,7 +136,7 @@ def decode_view(results: Mapping[str, Any], summary: Summary) -> dict[str, Any]:
         )
     level = (dec.get("parameters") or {}).get("level")
     lv = fmt.pct(level) if fmt.is_number(level) else "95 %"
-    table = _table(
+    main_table = table(
         f"Out-of-fold discrimination of each target: AUROC with {lv} CI, p-value of AUROC = 0.5 "
         "and Benjamini–Hochberg q-value across targets",
         ["Target", "Patients", "Positives", f"AUROC ({lv} CI)", "p", "q", "Reading", "Note"],
@@ -398,7 +161,13 @@ def decode_view(results: Mapping[str, Any], summary: Summary) -> dict[str, Any]:
         "Regularisation C chosen in each outer training fold (inner cross-validation)",
     )
     excl = records_table(details.get("exclusions") or [], "Patients left out per target")
-    return {"table": table, "methods": same, "extra": extra, "folds": folds, "exclusions": excl}
+    return {
+        "table": main_table,
+        "methods": same,
+        "extra": extra,
+        "folds": folds,
+        "exclusions": excl,
+    }
 
 
 # =============================================================================== embedding
@@ -438,7 +207,7 @@ def embedding_view(results: Mapping[str, Any]) -> dict[str, Any]:
             ]
         )
     cooc = (
-        _table(
+        table(
             "Genotype co-occurrence of each gene pair A – B: patients tested for both, mutated "
             "in both / A only / B only / neither, odds ratio (Haldane corrected), Fisher exact p "
             "and Benjamini–Hochberg q across pairs",
@@ -514,7 +283,7 @@ def survival_view(results: Mapping[str, Any], score: str) -> dict[str, Any]:
         if cut in ("median", "tertiles", "quantile", "prevalence")
         else f"{cut} cut-off"
     )
-    km = _table(
+    km = table(
         f"{name[:1].upper()}{name[1:]} ({abbr}) by {score} group ({how}; {d.get('n')} patients, {d.get('events')} events)",
         cols,
         km_rows,
@@ -571,7 +340,7 @@ def survival_view(results: Mapping[str, Any], score: str) -> dict[str, Any]:
                 fmt.DASH,
             ]
         )
-    prognostic = _table(
+    prognostic = table(
         f"Is the {score} prognostic? Association with {abbr}",
         ["Analysis", "Estimate (95 % CI)", "p"],
         assoc,
@@ -609,7 +378,7 @@ def survival_view(results: Mapping[str, Any], score: str) -> dict[str, Any]:
                 ]
             )
             last = var
-        treatment = _table(
+        treatment = table(
             f"Treatment effect on {abbr} ({exp} vs {ctl}) by subgroup: HR from separate Cox fits "
             "(HR < 1 favours " + str(exp) + ")",
             ["Subgroup", "Level", "Patients", "Events", "HR (95 % CI)", "p", "Note"],
@@ -724,7 +493,7 @@ def _design_rows(
                 line[-1] += f" ({r['note']})"
         out.append(line)
     first = 1 if scenario else 0
-    return _table("", cols, out, num=range(first + 1, len(cols)))
+    return table("", cols, out, num=range(first + 1, len(cols)))
 
 
 def design_view(results: Mapping[str, Any]) -> dict[str, Any]:
@@ -792,153 +561,8 @@ def expression_qc_view(results: Mapping[str, Any]) -> dict[str, Any]:
         t = records_table(rows, humanize(name))
         if t:
             (hidden if name in _CURVES else shown).append(t)
-    params = _kv("Parameters", flatten(qc.get("parameters") or {}))
+    params = kv_table("Parameters", flatten(qc.get("parameters") or {}))
     return {"tables": shown, "curves": hidden, "parameters": params}
-
-
-# =============================================================================== provenance
-def provenance_view(results: Mapping[str, Any], html_only: Mapping[str, Any]) -> dict[str, Any]:
-    """One dependency table, the hashes, the model card; everything else for <details>."""
-    prov = results["provenance"]
-    report = prov.get("report") or {}
-    run = prov.get("run") or {}
-    reps = prov.get("representations") or {}
-    sources = prov.get("cohort_sources") or {}
-    # ---- dependencies: one table, the run's and the representations' versions where they differ
-    records = [("report", report), ("run", run), ("representations", reps)]
-    names = sorted(
-        {k for _, rec in records for k in (rec.get("dependencies") or {})}, key=str.lower
-    )
-    deps = []
-    for pkg in names:
-        versions = {src: (rec.get("dependencies") or {}).get(pkg) for src, rec in records}
-        main = versions["report"] or versions["run"] or versions["representations"]
-        differ = [f"{src}: {v}" for src, v in versions.items() if v and v != main]
-        deps.append((pkg, str(main) + (f" ({'; '.join(differ)})" if differ else "")))
-    third = math.ceil(len(deps) / 3) if deps else 0
-    dep_rows = []
-    for i in range(third):
-        row = []
-        for j in range(3):
-            k = i + j * third
-            row += list(deps[k]) if k < len(deps) else ["", ""]
-        dep_rows.append(row)
-    dependencies = (
-        _table(
-            "Software versions (of this report; the run's or the representations' where they differ)",
-            ["Package", "Version"] * 3,
-            dep_rows,
-        )
-        if deps
-        else None
-    )
-    # ---- versions line
-    versions = []
-    for k in ("package_version", "code_version"):
-        if report.get(k):
-            versions.append(f"{humanize(k)} {report[k]}")
-    if reps.get("device"):
-        versions.append(f"encoded on {reps['device']} ({reps.get('dtype', '')})")
-    if html_only.get("run_created_utc"):
-        versions.append(f"run recorded at {html_only['run_created_utc']} UTC")
-    if html_only.get("representations_created_utc"):
-        versions.append(
-            f"representations created at {html_only['representations_created_utc']} UTC"
-        )
-    # ---- hashes
-    hashes = []
-    for name, src in sorted(sources.items()):
-        if isinstance(src, Mapping) and src.get("sha256"):
-            hashes.append(
-                [
-                    humanize(name) + " table",
-                    str(src.get("file", "")).rsplit("/", 1)[-1],
-                    str(src["sha256"]),
-                ]
-            )
-    for name, h in sorted((run.get("input_hashes") or {}).items()):
-        if isinstance(h, str) and not any(h == row[2] for row in hashes):
-            hashes.append([humanize(name), "", h])
-    rep_hashes = reps.get("input_hashes") or {}
-    slides = rep_hashes.get("slides") if isinstance(rep_hashes, Mapping) else None
-    if isinstance(slides, Mapping) and slides.get("sha256_of_sorted_file_hashes"):
-        hashes.append(
-            [
-                "Slide files",
-                f"{slides.get('n_files')} files (SHA-256 of their sorted SHA-256)",
-                str(slides["sha256_of_sorted_file_hashes"]),
-            ]
-        )
-    card = reps.get("model_card") if isinstance(reps.get("model_card"), Mapping) else {}
-    if reps.get("weights_sha256"):
-        hashes.append(["Model weights", str(card.get("weights", "")), str(reps["weights_sha256"])])
-    head = card.get("head") if isinstance(card.get("head"), Mapping) else {}
-    if reps.get("head_sha256"):
-        hashes.append(
-            ["Model head weights", str(head.get("weights", "")), str(reps["head_sha256"])]
-        )
-    hash_table = (
-        _table("Input and model hashes (SHA-256)", ["Input", "File", "SHA-256"], hashes)
-        if hashes
-        else None
-    )
-    # ---- model card
-    model = []
-    if card:
-        for k in (
-            "name",
-            "version",
-            "description",
-            "intended_use",
-            "format",
-            "architecture",
-            "licence",
-        ):
-            if card.get(k):
-                model.append([humanize(k), str(card[k])])
-        inp = card.get("input") if isinstance(card.get("input"), Mapping) else {}
-        if inp:
-            model.append(
-                [
-                    "Input tiles",
-                    f"{inp.get('tile_px', '?')} px at {inp.get('mpp', '?')} µm/px; normalised with mean "
-                    f"{cell(inp.get('mean'))}, std {cell(inp.get('std'))}",
-                ]
-            )
-        out = card.get("output") if isinstance(card.get("output"), Mapping) else {}
-        if out:
-            model.append(["Output", ", ".join(f"{k} {cell(v, k)}" for k, v in out.items())])
-        if head.get("description"):
-            model.append(["Head", str(head["description"])])
-    model_table = _table("Model card of the encoder", ["Field", "Value"], model) if model else None
-    # ---- collapsed: configuration (once), encoding parameters, the rest
-    cfg = prov.get("config")
-    run_rest = {k: v for k, v in run.items() if k not in ("dependencies", "input_hashes")}
-    if cfg is not None and run_rest.get("parameters") == cfg:
-        run_rest.pop("parameters")  # the configuration, shown once below
-    rep_rest = {
-        k: v
-        for k, v in reps.items()
-        if k not in ("dependencies", "input_hashes", "model_card", "weights_sha256", "head_sha256")
-    }
-    rep_rest_card = {k: v for k, v in card.items() if k not in ("description", "intended_use")}
-    collapsed = [
-        _kv("Study configuration", flatten(cfg)) if cfg else None,
-        _kv("Encoding and tiling", flatten(rep_rest)) if rep_rest else None,
-        _kv("Model card, all fields", flatten(rep_rest_card)) if rep_rest_card else None,
-        _kv("Run record", flatten(run_rest)) if run_rest else None,
-        _kv(
-            "Report record",
-            flatten({k: v for k, v in report.items() if k != "dependencies"}),
-        ),
-    ]
-    return {
-        "dependencies": dependencies,
-        "versions": "; ".join(versions),
-        "hashes": hash_table,
-        "model": model_table,
-        "collapsed": [t for t in collapsed if t],
-    }
 
 
 # =============================================================================== checklist
