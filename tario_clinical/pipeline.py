@@ -191,7 +191,7 @@ def run_study(
     out : str or Path
         Output folder (created if needed); encoder outputs go to ``out/encode``.
     progress : bool, default True
-        Show progress bars while encoding slides.
+        Show progress bars (encoding slides; the decoders' re-runs when stderr is a terminal).
 
     Returns
     -------
@@ -250,6 +250,13 @@ def run_study(
         class_weight=d.class_weight,
         group_by=d.group_by,
         ci_method=d.ci_method,
+        p_method=d.p_method,
+        alternative=d.alternative,
+        n_permutations=d.n_permutations,
+        n_jackknife=d.n_jackknife,
+        n_bootstrap=d.n_bootstrap,
+        n_jobs=-1 if d.n_jobs is None else d.n_jobs,
+        progress=None if progress else False,
         seed=cfg.seed,
     )
 

@@ -68,7 +68,14 @@ def trial():
 def analyses(trial):
     """Cohort, decoders (EGFR, KRAS), stratification by the KRAS score with the arm, design."""
     cohort = trial.cohort()
-    dec = tc.decode(trial.representations, cohort, targets=["EGFR", "KRAS"], n_repeats=1, seed=0)
+    dec = tc.decode(
+        trial.representations,
+        cohort,
+        targets=["EGFR", "KRAS"],
+        n_repeats=1,
+        n_permutations=19,  # the default inference, with fewer permutations to stay fast
+        seed=0,
+    )
     strat = tc.survival.stratify(cohort, dec.oof_scores("KRAS"), arm="arm", seed=0)
     design = tc.design.compare_designs(
         prevalence=0.3,

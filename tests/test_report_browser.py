@@ -350,7 +350,12 @@ def report_html(tmp_path_factory) -> Path:
     trial = tc.simulate_trial(120, seed=0, n_genes=50, compute_attainable=False)
     cohort = trial.cohort()
     dec = tc.decode(
-        trial.representations, cohort, targets=["EGFR", "PTEN", "responder"], n_repeats=1, seed=0
+        trial.representations,
+        cohort,
+        targets=["EGFR", "PTEN", "responder"],
+        n_repeats=1,
+        n_permutations=19,  # the default inference, fewer permutations to stay fast
+        seed=0,
     )
     strat = tc.survival.stratify(
         cohort, dec.oof_scores("responder"), arm="arm", covariates=["age", "ecog"], seed=0

@@ -8,7 +8,19 @@
     patients, paired DeLong per target.
 
 Every analysis keeps the patient as the unit of CV, chooses C by inner CV inside training folds
-only, pools out-of-fold scores before computing AUROC and seeds every random choice.
+only, pools *fold-standardised* out-of-fold scores (each fold model's linear predictor scaled by
+its training rows' mean and SD, as :func:`tario_clinical.decode` does) before computing AUROC and
+seeds every random choice.
+
+Inference. Pooled out-of-fold scores are dependent (the fold models share training patients), so
+DeLong on them is anti-conservative, also for paired differences. Every AUROC and difference
+computed from pooled OOF scores gets a grouped-jackknife interval instead: the whole analysis is
+re-run ``n_jackknife`` times, each time without one stratified group of patients, with every
+other patient's outer and inner folds unchanged (logit scale and ``t_{G-1}`` for an AUROC,
+AUROC scale for a difference; the difference's two-sided p-value is the jackknife t-test).
+AUROCs of one model on an independent held-out group (the per-group rows of
+:func:`leave_one_group_out`) keep DeLong, which is valid there. The ``ci_method`` column names
+the method of every row.
 """
 
 from __future__ import annotations
@@ -122,105 +134,176 @@ def _prepare(representations: Any, cohort: Any, targets: list[str]):  # noqa: AN
     return data
 
 
+class _Design:
+    """Patient-level outer folds and, per outer fold, the inner folds of its training patients.
+
+    Drawn once; jackknife replicates delete patients from it without redrawing anything.
+    """
+
+    def __init__(self, Y: np.ndarray, n_splits: int, n_inner_splits: int, seed: Any) -> None:
+        s_fold, self._s_inner = seed.spawn(2)
+        self.n_inner_splits = n_inner_splits
+        self.folds = assign_folds(Y, n_splits, np.random.default_rng(s_fold))
+        self.n_splits = n_splits
+        self._inner: dict[tuple[int, int], np.ndarray] = {}
+        self.Y = Y
+
+    def inner(self, k: int, slot: int, train: np.ndarray) -> np.ndarray:
+        """Inner fold (per patient, -1 outside ``train``) of training set ``slot`` of fold ``k``."""
+        key = (k, slot)
+        if key not in self._inner:
+            v = np.full(self.Y.shape[0], -1, dtype=np.int64)
+            child = np.random.SeedSequence(
+                self._s_inner.entropy, spawn_key=(*self._s_inner.spawn_key, k, slot)
+            )
+            v[train] = assign_folds(
+                self.Y[train], self.n_inner_splits, np.random.default_rng(child)
+            )
+            self._inner[key] = v
+        return self._inner[key]
+
+
 def _fit_score(
     X: np.ndarray,
     Y: np.ndarray,
     train: np.ndarray,
     test: np.ndarray,
     Cs: np.ndarray,
+    inner_all: np.ndarray,
     *,
-    n_inner_splits: int,
     class_weight: str | None,
     pca: int | None,
-    rng: np.random.Generator,
+    keep: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Nested-CV fit on ``train`` rows (all targets at once), decision scores on ``test`` rows."""
-    inner = assign_folds(Y[train], n_inner_splits, rng)
+    """Nested-CV fit on ``train`` rows (all targets at once); fold-standardised scores on ``test``.
+
+    ``inner_all`` gives the inner fold of every training row; ``keep`` (bool per row) deletes
+    rows from training (jackknife) without changing anybody's folds.
+    """
+    if keep is not None:
+        train = train[keep[train]]
+    _, inner = np.unique(inner_all[train], return_inverse=True)
     basis = _engine.fold_basis(X, train, test, n_components=pca)
-    return _engine.nested_fold(basis, Y[train], inner, Cs, class_weight=class_weight).test_scores
+    return _engine.nested_fold(basis, Y[train], inner, Cs, class_weight=class_weight).test_std
 
 
-def _cv_scores(
-    X: np.ndarray,
-    Y: np.ndarray,
-    *,
-    n_splits: int,
-    seed: np.random.SeedSequence,
-    train_filter: Any = None,
-    n_inner_splits: int,
-    Cs: np.ndarray,
-    class_weight: str | None,
-    pca: int | None,
-) -> np.ndarray:
-    """Out-of-fold scores (one repeat) for rows x targets; ``train_filter(train)`` subsets training rows."""
-    s_fold, s_inner = seed.spawn(2)
-    folds = assign_folds(Y, n_splits, np.random.default_rng(s_fold))
-    out = np.full(Y.shape, np.nan)
-    rngs = [np.random.default_rng(s) for s in s_inner.spawn(n_splits)]
-    for k in range(n_splits):
-        test = np.flatnonzero(folds == k)
-        train = np.flatnonzero(folds != k)
-        if train_filter is not None:
-            train = train_filter(train, k)
-        out[test] = _fit_score(
-            X,
-            Y,
-            train,
-            test,
-            Cs,
-            n_inner_splits=n_inner_splits,
-            class_weight=class_weight,
-            pca=pca,
-            rng=rngs[k],
-        )
-    return out
+def _pooled_auroc(y: np.ndarray, s: np.ndarray, keep: np.ndarray | None = None) -> float:
+    ok = ~np.isnan(y) & ~np.isnan(s)
+    if keep is not None:
+        ok &= keep
+    yy = y[ok]
+    if yy.size == 0 or yy.min() == yy.max():
+        return float("nan")
+    return metrics.auroc(yy.astype(int), s[ok])
+
+
+def _jackknife_groups(Y: np.ndarray, n_jackknife: int, seed: Any) -> np.ndarray:
+    if int(n_jackknife) < 3:
+        raise SchemaError(f"n_jackknife must be >= 3; got {n_jackknife!r}.")
+    return assign_folds(Y, int(n_jackknife), np.random.default_rng(seed))
+
+
+def _jack_stats(stat_fn: Any, groups: np.ndarray, n_groups: int) -> np.ndarray:
+    """``(G, ...)`` replicates of ``stat_fn(keep)`` with one group deleted each time."""
+    return np.array([stat_fn(groups != g) for g in range(n_groups)])
+
+
+def _auroc_jack(est: float, reps: np.ndarray, level: float) -> tuple[float, float]:
+    from .inference import jackknife_interval
+
+    if not np.isfinite(est) or not np.all(np.isfinite(reps)):
+        return float("nan"), float("nan")
+    lo, hi, _ = jackknife_interval(np.array([est]), reps.reshape(-1, 1), level)
+    return float(lo[0]), float(hi[0])
+
+
+def _diff_jack(est: float, reps: np.ndarray, level: float) -> tuple[float, float, float]:
+    """(low, high, two-sided p) of a difference from jackknife replicates (t_{G-1})."""
+    from scipy import stats
+
+    G = reps.size
+    if not np.isfinite(est) or not np.all(np.isfinite(reps)):
+        return float("nan"), float("nan"), float("nan")
+    se = float(np.sqrt((G - 1) / G * np.sum((reps - reps.mean()) ** 2)))
+    q = stats.t.ppf(0.5 + level / 2.0, G - 1)
+    p = float(2 * stats.t.sf(abs(est) / se, G - 1)) if se > 0 else (0.0 if est else 1.0)
+    return est - q * se, est + q * se, p
+
+
+_JACK = "grouped jackknife of the whole analysis (G={G})"
+_DELONG_INDEP = "DeLong (held-out group independent of the training patients)"
 
 
 def _auroc_row(y: np.ndarray, s: np.ndarray, level: float) -> dict[str, Any]:
+    """DeLong AUROC row of scores from one model on patients independent of its training."""
     ok = ~np.isnan(y) & ~np.isnan(s)
     yy, ss = y[ok].astype(int), s[ok]
     if yy.size == 0 or yy.min() == yy.max():
+        nan = float("nan")
         return {
             "n": int(yy.size),
             "n_positive": int(yy.sum()),
-            "auroc": np.nan,
-            "low": np.nan,
-            "high": np.nan,
+            "auroc": nan,
+            "low": nan,
+            "high": nan,
         }
     r = metrics.auroc_ci(yy, ss, level=level)
     return {"n": r.n, "n_positive": r.n_positive, "auroc": r.auroc, "low": r.low, "high": r.high}
 
 
+def _count(y: np.ndarray) -> dict[str, int]:
+    ok = ~np.isnan(y)
+    return {"n": int(ok.sum()), "n_positive": int(np.nansum(y))}
+
+
 def _paired_rows(
     targets: Sequence[str],
     Y: np.ndarray,
-    score_a: np.ndarray,
-    score_b: np.ndarray,
+    stat_fn: Any,
+    groups: np.ndarray,
+    n_groups: int,
     label: str,
     names: tuple[str, str],
     level: float,
+    eval_rows: np.ndarray,
 ) -> list[dict[str, Any]]:
-    """AUROC of two scorings of the same patients per target, plus their paired DeLong difference."""
+    """AUROC of two scorings of the same patients per target and their difference (jackknife).
+
+    ``stat_fn(keep)`` returns ``(2, T)`` pooled AUROCs (scoring a, scoring b) over ``eval_rows``.
+    """
+    full = stat_fn(np.ones(groups.size, dtype=bool))
+    reps = _jack_stats(stat_fn, groups, n_groups)
     rows = []
+    desc = _JACK.format(G=n_groups)
     for j, t in enumerate(targets):
-        y = Y[:, j]
-        rows.append({"target": t, label: names[0], **_auroc_row(y, score_a[:, j], level)})
-        rows.append({"target": t, label: names[1], **_auroc_row(y, score_b[:, j], level)})
-        ok = ~np.isnan(y)
-        if 0 < y[ok].sum() < ok.sum():
-            d = metrics.delong_test(y[ok].astype(int), score_a[ok, j], score_b[ok, j], level=level)
+        y = Y[eval_rows, j]
+        for a, nm in enumerate(names):
+            lo, hi = _auroc_jack(full[a, j], reps[:, a, j], level)
             rows.append(
                 {
                     "target": t,
-                    label: "difference",
-                    "n": int(ok.sum()),
-                    "n_positive": int(y[ok].sum()),
-                    "estimate": d.estimate,
-                    "low": d.low,
-                    "high": d.high,
-                    "p_value": d.p_value,
+                    label: nm,
+                    **_count(y),
+                    "auroc": full[a, j],
+                    "low": lo,
+                    "high": hi,
+                    "ci_method": desc,
                 }
             )
+        est = float(full[0, j] - full[1, j])
+        lo, hi, p = _diff_jack(est, reps[:, 0, j] - reps[:, 1, j], level)
+        rows.append(
+            {
+                "target": t,
+                label: "difference",
+                **_count(y),
+                "estimate": est,
+                "low": lo,
+                "high": hi,
+                "p_value": p,
+                "ci_method": desc,
+            }
+        )
     return rows
 
 
@@ -244,6 +327,7 @@ def learning_curve(
     class_weight: str | None = None,
     pca: int | None = None,
     level: float = 0.95,
+    n_jackknife: int = 10,
     seed: int = 0,
 ) -> AnalysisResult:
     """AUROC vs fraction of training patients (test folds unchanged, pooled over folds).
@@ -280,6 +364,9 @@ def learning_curve(
         Principal components kept after standardisation (fitted inside each training set).
     level : float, default 0.95
         Confidence level of the AUROC intervals (and of the paired differences).
+    n_jackknife : int, default 10
+        Patient groups of the grouped jackknife that gives the intervals (the analysis is
+        re-run once per group; see the module docstring).
     seed : int, default 0
         Seeds the outer folds, the subsamples and the inner folds via ``SeedSequence(seed)``.
 
@@ -293,52 +380,70 @@ def learning_curve(
     data = _prepare(representations, cohort, targets)
     X, Y = data.X, data.labels.to_numpy(float)
     grid = _grid(Cs, n_c, X)
-    rows = []
-    seeds = np.random.SeedSequence(seed).spawn(len(fr) + 1)
+    seeds = np.random.SeedSequence(seed).spawn(len(fr) + 2)
+    # the same outer (and inner) folds for every fraction
+    design = _Design(Y, n_splits, n_inner_splits, seeds[-2])
+    subs: dict[tuple[int, int], np.ndarray] = {}
     for i, f in enumerate(fr):
         sub_rng = np.random.default_rng(seeds[i])
-        n_train_used: list[int] = []
-
-        def subsample(
-            train: np.ndarray,
-            k: int,
-            f: float = f,
-            rng: np.random.Generator = sub_rng,
-            used: list[int] = n_train_used,
-        ) -> np.ndarray:
+        for k in range(n_splits):
+            train = np.flatnonzero(design.folds != k)
             if f >= 1.0:
-                used.append(train.size)
-                return train
-            fold = assign_folds(Y[train], max(2, int(round(1 / f))), rng)
-            pick = train[fold == 0]
-            used.append(pick.size)
-            return np.sort(pick)
+                subs[(i, k)] = train
+            else:
+                part = assign_folds(Y[train], max(2, int(round(1 / f))), sub_rng)
+                subs[(i, k)] = np.sort(train[part == 0])
 
-        # the same outer folds for every fraction: the fold seed is shared
-        S = _cv_scores(
-            X,
-            Y,
-            n_splits=n_splits,
-            seed=np.random.SeedSequence(seeds[-1].entropy, spawn_key=seeds[-1].spawn_key),
-            train_filter=subsample,
-            n_inner_splits=n_inner_splits,
-            Cs=grid,
-            class_weight=class_weight,
-            pca=pca,
-        )
+    def stat(i: int, keep: np.ndarray) -> np.ndarray:
+        S = np.full(Y.shape, np.nan)
+        for k in range(n_splits):
+            test = np.flatnonzero(design.folds == k)
+            tr = subs[(i, k)]
+            S[test] = _fit_score(
+                X,
+                Y,
+                tr,
+                test,
+                grid,
+                design.inner(k, i, tr),
+                class_weight=class_weight,
+                pca=pca,
+                keep=keep,
+            )
+        return np.array([_pooled_auroc(Y[:, j], S[:, j], keep) for j in range(Y.shape[1])])
+
+    groups = _jackknife_groups(Y, n_jackknife, seeds[-1])
+    everyone = np.ones(Y.shape[0], dtype=bool)
+    rows = []
+    desc = _JACK.format(G=n_jackknife)
+    for i, f in enumerate(fr):
+        full = stat(i, everyone)
+        reps = _jack_stats(lambda keep, i=i: stat(i, keep), groups, n_jackknife)
+        n_train = int(np.mean([subs[(i, k)].size for k in range(n_splits)]))
         for j, t in enumerate(targets):
+            lo, hi = _auroc_jack(full[j], reps[:, j], level)
             rows.append(
                 {
                     "target": t,
                     "fraction": f,
-                    "n_train": int(np.mean(n_train_used)),
-                    **_auroc_row(Y[:, j], S[:, j], level),
+                    "n_train": n_train,
+                    **_count(Y[:, j]),
+                    "auroc": full[j],
+                    "low": lo,
+                    "high": hi,
+                    "ci_method": desc,
                 }
             )
     return AnalysisResult(
         pd.DataFrame(rows),
         "learning_curve",
-        {"fractions": list(fr), "n_splits": n_splits, "seed": seed, "Cs": grid.tolist()},
+        {
+            "fractions": list(fr),
+            "n_splits": n_splits,
+            "n_jackknife": n_jackknife,
+            "seed": seed,
+            "Cs": grid.tolist(),
+        },
     )
 
 
@@ -357,14 +462,15 @@ def generalist_vs_specialist(
     class_weight: str | None = None,
     pca: int | None = None,
     level: float = 0.95,
+    n_jackknife: int = 10,
     seed: int = 0,
 ) -> AnalysisResult:
     """Pan-cancer (generalist) vs one-cancer-type (specialist) decoder on the same held-out patients.
 
     Folds are made over patients of ``cancer_type``; in each fold the specialist trains on the
     training patients of ``cancer_type`` only and the generalist on those plus *all* patients of
-    other cancer types; both score the held-out ``cancer_type`` patients, compared by paired
-    DeLong per target.
+    other cancer types; both score the held-out ``cancer_type`` patients; the paired difference per target
+    has a grouped-jackknife interval and p-value.
 
     Parameters
     ----------
@@ -396,6 +502,9 @@ def generalist_vs_specialist(
         Principal components kept after standardisation (fitted inside each training set).
     level : float, default 0.95
         Confidence level of the AUROC intervals (and of the paired differences).
+    n_jackknife : int, default 10
+        Patient groups of the grouped jackknife that gives the intervals (the analysis is
+        re-run once per group; see the module docstring).
     seed : int, default 0
         Seeds the folds and the inner folds via ``SeedSequence(seed)``.
 
@@ -417,37 +526,49 @@ def generalist_vs_specialist(
             f"{inside.size} patients with {group_column}={cancer_type!r}; too few for {n_splits} folds."
         )
     grid = _grid(Cs, n_c, X)
-    s_fold, s_inner = np.random.SeedSequence(seed).spawn(2)
-    folds = assign_folds(Y[inside], n_splits, np.random.default_rng(s_fold))
-    spec = np.full((inside.size, len(targets)), np.nan)
-    gen = np.full_like(spec, np.nan)
-    rngs = [np.random.default_rng(s) for s in s_inner.spawn(2 * n_splits)]
+    s_design, s_jack = np.random.SeedSequence(seed).spawn(2)
+    design = _Design(Y[inside], n_splits, n_inner_splits, s_design)
+    Yin = Y[inside]
+    full_inner: dict[tuple[int, int], np.ndarray] = {}
+    trains: dict[tuple[int, int], np.ndarray] = {}
     for k in range(n_splits):
-        te = inside[folds == k]
-        tr_in = inside[folds != k]
-        spec[folds == k] = _fit_score(
-            X,
-            Y,
-            tr_in,
-            te,
-            grid,
-            n_inner_splits=n_inner_splits,
-            class_weight=class_weight,
-            pca=pca,
-            rng=rngs[2 * k],
-        )
-        gen[folds == k] = _fit_score(
-            X,
-            Y,
-            np.sort(np.r_[tr_in, outside]),
-            te,
-            grid,
-            n_inner_splits=n_inner_splits,
-            class_weight=class_weight,
-            pca=pca,
-            rng=rngs[2 * k + 1],
-        )
-    rows = _paired_rows(targets, Y[inside], gen, spec, "model", ("generalist", "specialist"), level)
+        tr_in = inside[design.folds != k]
+        trains[(k, 0)] = tr_in  # specialist
+        trains[(k, 1)] = np.sort(np.r_[tr_in, outside])  # generalist
+        for slot in (0, 1):
+            tr = trains[(k, slot)]
+            child = np.random.SeedSequence(
+                s_design.entropy, spawn_key=(*s_design.spawn_key, k, slot)
+            )
+            v = np.full(Y.shape[0], -1, dtype=np.int64)
+            v[tr] = assign_folds(Y[tr], n_inner_splits, np.random.default_rng(child))
+            full_inner[(k, slot)] = v
+
+    def stat(keep: np.ndarray) -> np.ndarray:
+        out = np.full((2, len(targets)), np.nan)
+        for slot, row in ((1, 0), (0, 1)):  # row 0 = generalist, row 1 = specialist
+            S = np.full(Yin.shape, np.nan)
+            for k in range(n_splits):
+                te = inside[design.folds == k]
+                S[design.folds == k] = _fit_score(
+                    X,
+                    Y,
+                    trains[(k, slot)],
+                    te,
+                    grid,
+                    full_inner[(k, slot)],
+                    class_weight=class_weight,
+                    pca=pca,
+                    keep=keep,
+                )
+            kin = keep[inside]
+            out[row] = [_pooled_auroc(Yin[:, j], S[:, j], kin) for j in range(len(targets))]
+        return out
+
+    groups = _jackknife_groups(Y, n_jackknife, s_jack)
+    rows = _paired_rows(
+        targets, Y, stat, groups, n_jackknife, "model", ("generalist", "specialist"), level, inside
+    )
     return AnalysisResult(
         pd.DataFrame(rows),
         "generalist_vs_specialist",
@@ -455,6 +576,7 @@ def generalist_vs_specialist(
             "cancer_type": cancer_type,
             "group_column": group_column,
             "n_splits": n_splits,
+            "n_jackknife": n_jackknife,
             "seed": seed,
             "Cs": grid.tolist(),
         },
@@ -474,6 +596,7 @@ def leave_one_group_out(
     class_weight: str | None = None,
     pca: int | None = None,
     level: float = 0.95,
+    n_jackknife: int = 10,
     seed: int = 0,
 ) -> AnalysisResult:
     """Transfer: train on all other groups (cancer types / sites), test on the held-out group.
@@ -503,6 +626,9 @@ def leave_one_group_out(
         Principal components kept after standardisation (fitted inside each training set).
     level : float, default 0.95
         Confidence level of the AUROC intervals (and of the paired differences).
+    n_jackknife : int, default 10
+        Patient groups of the grouped jackknife that gives the intervals (the analysis is
+        re-run once per group; see the module docstring).
     seed : int, default 0
         Seeds the inner folds of each held-out group via ``SeedSequence(seed)``.
 
@@ -520,32 +646,73 @@ def leave_one_group_out(
     if names.size < 2:
         raise AnalysisError(f"column {group_column!r} has one group only; nothing to transfer to.")
     grid = _grid(Cs, n_c, X)
-    rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(names.size)]
-    S = np.full(Y.shape, np.nan)
+    seeds = np.random.SeedSequence(seed).spawn(names.size + 1)
+    inner_all = []
     for i, g in enumerate(names):
-        te = np.flatnonzero(grp == g)
         tr = np.flatnonzero(grp != g)
-        S[te] = _fit_score(
-            X,
-            Y,
-            tr,
-            te,
-            grid,
-            n_inner_splits=n_inner_splits,
-            class_weight=class_weight,
-            pca=pca,
-            rng=rngs[i],
-        )
+        v = np.full(Y.shape[0], -1, dtype=np.int64)
+        v[tr] = assign_folds(Y[tr], n_inner_splits, np.random.default_rng(seeds[i]))
+        inner_all.append(v)
+
+    def scores(keep: np.ndarray | None) -> np.ndarray:
+        S = np.full(Y.shape, np.nan)
+        for i, g in enumerate(names):
+            te = np.flatnonzero(grp == g)
+            S[te] = _fit_score(
+                X,
+                Y,
+                np.flatnonzero(grp != g),
+                te,
+                grid,
+                inner_all[i],
+                class_weight=class_weight,
+                pca=pca,
+                keep=keep,
+            )
+        return S
+
+    S = scores(None)
+    groups = _jackknife_groups(Y, n_jackknife, seeds[-1])
+
+    def pooled_stat(keep: np.ndarray) -> np.ndarray:
+        sc = scores(keep)
+        return np.array([_pooled_auroc(Y[:, j], sc[:, j], keep) for j in range(len(targets))])
+
+    reps = _jack_stats(pooled_stat, groups, n_jackknife)
     rows = []
     for j, t in enumerate(targets):
         for g in names:
             m = grp == g
-            rows.append({"target": t, "group": g, **_auroc_row(Y[m, j], S[m, j], level)})
-        rows.append({"target": t, "group": "pooled", **_auroc_row(Y[:, j], S[:, j], level)})
+            rows.append(
+                {
+                    "target": t,
+                    "group": g,
+                    **_auroc_row(Y[m, j], S[m, j], level),
+                    "ci_method": _DELONG_INDEP,
+                }
+            )
+        pooled = _pooled_auroc(Y[:, j], S[:, j])
+        lo, hi = _auroc_jack(pooled, reps[:, j], level)
+        rows.append(
+            {
+                "target": t,
+                "group": "pooled",
+                **_count(Y[:, j]),
+                "auroc": pooled,
+                "low": lo,
+                "high": hi,
+                "ci_method": _JACK.format(G=n_jackknife),
+            }
+        )
     return AnalysisResult(
         pd.DataFrame(rows),
         "leave_one_group_out",
-        {"group_column": group_column, "seed": seed, "Cs": grid.tolist()},
+        {
+            "group_column": group_column,
+            "n_jackknife": n_jackknife,
+            "seed": seed,
+            "Cs": grid.tolist(),
+        },
     )
 
 
@@ -563,9 +730,10 @@ def representation_comparison(
     class_weight: str | None = None,
     pca: int | None = None,
     level: float = 0.95,
+    n_jackknife: int = 10,
     seed: int = 0,
 ) -> AnalysisResult:
-    """Same decoders, same folds, two representations of the same patients; paired DeLong per target.
+    """Same decoders, same folds, two representations of the same patients; paired jackknife difference per target.
 
     Only patients present in both representations are used (the others are logged as
     exclusions by the alignment). Each representation gets its own default C grid.
@@ -596,6 +764,9 @@ def representation_comparison(
         Principal components kept after standardisation (fitted inside each training set).
     level : float, default 0.95
         Confidence level of the AUROC intervals (and of the paired differences).
+    n_jackknife : int, default 10
+        Patient groups of the grouped jackknife that gives the intervals (the analysis is
+        re-run once per group; see the module docstring).
     seed : int, default 0
         Seeds the folds (identical for both representations) via ``SeedSequence(seed)``.
 
@@ -614,29 +785,45 @@ def representation_comparison(
     ib = pd.Index(db.labels.index).get_indexer(common)
     Xa, Xb = da.X[ia], db.X[ib]
     Y = da.labels.to_numpy(float)[ia]
-    sa = _cv_scores(
-        Xa,
+    s_design, s_jack = np.random.SeedSequence(seed).spawn(2)
+    design = _Design(Y, n_splits, n_inner_splits, s_design)  # same folds for both
+    grids = (_grid(None, n_c, Xa), _grid(None, n_c, Xb))
+
+    def stat(keep: np.ndarray) -> np.ndarray:
+        out = np.full((2, len(targets)), np.nan)
+        for a, Xr in enumerate((Xa, Xb)):
+            S = np.full(Y.shape, np.nan)
+            for k in range(n_splits):
+                test = np.flatnonzero(design.folds == k)
+                tr = np.flatnonzero(design.folds != k)
+                S[test] = _fit_score(
+                    Xr,
+                    Y,
+                    tr,
+                    test,
+                    grids[a],
+                    design.inner(k, 0, tr),
+                    class_weight=class_weight,
+                    pca=pca,
+                    keep=keep,
+                )
+            out[a] = [_pooled_auroc(Y[:, j], S[:, j], keep) for j in range(len(targets))]
+        return out
+
+    groups = _jackknife_groups(Y, n_jackknife, s_jack)
+    rows = _paired_rows(
+        targets,
         Y,
-        n_splits=n_splits,
-        seed=np.random.SeedSequence(seed),
-        n_inner_splits=n_inner_splits,
-        Cs=_grid(None, n_c, Xa),
-        class_weight=class_weight,
-        pca=pca,
+        stat,
+        groups,
+        n_jackknife,
+        "representation",
+        tuple(names),
+        level,
+        np.arange(Y.shape[0]),
     )
-    sb = _cv_scores(
-        Xb,
-        Y,
-        n_splits=n_splits,
-        seed=np.random.SeedSequence(seed),
-        n_inner_splits=n_inner_splits,
-        Cs=_grid(None, n_c, Xb),
-        class_weight=class_weight,
-        pca=pca,
-    )
-    rows = _paired_rows(targets, Y, sa, sb, "representation", tuple(names), level)
     return AnalysisResult(
         pd.DataFrame(rows),
         "representation_comparison",
-        {"names": list(names), "n_splits": n_splits, "seed": seed},
+        {"names": list(names), "n_splits": n_splits, "n_jackknife": n_jackknife, "seed": seed},
     )

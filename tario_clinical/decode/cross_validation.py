@@ -10,7 +10,9 @@ import numpy as np
 import pandas as pd
 
 from ..errors import AnalysisError, CohortError, SchemaError
+from ..progress import stage
 from . import engine as _engine
+from . import inference as _inference
 from .estimator import LinearDecoder
 from .result import DecodeResult
 from .splitters import LeaveOneGroupOut, PatientStratifiedGroupKFold, assign_folds
@@ -21,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 _ENGINES = ("auto", "fast", "sklearn")
 _PENALTIES = ("l2", "elasticnet")
-_CI_METHODS = ("delong", "bootstrap")
+_CI_METHODS = ("jackknife", "bootstrap", "delong")
 
 
 def default_Cs(n_c: int, n_rows: int, n_features: int) -> np.ndarray:
@@ -191,16 +193,6 @@ def _log_exclusions(cohort: Any, exclusions: pd.DataFrame) -> None:
 
 
 # ------------------------------------------------------------------------------ engines
-def _inner_folds(
-    Ypat: np.ndarray, codes: np.ndarray, k: int, rng: np.random.Generator
-) -> np.ndarray:
-    """Inner folds of training rows (stratified jointly, patient-level)."""
-    n_pat = Ypat.shape[0]
-    if n_pat < k:
-        raise AnalysisError(f"a training fold has {n_pat} patients; cannot make {k} inner folds.")
-    return assign_folds(Ypat, k, rng)[codes]
-
-
 def _patient_codes(row_patient: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     uniq, codes = np.unique(row_patient, return_inverse=True)
     return uniq, codes
@@ -292,11 +284,17 @@ def decode(
     class_weight: Literal["balanced"] | None = None,
     group_by: str | None = None,
     stratify_jointly: bool = True,
-    ci_method: Literal["delong", "bootstrap"] = "delong",
+    ci_method: Literal["jackknife", "bootstrap", "delong"] = "jackknife",
+    p_method: Literal["permutation", "jackknife", "delong"] = "permutation",
+    alternative: Literal["greater", "two-sided"] = "greater",
     level: float = 0.95,
     engine: Literal["auto", "fast", "sklearn"] = "auto",
     inner_scoring: Literal["neg_log_loss", "roc_auc"] = "neg_log_loss",
-    n_permutations: int = 1000,
+    n_permutations: int = 199,
+    n_jackknife: int = 10,
+    n_bootstrap: int = 200,
+    n_jobs: int | None = 1,
+    progress: bool | None = None,
     seed: int = 0,
 ) -> DecodeResult:
     """Decode binary targets from representations with nested, patient-level cross-validation.
@@ -333,8 +331,23 @@ def decode(
         measure transfer (``n_repeats`` is then 1).
     stratify_jointly : bool, default True
         Stratify folds on all targets at once (multi-label); otherwise on the first target.
-    ci_method : {"delong", "bootstrap"}
-        Stored in ``params`` and used by :meth:`DecodeResult.auroc_ci` (summary uses DeLong).
+    ci_method : {"jackknife", "bootstrap", "delong"}, default "jackknife"
+        Interval of the cross-validated AUROC (see :mod:`tario_clinical.decode.inference`):
+        ``jackknife`` re-runs the whole CV ``n_jackknife`` times, each without one stratified
+        group of patients (every other patient keeps its folds); ``bootstrap`` re-runs the whole
+        procedure on ``n_bootstrap`` patient-level resamples; ``delong`` is DeLong on the OOF
+        scores (treats them as independent: anti-conservative, for comparison only). The
+        estimand is the expected AUROC on new patients of the decoders this procedure fits to
+        ``n (k - 1) / k`` patients.
+    p_method : {"permutation", "jackknife", "delong"}, default "permutation"
+        ``permutation``: labels permuted at the patient level (within blocks of equal
+        missing-label pattern and ``group_by`` group) and the whole nested CV re-run, fold
+        assignment included, ``n_permutations`` times; ``p = (1 + #{T_b >= T}) / (1 + B)``
+        (exact). ``jackknife``: Wald test on the logit scale with the jackknife SE and
+        ``t_{G-1}`` (approximate; cheap at scale). ``delong``: DeLong's test on OOF scores
+        (anti-conservative; comparison only).
+    alternative : {"greater", "two-sided"}, default "greater"
+        ``greater`` tests "better than chance" (AUROC > 0.5), the question a decoder answers.
     level : float, default 0.95
     engine : {"auto", "fast", "sklearn"}
         ``fast``: Gram/eigen-space batched solver (L2 only); ``sklearn``: reference
@@ -344,9 +357,19 @@ def decode(
         Inner-CV criterion choosing C (mean over inner folds). Log-loss (a proper scoring rule)
         is the default: with AUROC, flat inner curves tie-break to the strongest
         regularisation (a centroid classifier).
-    n_permutations : int, default 1000
+    n_permutations : int, default 199
+        Permutations of the permutation test (p-value resolution ``1 / (1 + B)``).
+    n_jackknife : int, default 10
+        Patient groups of the jackknife (``ci_method`` or ``p_method`` "jackknife").
+    n_bootstrap : int, default 200
+        Resamples of ``ci_method="bootstrap"``.
+    n_jobs : int or None, default 1
+        Processes for the re-runs (``-1``: all cores); results are identical for any value.
+    progress : bool or None
+        Progress bar on stderr for the re-runs (None: only on a terminal, not in notebooks).
     seed : int, default 0
-        Seeds folds (outer, inner) and permutations via ``SeedSequence(seed).spawn``.
+        Seeds folds (outer, inner), permutations, jackknife groups and bootstrap resamples via
+        ``SeedSequence(seed).spawn``.
 
     Returns
     -------
@@ -365,8 +388,10 @@ def decode(
     reuse the outer training fold's standardisation (like ``Pipeline(StandardScaler(),
     LogisticRegressionCV())``), so nothing from the outer test fold reaches any fit. Rows
     without a label for one target still enter the (label-free) standardisation of training
-    folds. C is chosen by the mean inner-fold AUROC; the outer test fold is never used to
-    tune anything.
+    folds. C is chosen by the inner-fold criterion (log-loss by default); the outer test fold is never used to
+    tune anything. C is chosen by the mean inner-fold log-loss by default (``inner_scoring``).
+    The OOF ``score`` is each fold model's linear predictor standardised by its mean and SD over
+    that fold's training rows (not log-odds; ``probability`` is the model's own probability).
     """
     if engine not in _ENGINES:
         raise SchemaError(f"engine must be one of {list(_ENGINES)}; got {engine!r}.")
@@ -374,6 +399,12 @@ def decode(
         raise SchemaError(f"penalty must be one of {list(_PENALTIES)}; got {penalty!r}.")
     if ci_method not in _CI_METHODS:
         raise SchemaError(f"ci_method must be one of {list(_CI_METHODS)}; got {ci_method!r}.")
+    if p_method not in _inference.P_METHODS:
+        raise SchemaError(
+            f"p_method must be one of {list(_inference.P_METHODS)}; got {p_method!r}."
+        )
+    if alternative not in ("greater", "two-sided"):
+        raise SchemaError(f"alternative must be 'greater' or 'two-sided'; got {alternative!r}.")
     if inner_scoring not in ("neg_log_loss", "roc_auc"):
         raise SchemaError(
             f"inner_scoring must be one of ['neg_log_loss', 'roc_auc']; got {inner_scoring!r}."
@@ -412,12 +443,12 @@ def decode(
     if np.any(Cs_arr <= 0):
         raise SchemaError("Cs must be positive.")
 
-    # ---- outer CV design
-    seeds = np.random.SeedSequence(seed).spawn(3)
-    strat = Ypat if stratify_jointly else Ypat[:, :1]
+    # ---- outer CV design (patient level; the same plan is re-used by the jackknife)
+    user_seed = None
     if isinstance(cv, int):
         n_splits = cv
         cv = None
+    groups_pat = None
     if group_by is not None:
         if group_by not in data.clinical.columns:
             raise CohortError(
@@ -428,17 +459,14 @@ def decode(
         if grp.isna().any():
             miss = grp.index[grp.isna()][:5].tolist()
             raise CohortError(f"group_by column {group_by!r} is missing for patients {miss}.")
-        cv = LeaveOneGroupOut()
-        designs = [
-            (0, k, tr, te)
-            for k, (tr, te) in enumerate(cv.split(X, groups=grp.astype(str).to_numpy()[codes]))
-        ]
+        groups_pat = grp.astype(str).to_numpy()
         cv_desc = f"leave-one-{group_by}-out"
+        n_rep_eff = 1
     else:
         if cv is None:
-            cv = PatientStratifiedGroupKFold(
-                n_splits, n_repeats=n_repeats, seed=int(seeds[0].generate_state(1)[0])
-            )
+            cv = PatientStratifiedGroupKFold(n_splits, n_repeats=n_repeats)
+        else:
+            user_seed = cv.seed
         if isinstance(cv, LeaveOneGroupOut):
             raise SchemaError("pass group_by=<column> to use leave-one-group-out.")
         if not isinstance(cv, PatientStratifiedGroupKFold):
@@ -447,26 +475,36 @@ def decode(
             )
         if uniq.size < cv.n_splits:
             raise AnalysisError(f"{uniq.size} patients cannot fill {cv.n_splits} folds.")
-        pf = cv.patient_folds(uniq, strat, None)  # patient-level folds
-        designs = []
-        for r in range(cv.n_repeats):
-            for k in range(cv.n_splits):
-                designs.append(
-                    (r, k, np.flatnonzero(pf[r][codes] != k), np.flatnonzero(pf[r][codes] == k))
-                )
+        n_splits, n_rep_eff = cv.n_splits, cv.n_repeats
         cv_desc = f"{cv.n_splits}-fold x {cv.n_repeats} patient-level stratified group K-fold"
-    inner_rngs = [np.random.default_rng(s) for s in seeds[1].spawn(len(designs) + 1)]
+    plan_kw: dict[str, Any] = {
+        "n_splits": n_splits,
+        "n_repeats": n_rep_eff,
+        "n_inner_splits": n_inner_splits,
+        "stratify_jointly": stratify_jointly,
+        "groups": groups_pat,
+    }
+    plan = _inference.make_plan(
+        Ypat, seed_seq=np.random.SeedSequence(seed), outer_seed=user_seed, **plan_kw
+    )
+    designs = []
+    for r, k in plan.designs:
+        designs.append(
+            (
+                r,
+                k,
+                np.flatnonzero(plan.outer[r][codes] != k),
+                np.flatnonzero(plan.outer[r][codes] == k),
+            )
+        )
+    final_rng = np.random.default_rng(
+        np.random.SeedSequence(seed).spawn(3)[1].spawn(len(designs) + 1)[-1]
+    )
 
     # ---- outer loop
     oof_parts, fold_rows, inner_parts = [], [], []
     for i, (r, k, train, test) in enumerate(designs):
-        tr_pat, tr_codes = np.unique(codes[train], return_inverse=True)
-        inner = _inner_folds(
-            Ypat[tr_pat] if stratify_jointly else Ypat[tr_pat, :1],
-            tr_codes,
-            n_inner_splits,
-            inner_rngs[i],
-        )
+        inner = plan.inner[i][codes[train]]
         if use_fast:
             basis = _engine.fold_basis(X, train, test, n_components=pca)
             ff = _engine.nested_fold(
@@ -548,7 +586,7 @@ def decode(
         targets,
         Cs_arr,
         data.feature_names,
-        inner_rngs[-1],
+        final_rng,
         n_inner_splits=n_inner_splits,
         use_fast=use_fast,
         penalty=penalty,
@@ -558,6 +596,37 @@ def decode(
         seed=seed,
         scoring=inner_scoring,
     )
+    problem = _inference.CVProblem(
+        X=X,
+        codes=codes,
+        Cs=Cs_arr,
+        pca=pca,
+        class_weight=class_weight,
+        scoring=inner_scoring,
+        engine="fast" if use_fast else "sklearn",
+        penalty=penalty,
+        l1_ratio=l1_ratio,
+        seed=seed,
+    )
+    with stage("decode inference", targets=len(targets)):
+        inference, resamples = _inference.infer(
+            problem,
+            Ypat,
+            plan,
+            plan_kw,
+            targets,
+            oof,
+            ci_method=ci_method,
+            p_method=p_method,
+            alternative=alternative,
+            level=level,
+            n_permutations=n_permutations,
+            n_jackknife=n_jackknife,
+            n_bootstrap=n_bootstrap,
+            seed=seed,
+            n_jobs=n_jobs,
+            progress=progress,
+        )
     params = {
         "cv": cv_desc,
         "n_splits": len({d[1] for d in designs}),
@@ -572,9 +641,17 @@ def decode(
         "stratify_jointly": stratify_jointly,
         "engine": "fast" if use_fast else "sklearn",
         "ci_method": ci_method,
+        "p_method": p_method,
+        "alternative": alternative,
+        "estimand": (
+            "expected AUROC on new patients of the pooled out-of-fold decoders this procedure "
+            f"fits to n(k-1)/k patients (mean over {n_rep_eff} repeat(s) of the pooled AUROC)"
+        ),
         "inner_scoring": inner_scoring,
         "level": level,
-        "n_permutations": n_permutations,
+        "n_permutations": n_permutations if p_method == "permutation" else None,
+        "n_jackknife": n_jackknife if "jackknife" in (ci_method, p_method) else None,
+        "n_bootstrap": n_bootstrap if ci_method == "bootstrap" else None,
         "seed": seed,
         "n_rows": int(X.shape[0]),
         "n_patients": int(uniq.size),
@@ -590,6 +667,8 @@ def decode(
         else pd.DataFrame(columns=["target", "repeat", "fold", "score", "y_true"]),
         params=params,
         targets=targets,
+        inference=inference,
+        resamples=resamples,
     )
 
 

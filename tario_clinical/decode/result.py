@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from .. import metrics
 from ..errors import AnalysisError, SchemaError
@@ -44,6 +43,23 @@ def json_safe(obj: Any) -> Any:
     return obj if isinstance(obj, str) else str(obj)
 
 
+def _roc_points(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ROC vertices (ties as one diagonal step), from (0, 0) to (1, 1)."""
+    order = np.argsort(-s, kind="mergesort")
+    ss, ys = s[order], y[order]
+    last = np.r_[np.flatnonzero(np.diff(ss) != 0), ss.size - 1]
+    tp = np.cumsum(ys)[last]
+    fp = np.cumsum(1 - ys)[last]
+    return np.r_[0.0, fp / fp[-1]], np.r_[0.0, tp / tp[-1]]
+
+
+def _interp_roc(fpr: np.ndarray, tpr: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Sensitivity of the piecewise-linear ROC curve at each ``grid`` value of 1 - specificity."""
+    # collapse vertical runs to their top point except the first vertex of the run
+    keep = np.r_[np.diff(fpr) > 0, True] | (np.arange(fpr.size) == 0)
+    return np.interp(grid, fpr[keep], tpr[keep])
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
@@ -67,7 +83,16 @@ class DecodeResult:
         ``target, repeat, fold, score, y_true``: inner cross-validated scores of each outer
         training fold at its chosen C (for cut-offs chosen on training folds only).
     params : dict
-        Everything needed to reproduce the run (CV design, C grid, seed, engine ...).
+        Everything needed to reproduce the run (CV design, C grid, seed, engine, inference
+        methods and the estimand ...).
+    inference : DataFrame
+        One row per target: ``auroc`` (the statistic ``T``: mean over repeats of the pooled
+        out-of-fold AUROC), ``se, low, high, ci_method, p_value, p_method, p_mc_se,
+        alternative`` and DeLong-on-OOF values for comparison (``*_delong``); see
+        :mod:`tario_clinical.decode.inference`.
+    resamples : dict of DataFrame
+        The replicates of ``T`` behind the inference (``permutation``, ``jackknife``,
+        ``bootstrap``), one column per target.
     """
 
     oof: pd.DataFrame
@@ -77,6 +102,8 @@ class DecodeResult:
     inner_oof: pd.DataFrame
     params: dict[str, Any]
     targets: list[str] = field(default_factory=list)
+    inference: pd.DataFrame | None = None
+    resamples: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     # ------------------------------------------------------------------------ scores
     def _target_oof(self, target: str) -> pd.DataFrame:
@@ -104,24 +131,24 @@ class DecodeResult:
 
     # ----------------------------------------------------------------------- summary
     def summary(self) -> pd.DataFrame:
-        """One row per target: pooled out-of-fold AUROC with CI, p- and q-values, AUPRC, Brier, calibration.
+        """One row per target: cross-validated AUROC with a valid interval, p- and q-values, AUPRC, Brier, calibration.
 
         ``auroc`` is the mean over repeats of the AUROC pooled over all out-of-fold patients of
-        the repeat (never a mean of per-fold AUROCs); ``low, high`` are ``auroc -/+ z * se``
-        with ``se`` the mean DeLong standard error of the repeats (each repeat scores every
-        patient once, so the DeLong variance applies). ``p_value`` is the two-sided DeLong Wald
-        test of AUROC = 0.5 with the same ``se``; ``q_value`` is Benjamini-Hochberg across
-        targets (statsmodels). ``p_permutation`` permutes labels against the repeat-0 OOF
-        scores. ``auprc``, ``brier`` and calibration use the per-patient mean probability.
-        ``note`` flags small or degenerate targets.
+        the repeat (never a mean of per-fold AUROCs). ``low, high`` and ``p_value`` come from
+        re-running the whole nested CV (``ci_method``, ``p_method`` name the methods; default
+        grouped-jackknife interval and permutation test, see
+        :mod:`tario_clinical.decode.inference`); ``q_value`` is Benjamini-Hochberg across
+        targets (statsmodels) of those p-values. ``auprc``, ``brier`` and calibration use the
+        per-patient mean probability over repeats. ``note`` flags small or degenerate targets.
         """
         from statsmodels.stats.multitest import multipletests
 
-        level = float(self.params.get("level", 0.95))
-        z = stats.norm.ppf(0.5 + level / 2.0)
+        inf = self.inference
+        if inf is None:
+            raise AnalysisError("this DecodeResult carries no inference table.")
+        inf = inf.set_index("target")
         rows = []
         for t in self.targets:
-            d = self._target_oof(t)
             pp = self._per_patient(t)
             y = pp["y_true"].to_numpy(int)
             n, n1 = int(y.size), int(y.sum())
@@ -131,6 +158,7 @@ class DecodeResult:
                 notes.append(
                     f"fewer than 10 {'positives' if n1 < 10 else 'negatives'}: interval unreliable"
                 )
+            r = inf.loc[t]
             if n1 == 0 or n1 == n:
                 notes.append("one class only: not estimable")
                 row.update(
@@ -139,33 +167,12 @@ class DecodeResult:
                     high=np.nan,
                     se=np.nan,
                     p_value=np.nan,
-                    p_permutation=np.nan,
                     auprc=np.nan,
                     brier=np.nan,
                     calibration_intercept=np.nan,
                     calibration_slope=np.nan,
                 )
             else:
-                aucs, ses = [], []
-                for _, dr in d.groupby("repeat", sort=True):
-                    r = metrics.auroc_ci(
-                        dr["y_true"].to_numpy(int), dr["score"].to_numpy(), level=level
-                    )
-                    aucs.append(r.auroc)
-                    ses.append(r.se)
-                a, se = float(np.mean(aucs)), float(np.mean(ses))
-                if se > 0:
-                    p = float(2 * stats.norm.sf(abs(a - 0.5) / se))
-                else:
-                    p = 0.0 if a != 0.5 else 1.0
-                    notes.append("zero DeLong variance (perfect separation)")
-                d0 = d[d["repeat"] == d["repeat"].min()]
-                pperm = metrics.permutation_pvalue(
-                    d0["y_true"].to_numpy(int),
-                    d0["score"].to_numpy(),
-                    n_permutations=int(self.params.get("n_permutations", 1000)),
-                    seed=int(self.params.get("seed", 0)),
-                )
                 prob = pp["probability"].to_numpy()
                 try:
                     cal = metrics.calibration(y, prob)
@@ -173,18 +180,28 @@ class DecodeResult:
                 except AnalysisError:
                     ci, cs = np.nan, np.nan
                     notes.append("calibration not estimable (separated predictions)")
+                if not np.isfinite(r["low"]) or not np.isfinite(r["high"]):
+                    notes.append("interval not estimable")
+                elif r["low"] == r["high"]:
+                    notes.append(
+                        "zero-width interval (perfect separation in every re-run)"
+                        if r["auroc"] in (0.0, 1.0)
+                        else "zero-width interval"
+                    )
                 row.update(
-                    auroc=a,
-                    low=max(0.0, a - z * se),
-                    high=min(1.0, a + z * se),
-                    se=se,
-                    p_value=p,
-                    p_permutation=pperm,
+                    auroc=float(r["auroc"]),
+                    low=float(r["low"]),
+                    high=float(r["high"]),
+                    se=float(r["se"]),
+                    p_value=float(r["p_value"]),
                     auprc=metrics.auprc(y, prob),
                     brier=metrics.brier(y, prob),
                     calibration_intercept=ci,
                     calibration_slope=cs,
                 )
+            row["ci_method"] = str(r["ci_method"])
+            row["p_method"] = str(r["p_method"])
+            row["p_mc_se"] = float(r["p_mc_se"])
             sub = self.folds[self.folds["target"] == t]["C"]
             row["C_median"] = float(sub.median()) if len(sub) else np.nan
             row["n_excluded"] = int((self.exclusions["target"] == t).sum())
@@ -198,17 +215,43 @@ class DecodeResult:
         out.insert(out.columns.get_loc("p_value") + 1, "q_value", q)
         return out
 
-    def auroc_ci(
-        self, target: str, *, method: str = "delong", seed: int | None = None
-    ) -> metrics.AUROCResult:
-        """AUROC with CI of the per-patient mean OOF score (see :func:`tario_clinical.metrics.auroc_ci`)."""
+    def auroc_ci(self, target: str, *, method: str | None = None) -> metrics.AUROCResult:
+        """The summary's AUROC of ``target`` with its interval.
+
+        Parameters
+        ----------
+        target : str
+        method : {None, "delong"}
+            None: the run's ``ci_method`` (the interval of :meth:`summary`); ``"delong"``: DeLong
+            on the OOF scores, averaged over repeats (anti-conservative, comparison only). Other
+            methods need a re-run: ``decode(..., ci_method=...)``.
+        """
+        if target not in self.targets:
+            raise SchemaError(f"target {target!r} was not decoded; decoded targets: {self.targets}")
+        if method not in (None, "delong", self.params.get("ci_method")):
+            raise SchemaError(
+                f"this run's interval is {self.params.get('ci_method')!r}; method={method!r} "
+                "needs decode(..., ci_method=...) (only 'delong' is available afterwards)."
+            )
+        if self.inference is None:
+            raise AnalysisError("this DecodeResult carries no inference table.")
+        r = self.inference.set_index("target").loc[target]
         pp = self._per_patient(target)
-        return metrics.auroc_ci(
-            pp["y_true"].to_numpy(int),
-            pp["score"].to_numpy(),
-            level=float(self.params.get("level", 0.95)),
-            method=method,  # type: ignore[arg-type]
-            seed=int(self.params.get("seed", 0)) if seed is None else seed,
+        y = pp["y_true"].to_numpy(int)
+        level = float(self.params.get("level", 0.95))
+        if method == "delong":
+            lo, hi, se, m = r["low_delong"], r["high_delong"], r["se_delong"], "delong"
+        else:
+            lo, hi, se, m = r["low"], r["high"], r["se"], str(self.params.get("ci_method"))
+        return metrics.AUROCResult(
+            auroc=float(r["auroc"]),
+            low=float(lo),
+            high=float(hi),
+            se=float(se),
+            level=level,
+            method=m,
+            n=int(y.size),
+            n_positive=int(y.sum()),
         )
 
     # ------------------------------------------------------------------------ triage
@@ -253,26 +296,40 @@ class DecodeResult:
 
     # ------------------------------------------------------------------------- plots
     def plot_roc(self, ax: Axes | None = None, *, targets: list[str] | None = None) -> Axes:
-        """ROC curves of the per-patient mean OOF scores, one line per target, AUROC in the legend."""
+        """Out-of-fold ROC curves, one line per target: the vertical average over repeats.
+
+        Each repeat's pooled OOF scores give one ROC curve; the curve drawn is their mean
+        sensitivity at every 1 - specificity, whose area is (up to the plotting grid) the mean of
+        the repeats' AUROCs -- the ``auroc`` of :meth:`summary`, shown in the legend with its
+        interval.
+        """
         import matplotlib.pyplot as plt
 
         if ax is None:
             _, ax = plt.subplots(figsize=(4.5, 4.5))
+        summ = self.summary().set_index("target")
+        grid = np.linspace(0.0, 1.0, 501)
         for t in targets or self.targets:
-            pp = self._per_patient(t)
-            y = pp["y_true"].to_numpy(int)
-            if y.min() == y.max():
+            d = self._target_oof(t)
+            curves = []
+            for _, dr in d.groupby("repeat", sort=True):
+                y = dr["y_true"].to_numpy(int)
+                if y.min() == y.max():
+                    continue
+                fpr, tpr = _roc_points(y, dr["score"].to_numpy())
+                curves.append(_interp_roc(fpr, tpr, grid))
+            if not curves:
                 continue
-            s = pp["score"].to_numpy()
-            order = np.argsort(-s, kind="mergesort")
-            ys = y[order]
-            tpr = np.r_[0.0, np.cumsum(ys) / ys.sum()]
-            fpr = np.r_[0.0, np.cumsum(1 - ys) / (1 - ys).sum()]
-            ax.plot(fpr, tpr, label=f"{t} (AUROC {metrics.auroc(y, s):.2f}, n={y.size})")
+            r = summ.loc[t]
+            ax.plot(
+                grid,
+                np.mean(curves, axis=0),
+                label=f"{t} (AUROC {r['auroc']:.2f}, {r['low']:.2f}-{r['high']:.2f}, n={int(r['n'])})",
+            )
         ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=0.8)
         ax.set_xlabel("1 - specificity")
         ax.set_ylabel("sensitivity")
-        ax.set_title("Out-of-fold ROC (patient level)")
+        ax.set_title("Out-of-fold ROC (patient level, mean over repeats)")
         ax.legend(fontsize=7, loc="lower right")
         return ax
 
@@ -310,6 +367,15 @@ class DecodeResult:
         return json_safe(
             {
                 "summary": summ,
+                "inference": self.inference,
+                "resamples": {
+                    k: {
+                        "n": len(v),
+                        "mean": v.mean().to_dict(),
+                        "sd": v.std(ddof=1).to_dict(),
+                    }
+                    for k, v in self.resamples.items()
+                },
                 "folds": self.folds,
                 "exclusions": excl,
                 "params": self.params,

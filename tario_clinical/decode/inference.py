@@ -1,0 +1,749 @@
+"""Inference for cross-validated decoders: resampling that re-runs the *whole* nested CV.
+
+Out-of-fold (OOF) scores are not independent: patient *i*'s score depends on patient *j*'s label
+through the model trained on *j*, and the reverse. Intervals and tests that treat the OOF scores as
+independent (DeLong on OOF scores, a Mann-Whitney permutation of labels against fixed OOF scores)
+ignore that dependence and are anti-conservative. Everything here therefore recomputes the whole
+procedure -- outer folds, standardisation, factorisation, inner CV choosing C, refit, pooling of
+fold-standardised scores -- on resampled or permuted data.
+
+The statistic
+    ``T`` = mean over the outer repeats of the AUROC of the pooled, fold-standardised OOF scores
+    (slides of a patient averaged), exactly the ``auroc`` of :meth:`DecodeResult.summary`.
+
+The estimand of the intervals
+    The expected AUROC, on new patients from the same population, of the pooled out-of-fold
+    decoders that this procedure (same folds, C path, penalty ...) fits to ``n (k - 1) / k``
+    patients -- "the AUROC of the procedure trained on data of this size" (the unconditional
+    error of Bates, Hastie & Tibshirani, JASA 2023), not the AUROC of the one final model.
+
+Permutation test (``p_method="permutation"``)
+    Labels are permuted at the patient level -- whole label rows, so all targets are tested by
+    one re-run -- within blocks of patients sharing the same pattern of missing labels (and the
+    same ``group_by`` group when given); the complete nested procedure is then re-run on the
+    permuted labels *including a new fold assignment* (the folds are stratified on the labels,
+    so they are redrawn from a child seed for every permutation). The one-sided p-value for
+    "better than chance" is ``(1 + #{T_b >= T}) / (1 + B)``; two-sided is
+    ``min(1, 2 min(p_greater, p_less))``. The test is exact (its size is at most the nominal
+    level for any B) under the null hypothesis that the representations are independent of the
+    labels within blocks, because observed and permuted data sets are exchangeable under that
+    null and each is analysed by the identical randomised procedure. What is reused: nothing
+    that depends on labels. With stratified K-fold the training sets change with every
+    permutation, so the standardisation and factorisation are recomputed; with a label-free
+    outer partition (``group_by``: leave-one-group-out, permutation within groups) the outer
+    folds do not change and each fold's standardisation and Gram/eigen factorisation are
+    computed once and reused by every permutation (inner folds are redrawn, they only change
+    row weights). The Monte Carlo standard error of ``p`` is ``sqrt(p (1 - p) / B)``.
+
+Grouped jackknife interval (``ci_method="jackknife"``)
+    Patients are split into ``G`` groups (stratified on the labels, seeded); the whole CV is
+    re-run ``G`` times, each time without one group and *with every remaining patient's outer
+    and inner fold unchanged*, so the replicates differ only by the deleted patients. The delete-a-group
+    jackknife variance ``(G - 1) / G * sum (T_(g) - mean)^2`` is formed on the logit scale and
+    the interval is ``expit(logit T -/+ t_{G-1} * se)``. Cost: ``G`` re-runs.
+
+Bootstrap interval (``ci_method="bootstrap"``)
+    Patients are resampled with replacement (stratified on the first target's labels, seeded);
+    copies of one patient stay in one fold; the whole procedure (fold assignment included) is
+    re-run on each resample, scored with each patient weighted by its multiplicity. The
+    standard deviation of the ``B`` replicates on the logit scale gives
+    ``expit(logit T -/+ z * se)``. Cost: ``B`` re-runs.
+
+``ci_method="delong"`` is DeLong's interval on the OOF scores of each repeat, averaged over
+repeats: it treats the OOF scores as independent and is kept by name only for comparison.
+See ``benchmarks/validation/decode_ci/`` for the measured coverage and size of every method.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from ..errors import AnalysisError, SchemaError
+from . import engine as _engine
+from .splitters import PatientStratifiedGroupKFold, assign_folds
+
+__all__ = [
+    "CVPlan",
+    "CVProblem",
+    "make_plan",
+    "cv_statistic",
+    "permutation_null",
+    "jackknife_replicates",
+    "bootstrap_replicates",
+    "weighted_auroc",
+    "CI_METHODS",
+    "P_METHODS",
+]
+
+logger = logging.getLogger(__name__)
+
+CI_METHODS = ("jackknife", "bootstrap", "delong")
+P_METHODS = ("permutation", "jackknife", "delong")
+
+
+# ------------------------------------------------------------------------------ the plan
+@dataclass(frozen=True)
+class CVPlan:
+    """Patient-level fold assignment of one nested CV run.
+
+    Attributes
+    ----------
+    outer : (R, n_patients) int
+        Outer fold of every patient in every repeat.
+    inner : list of (n_patients,) int arrays
+        One per design ``(r, k)`` in repeat-major order: the inner fold of every training
+        patient of that design (-1 for its test patients).
+    n_splits : int
+        Outer folds per repeat (the designs are ``(r, k)`` for ``k < n_splits``).
+    """
+
+    outer: np.ndarray
+    inner: list[np.ndarray]
+    n_splits: int
+
+    @property
+    def designs(self) -> list[tuple[int, int]]:
+        """``(repeat, fold)`` pairs, repeat-major."""
+        return [(r, k) for r in range(self.outer.shape[0]) for k in range(self.n_splits)]
+
+
+def make_plan(
+    Ypat: np.ndarray,
+    *,
+    n_splits: int,
+    n_repeats: int,
+    n_inner_splits: int,
+    seed_seq: np.random.SeedSequence,
+    stratify_jointly: bool = True,
+    groups: np.ndarray | None = None,
+    outer_seed: Any = None,
+) -> CVPlan:
+    """Draw outer and inner patient-level folds exactly as :func:`tario_clinical.decode` does.
+
+    Parameters
+    ----------
+    Ypat : (n_patients, T) labels 0/1/NaN
+    n_splits, n_repeats, n_inner_splits : int
+    seed_seq : numpy.random.SeedSequence
+        Spawns the outer folds' seed and the inner folds' generators.
+    stratify_jointly : bool
+        Stratify on all targets (else on the first).
+    groups : (n_patients,) array, optional
+        Leave-one-group-out outer folds (``n_repeats`` is then 1).
+    outer_seed : int, optional
+        Seed of the outer splitter (default: drawn from ``seed_seq``).
+    """
+    seeds = seed_seq.spawn(3)
+    strat = Ypat if stratify_jointly else Ypat[:, :1]
+    n_pat = Ypat.shape[0]
+    if groups is not None:
+        _, g = np.unique(np.asarray(groups).astype(str), return_inverse=True)
+        outer = g.reshape(1, -1).astype(np.int64)
+        n_splits = int(outer.max()) + 1
+    else:
+        if n_pat < n_splits:
+            raise AnalysisError(f"{n_pat} patients cannot fill {n_splits} folds.")
+        cv = PatientStratifiedGroupKFold(
+            n_splits,
+            n_repeats=n_repeats,
+            seed=int(seeds[0].generate_state(1)[0]) if outer_seed is None else outer_seed,
+        )
+        outer = cv.patient_folds(np.arange(n_pat), strat, None)
+    n_designs = outer.shape[0] * n_splits
+    rngs = [np.random.default_rng(s) for s in seeds[1].spawn(n_designs + 1)]
+    inner = []
+    i = 0
+    for r in range(outer.shape[0]):
+        for k in range(n_splits):
+            tr = np.flatnonzero(outer[r] != k)
+            if tr.size < n_inner_splits:
+                raise AnalysisError(
+                    f"a training fold has {tr.size} patients; cannot make {n_inner_splits} "
+                    "inner folds."
+                )
+            v = np.full(n_pat, -1, dtype=np.int64)
+            v[tr] = assign_folds(strat[tr], n_inner_splits, rngs[i])
+            inner.append(v)
+            i += 1
+    return CVPlan(outer=outer, inner=inner, n_splits=int(n_splits))
+
+
+# ------------------------------------------------------------------------------ one CV run
+@dataclass
+class CVProblem:
+    """What a CV run needs besides the labels and the plan (label-free, shared by replicates).
+
+    Attributes
+    ----------
+    X : (n_rows, D) representations (rows = patients or slides)
+    codes : (n_rows,) patient index (0..n_patients-1) of every row
+    Cs : (L,) C path
+    pca : int or None
+    class_weight : None or "balanced"
+    scoring : inner-CV criterion
+    engine : "fast" or "sklearn"
+    penalty, l1_ratio, seed : for the sklearn engine
+    feature_map : bool
+        Also compute each fold's map to feature weights (for ``fold_hook`` users).
+    """
+
+    X: np.ndarray
+    codes: np.ndarray
+    Cs: np.ndarray
+    pca: int | None = None
+    class_weight: str | None = None
+    scoring: str = "neg_log_loss"
+    engine: str = "fast"
+    penalty: str = "l2"
+    l1_ratio: float = 0.5
+    seed: int = 0
+    feature_map: bool = False
+
+    @property
+    def n_patients(self) -> int:
+        """Number of patients."""
+        return int(self.codes.max()) + 1
+
+
+def weighted_auroc(y: np.ndarray, s: np.ndarray, w: np.ndarray | None = None) -> float:
+    """AUROC (ties count 1/2) with optional non-negative patient weights (bootstrap multiplicity)."""
+    y = np.asarray(y).astype(bool)
+    s = np.asarray(s, dtype=np.float64)
+    w = np.ones(y.size) if w is None else np.asarray(w, dtype=np.float64)
+    w1, w0 = w[y].sum(), w[~y].sum()
+    if w1 <= 0 or w0 <= 0:
+        return float("nan")
+    order = np.argsort(s, kind="mergesort")
+    ss, ys, ws = s[order], y[order], w[order]
+    # cumulative negative weight strictly below, and within ties
+    uniq, start = np.unique(ss, return_index=True)
+    grp = np.searchsorted(uniq, ss)
+    neg = np.where(~ys, ws, 0.0)
+    neg_tie = np.bincount(grp, weights=neg, minlength=uniq.size)
+    below = np.concatenate([[0.0], np.cumsum(neg_tie)[:-1]])
+    contrib = below[grp] + 0.5 * neg_tie[grp]
+    return float(np.sum(np.where(ys, ws * contrib, 0.0)) / (w1 * w0))
+
+
+def _pooled_auroc_by_repeat(
+    std_rows: np.ndarray,
+    rep_rows: np.ndarray,
+    codes_rows: np.ndarray,
+    Ypat: np.ndarray,
+    n_repeats: int,
+    weights: np.ndarray | None,
+) -> np.ndarray:
+    """(R, T) AUROC of the pooled per-patient mean fold-standardised scores of every repeat."""
+    n_pat, T = Ypat.shape
+    out = np.full((n_repeats, T), np.nan)
+    for r in range(n_repeats):
+        m = rep_rows == r
+        c = codes_rows[m]
+        cnt = np.bincount(c, minlength=n_pat)
+        have = cnt > 0
+        for t in range(T):
+            sums = np.bincount(c, weights=std_rows[m, t], minlength=n_pat)
+            ok = have & ~np.isnan(Ypat[:, t])
+            score = sums[ok] / cnt[ok]
+            w = None if weights is None else weights[ok]
+            out[r, t] = weighted_auroc(Ypat[ok, t] == 1, score, w)
+    return out
+
+
+def cv_statistic(
+    problem: CVProblem,
+    Ypat: np.ndarray,
+    plan: CVPlan,
+    *,
+    keep: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
+    basis_cache: dict | None = None,
+    fold_hook: Any = None,
+) -> np.ndarray:
+    """Re-run the nested CV and return ``T`` per target (mean over repeats of pooled AUROC).
+
+    Parameters
+    ----------
+    problem : CVProblem
+    Ypat : (n_patients, T) labels 0/1/NaN (permuted or resampled as the caller wishes)
+    plan : CVPlan
+    keep : (n_patients,) bool, optional
+        Patients that take part (jackknife); the others are removed from every fold.
+    weights : (n_patients,) float, optional
+        Patient weights in the AUROC (bootstrap multiplicities; the rows are already repeated).
+    basis_cache : dict, optional
+        Reuse fold factorisations across calls whose outer partition is identical (label-free
+        outer folds only: the caller guarantees it by passing the same dict only then).
+    fold_hook : callable, optional
+        ``fold_hook(r, k, train_rows, test_rows, basis, fold_fit)`` after every fast-engine fold
+        (validation studies read the fold models through it).
+
+    Returns
+    -------
+    (T,) array.
+    """
+    codes = problem.codes
+    Yrow = Ypat[codes]
+    pat_keep = np.ones(Ypat.shape[0], dtype=bool) if keep is None else np.asarray(keep, bool)
+    row_keep = pat_keep[codes]
+    R = plan.outer.shape[0]
+    std_parts, rep_parts, code_parts = [], [], []
+    for i, (r, k) in enumerate(plan.designs):
+        fold_of_row = plan.outer[r][codes]
+        train = np.flatnonzero((fold_of_row != k) & row_keep)
+        test = np.flatnonzero((fold_of_row == k) & row_keep)
+        if test.size == 0:
+            continue
+        inner = plan.inner[i][codes[train]]
+        # renumber inner folds 0..k'-1 (a jackknife deletion may empty one)
+        _, inner = np.unique(inner, return_inverse=True)
+        if problem.engine == "fast":
+            key = (r, k)
+            basis = None if basis_cache is None else basis_cache.get(key)
+            if basis is None:
+                basis = _engine.fold_basis(
+                    problem.X,
+                    train,
+                    test,
+                    n_components=problem.pca,
+                    with_feature_map=problem.feature_map,
+                )
+                if basis_cache is not None:
+                    basis_cache[key] = basis
+            ff = _engine.nested_fold(
+                basis,
+                Yrow[train],
+                inner,
+                problem.Cs,
+                class_weight=problem.class_weight,
+                scoring=problem.scoring,
+            )
+            std = ff.test_std
+            if fold_hook is not None:
+                fold_hook(r, k, train, test, basis, ff)
+        else:
+            from .cross_validation import _fit_sklearn_fold
+
+            _, _, std, _ = _fit_sklearn_fold(
+                problem.X,
+                Yrow[train],
+                inner,
+                train,
+                test,
+                problem.Cs,
+                penalty=problem.penalty,
+                l1_ratio=problem.l1_ratio,
+                pca=problem.pca,
+                class_weight=problem.class_weight,
+                seed=problem.seed,
+                scoring=problem.scoring,
+            )
+        std_parts.append(std)
+        rep_parts.append(np.full(test.size, r))
+        code_parts.append(codes[test])
+    std_rows = np.concatenate(std_parts)
+    rep_rows = np.concatenate(rep_parts)
+    code_rows = np.concatenate(code_parts)
+    aucs = _pooled_auroc_by_repeat(std_rows, rep_rows, code_rows, Ypat, R, weights)
+    with np.errstate(all="ignore"):
+        return np.nanmean(aucs, axis=0) if np.isfinite(aucs).any() else aucs[0]
+
+
+# ------------------------------------------------------------------------------ replicates
+def _run_replicates(
+    fn: Any, tasks: list[Any], *, n_jobs: int | None, progress: bool, desc: str
+) -> list[Any]:
+    """Run ``fn(task)`` for every task (in order), in processes when ``n_jobs != 1``."""
+    from threadpoolctl import threadpool_limits
+
+    from ..progress import progress_iter
+
+    n_jobs = 1 if n_jobs is None else int(n_jobs)
+    t0 = time.perf_counter()
+    if n_jobs == 1 or len(tasks) <= 1:
+        # small factorisations run faster on one BLAS thread (thread start-up dominates)
+        small = getattr(fn, "problem", None) is not None and fn.problem.X.size < 5_000_000
+        with threadpool_limits(1 if small else None):
+            it = progress_iter(tasks, total=len(tasks), desc=desc, enabled=progress)
+            out = [fn(t) for t in it]
+    else:
+        from joblib import Parallel, delayed
+
+        par = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator", batch_size="auto")
+        gen = par(delayed(_limited)(fn, t) for t in tasks)
+        out = list(progress_iter(gen, total=len(tasks), desc=desc, enabled=progress))
+    logger.info(
+        "%s: %d re-runs of the nested CV in %.1f s", desc, len(tasks), time.perf_counter() - t0
+    )
+    return out
+
+
+def _limited(fn: Any, task: Any) -> Any:
+    """Run one replicate in a worker process with one BLAS thread (the processes share cores)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        return fn(task)
+
+
+class _PermTask:
+    """Picklable callable: one permutation replicate."""
+
+    def __init__(self, problem, Ypat, blocks, plan_kw, reuse_outer) -> None:  # noqa: ANN001
+        self.problem, self.Ypat, self.blocks = problem, Ypat, blocks
+        self.plan_kw, self.reuse_outer = plan_kw, reuse_outer
+        self.cache: dict | None = {} if reuse_outer else None
+
+    def __call__(self, child: np.random.SeedSequence) -> np.ndarray:
+        s_perm, s_plan = child.spawn(2)
+        rng = np.random.default_rng(s_perm)
+        perm = np.arange(self.Ypat.shape[0])
+        for members in self.blocks:
+            perm[members] = members[rng.permutation(members.size)]
+        Yb = self.Ypat[perm]
+        plan = make_plan(Yb, seed_seq=s_plan, **self.plan_kw)
+        return cv_statistic(self.problem, Yb, plan, basis_cache=self.cache)
+
+
+def permutation_blocks(Ypat: np.ndarray, groups: np.ndarray | None) -> list[np.ndarray]:
+    """Blocks of exchangeable patients: same missing-label pattern (and same group)."""
+    key = np.isnan(Ypat).astype(np.int64)
+    if groups is not None:
+        _, g = np.unique(np.asarray(groups).astype(str), return_inverse=True)
+        key = np.column_stack([key, g])
+    if key.shape[1] == 0:
+        return [np.arange(Ypat.shape[0])]
+    _, inv = np.unique(key, axis=0, return_inverse=True)
+    inv = inv.reshape(-1)
+    return [np.flatnonzero(inv == b) for b in range(int(inv.max()) + 1)]
+
+
+def permutation_null(
+    problem: CVProblem,
+    Ypat: np.ndarray,
+    plan_kw: dict[str, Any],
+    *,
+    n_permutations: int,
+    seed_seq: np.random.SeedSequence,
+    groups: np.ndarray | None = None,
+    n_jobs: int | None = 1,
+    progress: bool = False,
+) -> np.ndarray:
+    """``(B, T)`` statistics of the whole procedure re-run on patient-level permuted labels.
+
+    ``plan_kw`` are the keyword arguments of :func:`make_plan` (without ``seed_seq``); with
+    ``groups`` (leave-one-group-out) labels are permuted within groups and the label-free outer
+    folds' factorisations are reused.
+    """
+    if int(n_permutations) < 1:
+        raise SchemaError(f"n_permutations must be >= 1; got {n_permutations!r}.")
+    blocks = permutation_blocks(Ypat, groups)
+    task = _PermTask(problem, Ypat, blocks, plan_kw, reuse_outer=groups is not None)
+    children = seed_seq.spawn(int(n_permutations))
+    out = _run_replicates(task, children, n_jobs=n_jobs, progress=progress, desc="permutations")
+    return np.vstack(out)
+
+
+class _JackTask:
+    def __init__(self, problem, Ypat, plan, groups) -> None:  # noqa: ANN001
+        self.problem, self.Ypat, self.plan, self.groups = problem, Ypat, plan, groups
+
+    def __call__(self, g: int) -> np.ndarray:
+        return cv_statistic(self.problem, self.Ypat, self.plan, keep=self.groups != g)
+
+
+def jackknife_replicates(
+    problem: CVProblem,
+    Ypat: np.ndarray,
+    plan: CVPlan,
+    *,
+    n_groups: int,
+    seed_seq: np.random.SeedSequence,
+    n_jobs: int | None = 1,
+    progress: bool = False,
+) -> np.ndarray:
+    """``(G, T)`` statistics of the CV re-run without each of ``G`` stratified patient groups.
+
+    Every remaining patient keeps its outer and inner folds of ``plan``.
+    """
+    if int(n_groups) < 3:
+        raise SchemaError(f"n_jackknife must be >= 3; got {n_groups!r}.")
+    if Ypat.shape[0] < 2 * n_groups:
+        raise AnalysisError(
+            f"{Ypat.shape[0]} patients are too few for a {n_groups}-group jackknife."
+        )
+    groups = assign_folds(Ypat, int(n_groups), np.random.default_rng(seed_seq))
+    task = _JackTask(problem, Ypat, plan, groups)
+    out = _run_replicates(
+        task, list(range(int(n_groups))), n_jobs=n_jobs, progress=progress, desc="jackknife"
+    )
+    return np.vstack(out)
+
+
+class _BootTask:
+    def __init__(self, problem, Ypat, plan_kw) -> None:  # noqa: ANN001
+        self.problem, self.Ypat, self.plan_kw = problem, Ypat, plan_kw
+
+    def __call__(self, child: np.random.SeedSequence) -> np.ndarray:
+        s_draw, s_plan = child.spawn(2)
+        rng = np.random.default_rng(s_draw)
+        Y = self.Ypat
+        n = Y.shape[0]
+        strat = np.where(np.isnan(Y[:, 0]), 2, Y[:, 0]).astype(int)
+        counts = np.zeros(n)
+        for v in np.unique(strat):
+            members = np.flatnonzero(strat == v)
+            counts += np.bincount(members[rng.integers(0, members.size, members.size)], minlength=n)
+        sel = np.flatnonzero(counts > 0)
+        mult = counts[sel]
+        pb = self.problem
+        # rows of the selected patients, each repeated by its patient's multiplicity
+        new_code = np.full(n, -1)
+        new_code[sel] = np.arange(sel.size)
+        row_sel = np.flatnonzero(new_code[pb.codes] >= 0)
+        reps = mult[new_code[pb.codes[row_sel]]].astype(int)
+        rows = np.repeat(row_sel, reps)
+        sub = CVProblem(
+            X=pb.X[rows],
+            codes=new_code[pb.codes[rows]],
+            Cs=pb.Cs,
+            pca=pb.pca,
+            class_weight=pb.class_weight,
+            scoring=pb.scoring,
+            engine=pb.engine,
+            penalty=pb.penalty,
+            l1_ratio=pb.l1_ratio,
+            seed=pb.seed,
+        )
+        Yb = Y[sel]
+        plan = make_plan(Yb, seed_seq=s_plan, **self.plan_kw)
+        return cv_statistic(sub, Yb, plan, weights=mult)
+
+
+def bootstrap_replicates(
+    problem: CVProblem,
+    Ypat: np.ndarray,
+    plan_kw: dict[str, Any],
+    *,
+    n_bootstrap: int,
+    seed_seq: np.random.SeedSequence,
+    n_jobs: int | None = 1,
+    progress: bool = False,
+) -> np.ndarray:
+    """``(B, T)`` statistics of the whole procedure re-run on patient-level bootstrap resamples."""
+    if int(n_bootstrap) < 2:
+        raise SchemaError(f"n_bootstrap must be >= 2; got {n_bootstrap!r}.")
+    task = _BootTask(problem, Ypat, plan_kw)
+    children = seed_seq.spawn(int(n_bootstrap))
+    return np.vstack(
+        _run_replicates(task, children, n_jobs=n_jobs, progress=progress, desc="bootstrap")
+    )
+
+
+# ------------------------------------------------------------------------------ summaries
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def _expit(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def jackknife_interval(
+    T: np.ndarray, reps: np.ndarray, level: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(low, high, se) from delete-a-group jackknife replicates (logit scale, t quantile).
+
+    ``se`` is on the AUROC scale (delta method), for display; the interval is formed on the
+    logit scale.
+    """
+    G = reps.shape[0]
+    lr = _logit(reps)
+    var = (G - 1) / G * np.sum((lr - lr.mean(axis=0)) ** 2, axis=0)
+    se_l = np.sqrt(var)
+    q = stats.t.ppf(0.5 + level / 2.0, G - 1)
+    return _logit_interval(T, se_l, q)
+
+
+def _logit_interval(
+    T: np.ndarray, se_l: np.ndarray, q: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``expit(logit T -/+ q se_l)``; a zero-variance estimate (e.g. 1.0 in every re-run) keeps
+    a zero-width interval at ``T`` itself."""
+    lt = _logit(T)
+    zero = se_l <= 1e-9
+    low = np.where(zero, T, _expit(lt - q * se_l))
+    high = np.where(zero, T, _expit(lt + q * se_l))
+    return low, high, se_l * T * (1 - T)
+
+
+def bootstrap_interval(
+    T: np.ndarray, reps: np.ndarray, level: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(low, high, se) from bootstrap replicates of the whole procedure (logit scale, z quantile)."""
+    lr = _logit(reps)
+    se_l = np.nanstd(lr, axis=0, ddof=1)
+    return _logit_interval(T, se_l, stats.norm.ppf(0.5 + level / 2.0))
+
+
+def permutation_pvalue(T: np.ndarray, null: np.ndarray, alternative: str) -> np.ndarray:
+    """``(1 + #{T_b >= T}) / (1 + B)`` per target (``"greater"``), or the two-sided version."""
+    B = null.shape[0]
+    eps = 1e-12  # AUROC ties of the statistic are exact rationals; absorb float noise
+    ge = (1 + np.sum(null >= T - eps, axis=0)) / (1 + B)
+    if alternative == "greater":
+        return ge
+    le = (1 + np.sum(null <= T + eps, axis=0)) / (1 + B)
+    return np.minimum(1.0, 2 * np.minimum(ge, le))
+
+
+def wald_pvalue(T: np.ndarray, se: np.ndarray, alternative: str) -> np.ndarray:
+    """Wald p-value of AUROC = 0.5 (``se`` on the AUROC scale)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = (T - 0.5) / se
+    if alternative == "greater":
+        return stats.norm.sf(z)
+    return 2 * stats.norm.sf(np.abs(z))
+
+
+# ------------------------------------------------------------------------------ driver
+def observed_statistic(oof: Any, targets: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``T`` and the mean DeLong SE of the repeats, from a decode OOF table.
+
+    ``T`` is the mean over repeats of the AUROC of the repeat's pooled (patient-level) scores.
+    """
+    from .. import metrics
+
+    T = np.full(len(targets), np.nan)
+    se = np.full(len(targets), np.nan)
+    for j, t in enumerate(targets):
+        d = oof[oof["target"] == t]
+        aucs, ses = [], []
+        for _, dr in d.groupby("repeat", sort=True):
+            y = dr["y_true"].to_numpy(int)
+            if y.min() == y.max():
+                continue
+            r = metrics.auroc_ci(y, dr["score"].to_numpy())
+            aucs.append(r.auroc)
+            ses.append(r.se)
+        if aucs:
+            T[j], se[j] = float(np.mean(aucs)), float(np.mean(ses))
+    return T, se
+
+
+def infer(
+    problem: CVProblem,
+    Ypat: np.ndarray,
+    plan: CVPlan,
+    plan_kw: dict[str, Any],
+    targets: list[str],
+    oof: Any,
+    *,
+    ci_method: str,
+    p_method: str,
+    alternative: str,
+    level: float,
+    n_permutations: int,
+    n_jackknife: int,
+    n_bootstrap: int,
+    seed: int,
+    n_jobs: int | None,
+    progress: bool | None,
+) -> tuple[Any, dict[str, Any]]:
+    """Inference table (one row per target) and the resampling replicates behind it."""
+    import pandas as pd
+
+    T, se_delong = observed_statistic(oof, targets)
+    z = stats.norm.ppf(0.5 + level / 2.0)
+    s_perm, s_jack, s_boot = np.random.SeedSequence(seed).spawn(3)[2].spawn(3)
+    reps: dict[str, Any] = {}
+    if p_method == "permutation":
+        reps["permutation"] = permutation_null(
+            problem,
+            Ypat,
+            plan_kw,
+            n_permutations=n_permutations,
+            seed_seq=s_perm,
+            groups=plan_kw.get("groups"),
+            n_jobs=n_jobs,
+            progress=progress,
+        )
+    if "jackknife" in (ci_method, p_method):
+        reps["jackknife"] = jackknife_replicates(
+            problem,
+            Ypat,
+            plan,
+            n_groups=n_jackknife,
+            seed_seq=s_jack,
+            n_jobs=n_jobs,
+            progress=progress,
+        )
+    if ci_method == "bootstrap":
+        reps["bootstrap"] = bootstrap_replicates(
+            problem,
+            Ypat,
+            plan_kw,
+            n_bootstrap=n_bootstrap,
+            seed_seq=s_boot,
+            n_jobs=n_jobs,
+            progress=progress,
+        )
+    # DeLong on OOF scores (comparison only)
+    lo_d = np.clip(T - z * se_delong, 0, 1)
+    hi_d = np.clip(T + z * se_delong, 0, 1)
+    p_d = wald_pvalue(T, se_delong, alternative)
+    if ci_method == "jackknife":
+        low, high, se = jackknife_interval(T, reps["jackknife"], level)
+        ci_desc = f"grouped jackknife of the whole nested CV (G={n_jackknife}, logit scale, t)"
+    elif ci_method == "bootstrap":
+        low, high, se = bootstrap_interval(T, reps["bootstrap"], level)
+        ci_desc = f"patient bootstrap of the whole nested CV (B={n_bootstrap}, logit scale)"
+    else:
+        low, high, se = lo_d, hi_d, se_delong
+        ci_desc = "DeLong on out-of-fold scores (treats them as independent: anti-conservative)"
+    mc_se = np.full(len(targets), np.nan)
+    if p_method == "permutation":
+        p = permutation_pvalue(T, reps["permutation"], alternative)
+        mc_se = np.sqrt(p * (1 - p) / n_permutations)
+        p_desc = (
+            f"permutation, whole nested CV re-run incl. folds (B={n_permutations}, "
+            f"{'one-sided: AUROC > 0.5' if alternative == 'greater' else 'two-sided'})"
+        )
+    elif p_method == "jackknife":
+        jr = _logit(reps["jackknife"])
+        G = jr.shape[0]
+        se_l = np.sqrt((G - 1) / G * np.sum((jr - jr.mean(axis=0)) ** 2, axis=0))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            tz = _logit(T) / se_l
+        p = stats.t.sf(tz, G - 1) if alternative == "greater" else 2 * stats.t.sf(np.abs(tz), G - 1)
+        p_desc = f"jackknife Wald test on the logit scale (G={n_jackknife}, t_{G - 1})"
+    else:
+        p = p_d
+        p_desc = "DeLong on out-of-fold scores (treats them as independent: anti-conservative)"
+    table = pd.DataFrame(
+        {
+            "target": targets,
+            "auroc": T,
+            "se": se,
+            "low": low,
+            "high": high,
+            "ci_method": ci_desc,
+            "p_value": p,
+            "p_method": p_desc,
+            "p_mc_se": mc_se,
+            "alternative": alternative,
+            "se_delong": se_delong,
+            "low_delong": lo_d,
+            "high_delong": hi_d,
+            "p_delong": p_d,
+        }
+    )
+    frames = {k: pd.DataFrame(v, columns=targets) for k, v in reps.items()}
+    return table, frames
