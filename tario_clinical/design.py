@@ -34,7 +34,8 @@ import pandas as pd
 from scipy import stats
 
 from .errors import AnalysisError
-from .survival import kernels as core
+from .palette import OKABE_ITO
+from .survival import kernels
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -642,8 +643,6 @@ def plot_power_curves(
         )
     import matplotlib.pyplot as plt
 
-    from .survival.plots import OKABE_ITO
-
     if ax is None:
         _, ax = plt.subplots(figsize=(6.5, 4.2))
     for i, (design, g) in enumerate(curves.groupby("design", sort=False)):
@@ -787,7 +786,7 @@ def simulate_power(
         events_total += event.sum()
         if event.sum() == 0 or arm.min() == arm.max():
             continue
-        o, e, v = core.logrank_arrays(time, event, arm, 2)
+        o, e, v = kernels.logrank_arrays(time, event, arm, 2)
         z = (o[1] - e[1]) / math.sqrt(v[1, 1]) if v[1, 1] > 0 else 0.0
         rejections += bool(direction * z > zcrit)
     phat = rejections / n_simulations

@@ -276,7 +276,7 @@ def test_biomarker_positive_test_simulation_with_assay_failures():
 def test_power_plot_shows_both_coinciding_curves():
     """Against patients screened the enriched and the biomarker-positive-test curves coincide;
     each design has its own colour (Okabe–Ito), line style and marker so both stay visible."""
-    from tario_clinical.survival.plots import OKABE_ITO
+    from tario_clinical.palette import OKABE_ITO
 
     c = dz.compare_designs(
         prevalence=0.3, hr_positive=0.6, hr_negative=1.0, median_control=12, accrual=24,

@@ -1,8 +1,12 @@
-"""Numerical kernels behind :mod:`tario_clinical.survival` (private).
+"""Numerical kernels of :mod:`tario_clinical.survival`: plain numpy on arrays, no pandas.
 
-Plain numpy on arrays, no pandas: Kaplan–Meier, log-rank, Efron partial likelihood with
-Newton–Raphson, weighted pair concordance with an influence-function variance, RMST.
-The public wrappers in ``survival.py`` validate input and shape the tidy outputs.
+Kaplan–Meier, log-rank (k groups, and many two-group splits at once), Efron partial
+likelihood with Newton–Raphson, the ``cox.zph`` score test, weighted pair concordance with an
+influence-function variance, RMST. The table-level functions of the package validate input and
+shape the tidy outputs; these kernels do no validation: they take finite times (>= 0), 0/1
+events and integer group codes. They are public for callers that run them many times on small
+arrays, where validating a DataFrame each time would dominate (the power simulation of
+:mod:`tario_clinical.design`).
 
 Why our own Efron Newton solver instead of lifelines' ``CoxPHFitter``: reference-exact work
 (1e-6 relative to R ``survival``) needs a convergence criterion on the step size, which
@@ -32,7 +36,10 @@ __all__ = [
     "zph_score",
     "pair_concordance",
     "censoring_survival",
+    "step_at",
     "rmst_arrays",
+    "logrank_chisq",
+    "logrank_two_group_scan",
 ]
 
 

@@ -1,4 +1,4 @@
-"""Plots of survival results (private): KM curves with a number-at-risk table, forest plots.
+"""Plots of survival results: KM curves with a number-at-risk table, forest plots.
 
 Plots take computed results and never fit, save or show.
 """
@@ -12,15 +12,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ..palette import OKABE_ITO
+
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from . import KaplanMeier
+    from .nonparametric import KaplanMeier
 
-#: Okabe & Ito (2008) colour-blind-safe palette (yellow left out: too light on white)
-OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#E69F00", "#CC79A7", "#56B4E9", "#000000")
-_PALETTE = OKABE_ITO
+
+__all__ = ["KMDisplay", "plot_km", "plot_forest"]
 
 
 @dataclass
@@ -82,7 +83,7 @@ def plot_km(
     """
     import matplotlib.pyplot as plt
 
-    colors = list(colors or _PALETTE)
+    colors = list(colors or OKABE_ITO)
     if ax is None:
         fig, (ax, tax) = plt.subplots(
             2,
@@ -278,6 +279,3 @@ def plot_forest(forest: pd.DataFrame, *, ax: Axes | None = None, title: str | No
         ax.set_title(title, fontsize=10)
     ax.set_ylim(-0.8, len(forest) - 0.2)
     return ax
-
-
-_ = Any
