@@ -66,6 +66,8 @@ def one_run(args: argparse.Namespace) -> dict:
     import anndata as ad
 
     from tario_clinical import expression_qc as eq
+    from tario_clinical.expression_qc.binning import binned_anndata
+    from tario_clinical.expression_qc.result import assemble_result
 
     nr, nc = args.grid
     n, g = nr * nc, args.genes
@@ -121,7 +123,7 @@ def one_run(args: argparse.Namespace) -> dict:
         np.add(pbuf, bank[off : off + n], out=pbuf)  # prediction = signal + noise
         pred = ad.AnnData(X=pbuf, var=pd.DataFrame(index=genes))
         pred.obsm["spatial_um"] = centres
-        meas = eq._binned_anndata(
+        meas = binned_anndata(
             M, np.arange(n), genes, grid, {"kind": "measured", "source": "benchmark"}
         )
         return eq.SpatialSample(f"S{i:03d}", pred, meas, cancer_type=cancer[i % len(cancer)])
@@ -143,7 +145,7 @@ def one_run(args: argparse.Namespace) -> dict:
         gen_times.append(t1 - t0)
         comp_times.append(t2 - t1)
     t0 = time.perf_counter()
-    res = eq._assemble(
+    res = assemble_result(
         comps, {"kind": "rook", "bins": "both", "bulk": "log1p_cpm", "row_standardise": True}
     )
     summ = res.summary()

@@ -22,6 +22,7 @@ import scipy.sparse as sp
 
 from tario_clinical import expression_qc as eq
 from tario_clinical.errors import AnalysisError, SchemaError
+from tario_clinical.expression_qc.binning import binned_anndata
 from tario_clinical.simulate.spatial import simulate_spatial_pairs
 
 
@@ -384,8 +385,8 @@ def test_compare_sample_matches_straightforward_reference(kind, dtype):
     )
     P[:, 5] = 4.25  # constant prediction: r NaN
     genes = pd.Index([f"G{i:04d}" for i in range(g)], name="gene")
-    pred = eq._binned_anndata(P, np.arange(n), genes, grid, {"kind": "predicted"})
-    meas = eq._binned_anndata(M, np.arange(n), genes, grid, {"kind": "measured"})
+    pred = binned_anndata(P, np.arange(n), genes, grid, {"kind": "predicted"})
+    meas = binned_anndata(M, np.arange(n), genes, grid, {"kind": "measured"})
     comp = eq.compare_sample(eq.SpatialSample("S", pred, meas), kind=kind, n_jobs=2)
 
     keep = np.asarray(M.sum(axis=1)).ravel() > 0

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -31,10 +31,35 @@ from scipy import ndimage
 
 from ..errors import SchemaError
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ..expression_qc import SpatialSample
+__all__ = ["PairedSample", "SimulatedSpatialSample", "SimulatedSpatial", "simulate_spatial_pairs"]
 
-__all__ = ["SimulatedSpatialSample", "SimulatedSpatial", "simulate_spatial_pairs"]
+
+@dataclass(frozen=True, eq=False)
+class PairedSample:
+    """One simulated sample as paired predicted / measured data, with the registration affine.
+
+    It has the attributes of :class:`tario_clinical.expression_qc.SpatialSample`, and the
+    expression QC accepts it wherever it takes one (see
+    :func:`tario_clinical.expression_qc.sample.as_spatial_sample`); the simulator itself does
+    not depend on the expression QC.
+
+    Attributes
+    ----------
+    sample_id, cancer_type
+        Identifiers.
+    predicted
+        Tile-level AnnData.
+    measured
+        The transcript table or the cell AnnData (measured frame).
+    affine
+        3 × 3 matrix mapping the measured frame onto the slide frame (µm).
+    """
+
+    sample_id: str
+    predicted: Any
+    measured: Any
+    cancer_type: str | None
+    affine: np.ndarray
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,14 +103,13 @@ class SimulatedSpatialSample:
 
     def spatial_sample(
         self, measured: Literal["transcripts", "cells"] = "transcripts"
-    ) -> SpatialSample:
-        """As a :class:`tario_clinical.expression_qc.SpatialSample` (raw measured + affine)."""
-        from ..expression_qc import SpatialSample
-
+    ) -> PairedSample:
+        """The sample with its ``measured`` transcripts or cells and the affine, ready for
+        :func:`tario_clinical.expression_qc.evaluate_expression`."""
         raw = self.transcripts if measured == "transcripts" else self.cells
         if raw is None:
             raise SchemaError(f"sample {self.sample_id!r} was simulated without {measured}")
-        return SpatialSample(
+        return PairedSample(
             sample_id=self.sample_id,
             predicted=self.predicted,
             measured=raw,
@@ -127,8 +151,8 @@ class SimulatedSpatial:
 
     def spatial_samples(
         self, measured: Literal["transcripts", "cells"] = "transcripts"
-    ) -> Iterator[SpatialSample]:
-        """The samples as :class:`~tario_clinical.expression_qc.SpatialSample` items."""
+    ) -> Iterator[PairedSample]:
+        """The samples as :class:`PairedSample` items (accepted by the expression QC)."""
         for s in self.samples:
             yield s.spatial_sample(measured)
 
