@@ -228,6 +228,25 @@ def report(config_path: Path, out: Path) -> None:
 @click.option("--n-splits", type=click.IntRange(2, 20), default=5, show_default=True)
 @click.option("--n-repeats", type=click.IntRange(1, 50), default=5, show_default=True)
 @click.option("--group-by", type=click.Choice(["site", "cancer_type"]), default=None)
+@click.option(
+    "--ci-method",
+    type=click.Choice(["jackknife", "bootstrap", "delong"]),
+    default="jackknife",
+    show_default=True,
+    help="AUROC interval: re-runs of the whole nested CV (jackknife, bootstrap) or DeLong on "
+    "out-of-fold scores (anti-conservative, comparison only).",
+)
+@click.option(
+    "--p-method",
+    type=click.Choice(["permutation", "jackknife", "delong"]),
+    default="permutation",
+    show_default=True,
+    help="p-value of AUROC > 0.5: exact permutation test re-running the whole nested CV, "
+    "jackknife Wald test (cheap at scale) or DeLong (comparison only).",
+)
+@click.option("--n-permutations", type=click.IntRange(min=1), default=199, show_default=True)
+@click.option("--jobs", type=int, default=-1, show_default=True, help="Processes (-1: all cores).")
+@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path))
 @handle_errors
@@ -238,6 +257,11 @@ def decode_cmd(
     n_splits: int,
     n_repeats: int,
     group_by: str | None,
+    ci_method: str,
+    p_method: str,
+    n_permutations: int,
+    jobs: int,
+    no_progress: bool,
     seed: int,
     out: Path,
 ) -> None:
@@ -274,6 +298,11 @@ def decode_cmd(
         n_splits=n_splits,
         n_repeats=n_repeats,
         group_by=group_by,
+        ci_method=ci_method,  # type: ignore[arg-type]
+        p_method=p_method,  # type: ignore[arg-type]
+        n_permutations=n_permutations,
+        n_jobs=jobs,
+        progress=False if no_progress else None,
         seed=seed,
     )
     ensure_output_dir(out)

@@ -1,0 +1,296 @@
+"""Validation study: coverage of AUROC intervals and size/power of tests for cross-validated decoders.
+
+Every replicate simulates a cohort with known truth, runs the default nested CV of
+``tario_clinical.decode`` (5-fold x 5 repeats, 5 inner folds, 10 C values, fast engine) through
+``tario_clinical.decode.inference`` and records, for the same statistic ``T`` (mean over repeats of
+the pooled fold-standardised OOF AUROC):
+
+* intervals: DeLong on OOF scores (``delong``), Nadeau-Bengio corrected repeated-CV variance of
+  per-fold AUROCs (``nb``), grouped jackknife of the whole CV, G = 10, logit scale with t_9
+  (``jack``, the default) and on the AUROC scale (``jack_plain``), and on a subset of replicates
+  the patient bootstrap of the whole CV, B = 20, logit scale (``boot`` with z, ``boot_t`` with t_19);
+  (the bootstrap in a separate pass, ``--boot``, over the same replicates);
+* p-values of AUROC = 0.5 against "better than chance": the permutation test that re-runs the
+  whole nested CV with a new fold assignment (B = 19, so p <= 0.05 iff T beats all 19), the
+  jackknife Wald test and one-sided DeLong.
+
+Truth (the estimand). Features are Gaussian given the class, ``x | y ~ N(y * delta, L L^T + I)``,
+so every fold model's standardised score is Gaussian given the class and the AUROC of the pooled
+scores on infinitely many new patients is exact:
+``(1/K^2) sum_{k,l} Phi((m1_k - m0_l) / sqrt(v_k + v_l))`` per repeat, averaged over repeats
+(``truth_cond``: the decoders actually fitted). The estimand -- the expected AUROC of the decoders
+the procedure fits to n(k-1)/k patients -- is the mean of ``truth_cond`` over the cell's replicates
+(Monte Carlo error reported). Null cells have truth 0.5 exactly. The ``real`` cell uses the 76-gene
+breast-cancer expression matrix shipped by scikit-survival (198 patients; used here only, as in the
+tests) with labels drawn independently of the features (null, prevalence of ER-positive).
+
+Usage (resumable; appends to ``replicates.csv``)::
+
+    python benchmarks/validation/decode_ci/study.py --jobs 2
+    python benchmarks/validation/decode_ci/study.py --jobs 2 --boot
+    python benchmarks/validation/decode_ci/summarise.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "replicates.csv"
+
+
+@dataclass(frozen=True)
+class Cell:
+    name: str
+    group: str
+    n: int
+    D: int
+    prevalence: float
+    signal: float  # per-feature mean shift on the first 10 features
+    reps: int
+    perm_reps: int  # replicates (first ones) that also run the permutation test
+    boot_reps: int  # replicates (first ones) that also run the bootstrap
+    real: bool = False
+
+
+CELLS = [
+    Cell("null_n100_d50", "null", 100, 50, 0.3, 0.0, 80, 80, 40),
+    Cell("null_real_bc76", "null", 198, 76, 134 / 198, 0.0, 60, 60, 0, real=True),
+    Cell("null_n200_d500", "null", 200, 500, 0.3, 0.0, 40, 40, 25),
+    Cell("null_n200_d500_10pos", "null", 200, 500, 0.05, 0.0, 30, 30, 0),
+    Cell("few10_n200_d500", "few_positives", 200, 500, 0.05, 1.1, 40, 21, 0),
+    Cell("few20_n200_d500", "few_positives", 200, 500, 0.10, 0.95, 40, 21, 25),
+    Cell("few45_n200_d500", "few_positives", 200, 500, 0.225, 0.8, 40, 21, 25),
+    Cell("mod_n100_d50", "moderate", 100, 50, 0.3, 0.55, 60, 21, 40),
+    Cell("mod_n300_d5000", "moderate", 300, 5000, 0.3, 1.0, 30, 0, 20),
+    Cell("mod_n1000_d200", "moderate", 1000, 200, 0.3, 0.35, 25, 0, 0),
+    Cell("strong_n100_d50", "strong", 100, 50, 0.3, 0.85, 40, 0, 40),
+    Cell("strong_n200_d500", "strong", 200, 500, 0.3, 1.3, 40, 0, 25),
+]
+
+FIELDS = [
+    "cell",
+    "group",
+    "rep",
+    "n",
+    "D",
+    "n_pos",
+    "T",
+    "truth_cond",
+    *[
+        f"{m}_{b}"
+        for m in ("delong", "nb", "jack", "jack_plain", "boot", "boot_t")
+        for b in ("lo", "hi")
+    ],
+    "p_perm",
+    "p_jack",
+    "p_delong",
+    "seconds",
+]
+
+BOOT_FIELDS = ["cell", "rep", "T", "boot_lo", "boot_hi", "boot_t_lo", "boot_t_hi", "seconds"]
+
+N_LOADINGS = 10
+
+
+def _real_matrix() -> np.ndarray:
+    from sksurv.datasets import load_breast_cancer
+
+    X, _ = load_breast_cancer()
+    num = X.select_dtypes("number")
+    return num.iloc[:, :76].to_numpy(np.float64)
+
+
+def _simulate(cell: Cell, rng: np.random.Generator):
+    """(X, y, delta, L) with x | y ~ N(y delta, L L^T + I)."""
+    if cell.real:
+        X = _real_matrix()
+        y = np.zeros(X.shape[0])
+        y[rng.choice(X.shape[0], int(round(cell.prevalence * X.shape[0])), replace=False)] = 1
+        return X.astype(np.float32), y, None, None
+    # fixed population structure per cell (seeded by the cell), patients per replicate
+    prng = np.random.default_rng(zlib.crc32(cell.name.encode()))
+    L = prng.normal(scale=0.5, size=(cell.D, N_LOADINGS))
+    delta = np.zeros(cell.D)
+    delta[: min(10, cell.D)] = cell.signal
+    n1 = int(round(cell.prevalence * cell.n))
+    y = np.zeros(cell.n)
+    y[:n1] = 1
+    y = y[rng.permutation(cell.n)]
+    Z = rng.normal(size=(cell.n, N_LOADINGS))
+    X = y[:, None] * delta[None, :] + Z @ L.T + rng.normal(size=(cell.n, cell.D))
+    return X.astype(np.float32), y, delta, L
+
+
+def _pooled_truth(models, delta, L) -> float:
+    """Exact AUROC of the pooled standardised scores of one repeat's fold models."""
+    m1, m0, v = [], [], []
+    for u, c in models:
+        m0.append(c)
+        m1.append(c + float(delta @ u))
+        v.append(float(np.sum((L.T @ u) ** 2) + np.sum(u * u)))
+    m1, m0, v = np.array(m1), np.array(m0), np.array(v)
+    z = (m1[:, None] - m0[None, :]) / np.sqrt(v[:, None] + v[None, :])
+    return float(stats.norm.cdf(z).mean())
+
+
+def one(cell: Cell, rep: int, *, boot_only: bool = False) -> dict:
+    from threadpoolctl import threadpool_limits
+
+    from tario_clinical import metrics
+    from tario_clinical.decode import default_Cs
+    from tario_clinical.decode import inference as inf
+
+    t0 = time.perf_counter()
+    ss = np.random.SeedSequence([zlib.crc32(cell.name.encode()), rep])
+    s_data, s_plan, s_jack, s_perm, s_boot = ss.spawn(5)
+    X, y, delta, L = _simulate(cell, np.random.default_rng(s_data))
+    Y = y[:, None]
+    n = X.shape[0]
+    kw = dict(n_splits=5, n_repeats=5, n_inner_splits=5, stratify_jointly=True, groups=None)
+    Cs = default_Cs(10, n, X.shape[1])
+    problem = inf.CVProblem(X=X, codes=np.arange(n), Cs=Cs, feature_map=delta is not None)
+    plan = inf.make_plan(Y, seed_seq=s_plan, **kw)
+    models: dict[int, list] = {}
+    scores = {r: np.full(n, np.nan) for r in range(5)}
+    fold_auc = []
+
+    def hook(r, k, train, test, basis, ff):  # noqa: ANN001
+        scores[r][test] = ff.test_std[:, 0]
+        yt = y[test]
+        if 0 < yt.sum() < yt.size:
+            fold_auc.append(metrics.auroc(yt.astype(int), ff.test_std[:, 0]))
+        if delta is not None:
+            # standardised score = x . u + c  (raw feature space)
+            w = basis.feature_map @ ff.coef[:, 0]
+            ftr = basis.F @ ff.coef[:, 0] + ff.intercept[0]
+            mu, sd = ftr.mean(), ftr.std()
+            sd = sd if sd > 0 else 1.0
+            u = (w / basis.scale) / sd
+            c = (-(basis.mean / basis.scale) @ w + ff.intercept[0] - mu) / sd
+            models.setdefault(r, []).append((u, float(c)))
+
+    with threadpool_limits(1):
+        if boot_only:
+            T = float(inf.cv_statistic(problem, Y, plan)[0])
+            br = inf.bootstrap_replicates(problem, Y, kw, n_bootstrap=20, seed_seq=s_boot)
+            lo, hi, _ = inf.bootstrap_interval(np.array([T]), br, 0.95)
+            lb = inf._logit(br[:, 0])
+            sd, lt, qt = lb.std(ddof=1), inf._logit(np.array([T]))[0], stats.t.ppf(0.975, 19)
+            return {
+                "cell": cell.name,
+                "rep": rep,
+                "T": T,
+                "boot_lo": float(lo[0]),
+                "boot_hi": float(hi[0]),
+                "boot_t_lo": float(inf._expit(lt - qt * sd)),
+                "boot_t_hi": float(inf._expit(lt + qt * sd)),
+                "seconds": round(time.perf_counter() - t0, 3),
+            }
+        T = float(inf.cv_statistic(problem, Y, plan, fold_hook=hook)[0])
+        row: dict = {f: "" for f in FIELDS}
+        row.update(cell=cell.name, group=cell.group, rep=rep, n=n, D=X.shape[1], n_pos=int(y.sum()))
+        row["T"] = T
+        if delta is not None:
+            row["truth_cond"] = float(
+                np.mean([_pooled_truth(models[r], delta, L) for r in range(5)])
+            )
+        else:
+            row["truth_cond"] = 0.5
+        # DeLong on OOF scores, averaged over repeats
+        ses = [metrics.auroc_ci(y.astype(int), scores[r]).se for r in range(5)]
+        se_d = float(np.mean(ses))
+        row["delong_lo"], row["delong_hi"] = T - 1.959964 * se_d, T + 1.959964 * se_d
+        row["p_delong"] = float(stats.norm.sf((T - 0.5) / se_d)) if se_d > 0 else ""
+        # Nadeau-Bengio corrected resampled variance of per-fold AUROCs
+        fa = np.array(fold_auc)
+        if fa.size > 2:
+            v_nb = (1 / fa.size + 0.25) * fa.var(ddof=1)
+            row["nb_lo"], row["nb_hi"] = T - 1.959964 * np.sqrt(v_nb), T + 1.959964 * np.sqrt(v_nb)
+        # grouped jackknife (default)
+        jr = inf.jackknife_replicates(problem, Y, plan, n_groups=10, seed_seq=s_jack)
+        lo, hi, _ = inf.jackknife_interval(np.array([T]), jr, 0.95)
+        row["jack_lo"], row["jack_hi"] = float(lo[0]), float(hi[0])
+        jv = 0.9 * np.sum((jr[:, 0] - jr[:, 0].mean()) ** 2)
+        q9 = stats.t.ppf(0.975, 9)
+        row["jack_plain_lo"], row["jack_plain_hi"] = T - q9 * np.sqrt(jv), T + q9 * np.sqrt(jv)
+        lj = inf._logit(jr[:, 0])
+        se_l = np.sqrt(0.9 * np.sum((lj - lj.mean()) ** 2))
+        row["p_jack"] = (
+            float(stats.t.sf(inf._logit(np.array([T]))[0] / se_l, 9)) if se_l > 0 else ""
+        )
+        if rep < cell.perm_reps:
+            null = inf.permutation_null(problem, Y, kw, n_permutations=19, seed_seq=s_perm)
+            row["p_perm"] = float(inf.permutation_pvalue(np.array([T]), null, "greater")[0])
+    row["seconds"] = round(time.perf_counter() - t0, 3)
+    return row
+
+
+def _task(args):  # noqa: ANN001, ANN202
+    cell, rep, boot_only = args
+    return one(cell, rep, boot_only=boot_only)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--cells", default="", help="comma-separated cell names (default: all)")
+    ap.add_argument("--max-reps", type=int, default=0, help="cap replicates per cell (smoke)")
+    ap.add_argument("--out", default=str(OUT))
+    ap.add_argument(
+        "--boot",
+        action="store_true",
+        help="bootstrap pass: B = 20 bootstrap intervals for the first boot_reps replicates of "
+        "each cell (same data and T as the main pass), into replicates_boot.csv",
+    )
+    args = ap.parse_args()
+    if args.boot and args.out == str(OUT):
+        args.out = str(HERE / "replicates_boot.csv")
+    cells = [c for c in CELLS if not args.cells or c.name in args.cells.split(",")]
+    out = Path(args.out)
+    done = set()
+    if out.exists():
+        with out.open() as fh:
+            for r in csv.DictReader(fh):
+                done.add((r["cell"], int(r["rep"])))
+    # interleave cells so every cell fills up at the same pace
+    tasks = []
+    max_reps = max(c.reps for c in cells)
+    for rep in range(max_reps):
+        for c in cells:
+            cap = c.boot_reps if args.boot else c.reps
+            cap = cap if not args.max_reps else min(cap, args.max_reps)
+            if rep < cap and (c.name, rep) not in done:
+                tasks.append((c, rep, args.boot))
+    print(f"{len(tasks)} replicates to run ({len(done)} done)", file=sys.stderr, flush=True)
+    new = not out.exists()
+    with out.open("a", newline="") as fh:
+        fields = BOOT_FIELDS if args.boot else FIELDS
+        w = csv.DictWriter(fh, fieldnames=fields)
+        if new:
+            w.writeheader()
+        if args.jobs == 1:
+            it = map(_task, tasks)
+        else:
+            import multiprocessing as mp
+
+            pool = mp.get_context("fork").Pool(args.jobs)
+            it = pool.imap_unordered(_task, tasks, chunksize=1)
+        for i, row in enumerate(it, 1):
+            w.writerow(row)
+            fh.flush()
+            if i % 25 == 0:
+                print(f"{i}/{len(tasks)}", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    main()
