@@ -233,32 +233,35 @@ def run_study(
 
     import tario_clinical.decode as decode_mod
 
+    from .progress import stage
+
     d = cfg.decode
     log.info(
         "decoding %d targets with %dx%d cross-validation", len(d.targets), d.n_splits, d.n_repeats
     )
-    dec = decode_mod.decode(
-        adata,
-        cohort,
-        targets=list(d.targets),
-        n_splits=d.n_splits,
-        n_repeats=d.n_repeats,
-        n_inner_splits=d.n_inner_splits,
-        n_c=d.n_c,
-        penalty=d.penalty,
-        pca=d.pca,
-        class_weight=d.class_weight,
-        group_by=d.group_by,
-        ci_method=d.ci_method,
-        p_method=d.p_method,
-        alternative=d.alternative,
-        n_permutations=d.n_permutations,
-        n_jackknife=d.n_jackknife,
-        n_bootstrap=d.n_bootstrap,
-        n_jobs=-1 if d.n_jobs is None else d.n_jobs,
-        progress=None if progress else False,
-        seed=cfg.seed,
-    )
+    with stage("decode", targets=len(d.targets)):
+        dec = decode_mod.decode(
+            adata,
+            cohort,
+            targets=list(d.targets),
+            n_splits=d.n_splits,
+            n_repeats=d.n_repeats,
+            n_inner_splits=d.n_inner_splits,
+            n_c=d.n_c,
+            penalty=d.penalty,
+            pca=d.pca,
+            class_weight=d.class_weight,
+            group_by=d.group_by,
+            ci_method=d.ci_method,
+            p_method=d.p_method,
+            alternative=d.alternative,
+            n_permutations=d.n_permutations,
+            n_jackknife=d.n_jackknife,
+            n_bootstrap=d.n_bootstrap,
+            n_jobs=-1 if d.n_jobs is None else d.n_jobs,
+            progress=None if progress else False,
+            seed=cfg.seed,
+        )
 
     strat = None
     if cfg.survival is not None:
@@ -279,18 +282,19 @@ def run_study(
             s.score_target,
             s.cutoff,
         )
-        strat = survival.stratify(
-            cohort,
-            dec.oof_scores(s.score_target),
-            f"{s.endpoint}_time",
-            f"{s.endpoint}_event",
-            cutoff=cut,
-            arm=s.arm,
-            covariates=list(s.covariates),
-            tau=s.tau,
-            seed=cfg.seed,
-            **kwargs,
-        )
+        with stage("survival stratification"):
+            strat = survival.stratify(
+                cohort,
+                dec.oof_scores(s.score_target),
+                f"{s.endpoint}_time",
+                f"{s.endpoint}_event",
+                cutoff=cut,
+                arm=s.arm,
+                covariates=list(s.covariates),
+                tau=s.tau,
+                seed=cfg.seed,
+                **kwargs,
+            )
 
     design_table = None
     if cfg.design is not None:
@@ -310,19 +314,20 @@ def run_study(
         inputs={k: v for k, v in prepared.input_files.items()},
         include_time=False,
     )
-    rep = report_mod.build_report(
-        cohort=cohort,
-        decode=dec,
-        stratification=strat,
-        design=design_table,
-        expression_qc=qc,
-        representations=adata,
-        provenance=prov,
-        config=cfg.model_dump(mode="json"),
-        show_patient_ids=cfg.report.show_patient_ids,
-        seed=cfg.seed,
-    )
-    written.update(rep.write(out_dir))
+    with stage("report"):
+        rep = report_mod.build_report(
+            cohort=cohort,
+            decode=dec,
+            stratification=strat,
+            design=design_table,
+            expression_qc=qc,
+            representations=adata,
+            provenance=prov,
+            config=cfg.model_dump(mode="json"),
+            show_patient_ids=cfg.report.show_patient_ids,
+            seed=cfg.seed,
+        )
+        written.update(rep.write(out_dir))
     from .provenance import atomic_write
 
     atomic_write(out_dir / "exclusions.csv", lambda p: cohort.exclusions.to_csv(p, index=False))
