@@ -254,3 +254,23 @@ def test_representation_comparison_difference_holds_its_size_under_equal_informa
         rejections += diff["p_value"] <= 0.05
         assert "jackknife" in diff["ci_method"]
     assert rejections <= 4
+
+
+def test_bootstrap_with_leave_one_group_out_resamples_groups_too():
+    X, clin = _signal_data(11, n=90, signal=3.0)
+    clin["site"] = np.repeat(["s1", "s2", "s3"], 30)
+    res = tario_clinical.decode(
+        X,
+        clin,
+        targets=["S"],
+        group_by="site",
+        n_inner_splits=3,
+        ci_method="bootstrap",
+        n_bootstrap=5,
+        p_method="delong",
+        seed=0,
+        progress=False,
+    )
+    s = res.summary().iloc[0]
+    assert res.resamples["bootstrap"].shape == (5, 1)
+    assert s["low"] < s["auroc"] < s["high"]

@@ -77,6 +77,7 @@ __all__ = [
     "jackknife_replicates",
     "bootstrap_replicates",
     "weighted_auroc",
+    "run_replicates",
     "CI_METHODS",
     "P_METHODS",
 ]
@@ -384,6 +385,36 @@ def _run_replicates(
     return out
 
 
+def run_replicates(
+    fn: Any, tasks: list[Any], *, n_jobs: int | None = 1, progress: bool | None = False, desc: str
+) -> list[Any]:
+    """Run ``fn(task)`` for every task, in order; in processes when ``n_jobs != 1``.
+
+    The driver behind every re-run of a nested CV here (permutations, jackknife, bootstrap), for
+    other decoders' replicates too (:mod:`tario_clinical.decode.endpoint_inference`).
+
+    Parameters
+    ----------
+    fn : callable
+        Picklable ``fn(task)`` (a small class instance when ``n_jobs != 1``); an attribute
+        ``fn.problem.X`` lets small problems run on one BLAS thread.
+    tasks : list
+        One item per replicate (seed sequences, group numbers ...).
+    n_jobs : int or None, default 1
+        Worker processes (``-1``: all cores); the results do not depend on it.
+    progress : bool or None
+        Progress bar on stderr.
+    desc : str
+        Name of the replicates in the progress bar and the log.
+
+    Returns
+    -------
+    list
+        ``fn(task)`` of every task, in the order of ``tasks``.
+    """
+    return _run_replicates(fn, tasks, n_jobs=n_jobs, progress=progress, desc=desc)
+
+
 def _limited(fn: Any, task: Any) -> Any:
     """Run one replicate in a worker process with one BLAS thread (the processes share cores)."""
     from threadpoolctl import threadpool_limits
@@ -522,7 +553,10 @@ class _BootTask:
             seed=pb.seed,
         )
         Yb = Y[sel]
-        plan = make_plan(Yb, seed_seq=s_plan, **self.plan_kw)
+        kw = dict(self.plan_kw)
+        if kw.get("groups") is not None:  # leave-one-group-out: the resampled patients' groups
+            kw["groups"] = np.asarray(kw["groups"])[sel]
+        plan = make_plan(Yb, seed_seq=s_plan, **kw)
         return cv_statistic(sub, Yb, plan, weights=mult)
 
 
