@@ -330,7 +330,8 @@ class FoldFit:
     Attributes
     ----------
     best_C : (T,) chosen C per target (NaN when a target had one class in training)
-    inner_scores : (T, L) mean inner-fold AUROC per target and C
+    inner_scores : (T, L) mean inner-fold score per target and C (the ``scoring`` criterion:
+        minus the log-loss by default, or AUROC)
     test_scores : (n_test, T) decision values (log-odds) of the refitted model on the test rows
     test_std : (n_test, T) the same linear predictor standardised by its mean and standard
         deviation over the training rows (label-free, training rows only), so that scores of

@@ -72,7 +72,8 @@ class DecodeResult:
     ----------
     oof : DataFrame
         Out-of-fold scores, one row per patient x target x repeat: ``patient_id, target,
-        repeat, fold, score`` (log-odds), ``probability, y_true``.
+        repeat, fold, score`` (the fold model's linear predictor standardised by its mean and SD
+        over that fold's training rows -- not log-odds), ``probability, y_true``.
     exclusions : DataFrame
         ``patient_id, target, reason``: every patient left out of a target's analysis.
     final_models : dict
@@ -112,7 +113,7 @@ class DecodeResult:
         return self.oof[self.oof["target"] == target]
 
     def oof_scores(self, target: str) -> pd.Series:
-        """Mean out-of-fold score (log-odds) per patient across repeats, indexed by ``patient_id``."""
+        """Mean out-of-fold (fold-standardised) score per patient across repeats, indexed by ``patient_id``."""
         d = self._target_oof(target)
         s = d.groupby("patient_id", sort=True)["score"].mean()
         s.name = target
