@@ -22,192 +22,65 @@ Generative model (all draws from one ``seed``)
   (5 % NE). OS: exponential, control median 12 months, log-HR ``-0.2 arm - 0.5 arm Z04 + 0.45
   STK11 + 0.15 KRAS - 0.3 EGFR``; PFS shares the linear predictor with twice the hazard, capped at
   OS. Accrual uniform over 24 months, analysis at 36 months, plus exponential drop-out.
+
+Second trial from the same biology
+----------------------------------
+``simulate_trial(..., second_trial={...})`` (or :meth:`SimulatedTrial.draw_second_trial`) draws
+another trial that shares the biology (loadings, gene baselines and scales, genotype and
+cancer-type shifts, outcome model) but may differ in cancer-type mix, genotype prevalences, arm
+allocation and a *site/scanner shift* of the representation: ``X = b + s (o + g (Z W + E) +
+sigma E2)`` with per-gene offsets ``o ~ N(0, offset^2)``, gains ``log g ~ N(0, gain^2)`` and
+extra noise ``sigma`` (units of the gene noise SD). :meth:`SimulatedTrial.locked_truth` gives,
+by Monte Carlo over fresh patients of a trial's population, what a *fixed* (locked) score
+achieves there: AUROC, calibration intercept and slope, Brier score.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.special import logsumexp, ndtr
 
 from ..errors import TarioClinicalError
+from ._generative import (
+    CANCER_TYPES,
+    GENOTYPES,
+    Biology,
+    Population,
+    Probabilities,
+    adjust_probabilities,
+    attainable,
+    draw_trial,
+    gene_symbols,
+    make_biology,
+    make_shift,
+    prevalences,
+    sample_patients,
+)
 
 __all__ = ["simulate_trial", "SimulatedTrial", "TrialTruth", "gene_symbols", "GENOTYPES"]
 
-GENOTYPES = ("EGFR", "KRAS", "STK11", "PTEN")
-CANCER_TYPES = ("LUAD", "LUSC", "COAD", "PAAD")
-_TYPE_P = np.array([0.50, 0.20, 0.20, 0.10])
-_HISTOLOGY = {
-    "LUAD": (
-        ("acinar adenocarcinoma", 0.45),
-        ("papillary adenocarcinoma", 0.2),
-        ("solid adenocarcinoma", 0.25),
-        ("lepidic adenocarcinoma", 0.1),
-    ),
-    "LUSC": (("keratinising squamous", 0.6), ("non-keratinising squamous", 0.4)),
-    "COAD": (("adenocarcinoma NOS", 0.85), ("mucinous adenocarcinoma", 0.15)),
-    "PAAD": (("ductal adenocarcinoma", 1.0),),
-}
-_P_EGFR = np.array([0.25, 0.05, 0.03, 0.02])
-_P_KRAS_WT = np.array([0.33, 0.08, 0.42, 0.85])
-_P_STK11 = (0.07, 0.32)  # KRAS wild-type, mutant
-_P_PTEN = 0.05
-
-_FAMILIES = (
-    "ZNF",
-    "SLC",
-    "KRT",
-    "COL",
-    "CD",
-    "IL",
-    "CCL",
-    "CXCL",
-    "TMEM",
-    "FAM",
-    "ADAM",
-    "ABC",
-    "ANK",
-    "ARHGAP",
-    "ATP",
-    "CDH",
-    "CYP",
-    "DNAJ",
-    "GPR",
-    "HOX",
-    "KCN",
-    "KIF",
-    "LRRC",
-    "MAP",
-    "MYO",
-    "NDUF",
-    "OR",
-    "PCDH",
-    "PLEKH",
-    "PPP",
-    "RAB",
-    "RBM",
-    "RNF",
-    "SCN",
-    "SEMA",
-    "SH3",
-    "SOX",
-    "SPATA",
-    "TBC1D",
-    "TRIM",
-    "UBE2",
-    "USP",
-    "WDR",
-    "ZBTB",
-    "CCDC",
-    "C1QTNF",
-    "FBXO",
-    "GOLGA",
-    "HSPA",
-    "LAMA",
-    "MMP",
-    "NOTCH",
-    "PRSS",
-    "RPL",
-    "RPS",
-    "S100A",
-    "SERPINA",
-    "SLC25A",
-    "TNFRSF",
-    "TRPM",
-    "WNT",
-    "ZFP",
+#: options of a second trial (``simulate_trial(second_trial=...)``, ``draw_second_trial``)
+SECOND_TRIAL_OPTIONS = (
+    "n_patients",
+    "seed",
+    "site_shift",
+    "prevalence",
+    "cancer_type_mix",
+    "allocation",
+    "n_sites",
+    "control_median_os",
+    "dropout_rate",
+    "missing_genotype_rate",
+    "study_id",
+    "compute_attainable",
 )
-_ANCHORS = (
-    "EGFR",
-    "KRAS",
-    "STK11",
-    "PTEN",
-    "TP53",
-    "KEAP1",
-    "NKX2-1",
-    "NAPSA",
-    "SFTPC",
-    "SFTPB",
-    "KRT5",
-    "KRT6A",
-    "TP63",
-    "SOX2",
-    "CDX2",
-    "VIL1",
-    "LGR5",
-    "MUC2",
-    "KRT7",
-    "KRT20",
-    "MUC5AC",
-    "PDX1",
-    "CD3E",
-    "CD8A",
-    "GZMB",
-    "PRF1",
-    "CXCL9",
-    "CXCL10",
-    "IFNG",
-    "CD274",
-    "PDCD1",
-    "LAG3",
-    "FOXP3",
-    "MS4A1",
-    "CD68",
-    "CD163",
-    "COL1A1",
-    "COL3A1",
-    "ACTA2",
-    "FAP",
-    "PECAM1",
-    "VWF",
-    "MKI67",
-    "TOP2A",
-    "CCNB1",
-    "EPCAM",
-    "CDH1",
-    "VIM",
-    "DUSP6",
-    "ETV4",
-    "ETV5",
-    "SPRY4",
-    "AREG",
-    "EREG",
-    "ALDH1A1",
-    "NQO1",
-    "GPX2",
-    "AKR1C1",
-    "PIK3CA",
-    "AKT1",
-)
-
-
-def gene_symbols(n: int) -> list[str]:
-    """``n`` unique, real-looking gene symbols (anchor genes first, then family-numbered names).
-
-    Examples
-    --------
-    >>> gene_symbols(3)
-    ['EGFR', 'KRAS', 'STK11']
-    """
-    if n <= len(_ANCHORS):
-        return list(_ANCHORS[:n])
-    names = list(_ANCHORS)
-    seen = set(names)
-    i = 1
-    while len(names) < n:
-        for fam in _FAMILIES:
-            name = f"{fam}{i}"
-            if name not in seen:
-                names.append(name)
-                seen.add(name)
-                if len(names) == n:
-                    break
-        i += 1
-    return names
+_LOCKED_TARGETS = (*GENOTYPES, "responder")
 
 
 @dataclass(frozen=True)
@@ -224,7 +97,9 @@ class TrialTruth:
         True 0/1 genotype of every patient (before calls were set missing).
     attainable_auroc : dict
         Target -> AUROC of the Bayes-optimal score computed from the representation alone (Monte
-        Carlo over 40,000 fresh patients from the same model; standard error about 0.003).
+        Carlo over 40,000 fresh patients from the same model; standard error about 0.003). For
+        a shifted second trial: what an analysis *fitted in that trial* (knowing its shift) can
+        reach; a locked score's truth is :meth:`SimulatedTrial.locked_truth`.
     attainable_auroc_linear : dict
         Target -> AUROC of the best *linear* score of the representation (what a linear decoder
         with unlimited training data reaches; at most ``attainable_auroc``).
@@ -232,6 +107,9 @@ class TrialTruth:
         Planted coefficients: ``genotype_shift``, response probit and survival log-hazard terms.
     benefit : Series
         Each patient's true log-HR of experimental vs control (``-0.2 - 0.5 Z04``).
+    population : dict
+        The population: cancer-type mix, expected genotype prevalences, arm allocation, the
+        site/scanner shift settings (``offset, gain, noise``) and the biology's seed.
     """
 
     latent: pd.DataFrame
@@ -242,16 +120,22 @@ class TrialTruth:
     benefit: pd.Series
     attainable_auroc_linear: dict[str, float] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
+    population: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class SimulatedTrial:
-    """A synthetic trial: ``clinical`` table, ``representations`` AnnData and ``truth``."""
+    """A synthetic trial: ``clinical`` table, ``representations`` AnnData and ``truth``.
+
+    ``second_trial`` holds the trial drawn with ``simulate_trial(..., second_trial=...)``.
+    """
 
     clinical: pd.DataFrame
     representations: Any  # anndata.AnnData (imported lazily)
     truth: TrialTruth
     seed: int
+    second_trial: SimulatedTrial | None = None
+    _generator: tuple[Biology, Population] | None = field(default=None, repr=False)
 
     def cohort(self, **kwargs: Any):  # noqa: ANN201 - Cohort, avoid import cycle at type level
         """The clinical table as a validated :class:`~tario_clinical.cohort.Cohort`."""
@@ -261,7 +145,12 @@ class SimulatedTrial:
 
     def __repr__(self) -> str:
         n, d = self.representations.shape
-        return f"SimulatedTrial({n} patients x {d} features, seed={self.seed})"
+        extra = (
+            ""
+            if self.second_trial is None
+            else f", second trial of {len(self.second_trial.clinical)}"
+        )
+        return f"SimulatedTrial({n} patients x {d} features, seed={self.seed}{extra})"
 
     def write(self, out_dir: Any) -> dict[str, str]:
         """Write ``clinical.csv`` and ``representations.h5ad`` atomically into ``out_dir``."""
@@ -276,127 +165,392 @@ class SimulatedTrial:
         atomic_write_h5ad(out / "representations.h5ad", self.representations)
         return paths
 
+    # ------------------------------------------------------------------ second trial
+    def draw_second_trial(
+        self,
+        n_patients: int = 500,
+        *,
+        seed: int = 1,
+        site_shift: float | Mapping[str, float] = 0.0,
+        prevalence: Mapping[str, float] | None = None,
+        cancer_type_mix: Mapping[str, float] | None = None,
+        allocation: float = 0.5,
+        n_sites: int = 4,
+        control_median_os: float | None = None,
+        dropout_rate: float | None = None,
+        missing_genotype_rate: float | None = None,
+        study_id: str = "SIM-002",
+        compute_attainable: bool = True,
+    ) -> SimulatedTrial:
+        """Another trial from this trial's biology, with its own population and site shift.
 
-# --------------------------------------------------------------------------------------------
-# generative pieces
+        Parameters
+        ----------
+        n_patients : int, default 500
+            Patients of the second trial (>= 10); ids ``V0000``, ``V0001``, ...
+        seed : int, default 1
+            Seed of the second trial's draws (``SeedSequence([seed, 2])``, so it never repeats
+            the first trial's patients even with the same number).
+        site_shift : float or mapping, default 0.0
+            Site/scanner shift of the representation in units of each gene's noise SD. A float
+            ``s`` means ``{"offset": s, "gain": s / 2, "noise": s}``: per-gene offsets ``~ N(0,
+            s^2)`` (a locked linear score moves by a constant: calibration changes,
+            discrimination does not), per-gene gains ``log g ~ N(0, (s / 2)^2)`` and extra
+            noise of SD ``s`` (both lower a locked score's discrimination). 0: no shift.
+        prevalence : mapping, optional
+            Target overall prevalence per genotype (``{"EGFR": 0.3}``), reached by scaling the
+            odds of that genotype's per-cancer-type probabilities.
+        cancer_type_mix : mapping, optional
+            Weights of LUAD, LUSC, COAD, PAAD (normalised); default the first trial's mix.
+        allocation : float, default 0.5
+            Fraction randomised to the experimental arm; 0 or 1 gives a single-arm trial.
+        n_sites : int, default 4
+            Recruiting sites (``V01`` ...).
+        control_median_os, dropout_rate, missing_genotype_rate : float, optional
+            Default: the first trial's values.
+        study_id : str, default "SIM-002"
+        compute_attainable : bool, default True
+            Compute ``truth.attainable_auroc`` for the second trial's population.
 
+        Returns
+        -------
+        SimulatedTrial
+            Its ``truth.population`` records the shift and the expected prevalences;
+            :meth:`locked_truth` gives what a locked score achieves in it.
 
-@dataclass(frozen=True)
-class _Model:
-    k: int
-    genotype_shift: dict[str, float]
-    type_shift: np.ndarray  # (4, k)
-    stk11_immune: float
-    loadings: np.ndarray  # (k, g)
-    resp: dict[str, float]
+        Raises
+        ------
+        TarioClinicalError
+            Invalid options (named, with the allowed range).
 
-
-def _draw_discrete(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
-    ctype = rng.choice(len(CANCER_TYPES), size=n, p=_TYPE_P)
-    egfr = rng.random(n) < _P_EGFR[ctype]
-    kras = ~egfr & (rng.random(n) < _P_KRAS_WT[ctype])
-    stk11 = rng.random(n) < np.where(kras, _P_STK11[1], _P_STK11[0])
-    pten = rng.random(n) < _P_PTEN
-    return {"type": ctype, "EGFR": egfr, "KRAS": kras, "STK11": stk11, "PTEN": pten}
-
-
-def _latent_mean(model: _Model, d: dict[str, np.ndarray]) -> np.ndarray:
-    n = len(d["type"])
-    mu = np.zeros((n, model.k))
-    for j, g in enumerate(GENOTYPES):
-        mu[:, j] += model.genotype_shift[g] * d[g]
-    mu[:, 4] -= model.stk11_immune * d["STK11"]
-    mu += model.type_shift[d["type"]]
-    return mu
-
-
-def _configs() -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """All 4 x 16 discrete configurations with their prior log-probabilities."""
-    grid = (
-        np.array(np.meshgrid(range(4), [0, 1], [0, 1], [0, 1], [0, 1], indexing="ij"))
-        .reshape(5, -1)
-        .T
-    )
-    t, e, k, s, p = (grid[:, i] for i in range(5))
-    pe = np.where(e == 1, _P_EGFR[t], 1 - _P_EGFR[t])
-    pk_mut = np.where(e == 1, 0.0, _P_KRAS_WT[t])
-    pk = np.where(k == 1, pk_mut, 1 - pk_mut)
-    ps_mut = np.where(k == 1, _P_STK11[1], _P_STK11[0])
-    ps = np.where(s == 1, ps_mut, 1 - ps_mut)
-    pp = np.where(p == 1, _P_PTEN, 1 - _P_PTEN)
-    prior = _TYPE_P[t] * pe * pk * ps * pp
-    keep = prior > 0
-    d = {
-        "type": t[keep],
-        "EGFR": e[keep].astype(bool),
-        "KRAS": k[keep].astype(bool),
-        "STK11": s[keep].astype(bool),
-        "PTEN": p[keep].astype(bool),
-    }
-    return d, np.log(prior[keep])
-
-
-def _auroc(y: np.ndarray, score: np.ndarray) -> float:
-    from scipy.stats import rankdata
-
-    r = rankdata(score)
-    n1 = y.sum()
-    n0 = len(y) - n1
-    return float((r[y == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
-
-
-def _attainable(model: _Model, rng: np.random.Generator, n_mc: int = 40_000) -> dict[str, float]:
-    """Bayes-optimal AUROC per target from the representation's sufficient statistic."""
-    k = model.k
-    w = model.loadings
-    # sufficient statistic of Z in X (noise sd 1): zhat = Z + N(0, (W W^T)^-1)
-    s_cov = np.linalg.inv(w @ w.T)
-    d = _draw_discrete(rng, n_mc)
-    z = _latent_mean(model, d) + rng.standard_normal((n_mc, k))
-    zhat = z + rng.multivariate_normal(np.zeros(k), s_cov, size=n_mc, method="cholesky")
-    cfg, log_prior = _configs()
-    mu = _latent_mean(model, cfg)  # (c, k)
-    cov = np.eye(k) + s_cov
-    cov_inv = np.linalg.inv(cov)
-    # log N(zhat | mu_c, cov) up to a constant shared by all configs
-    a = zhat @ cov_inv @ mu.T  # (n, c)
-    b = 0.5 * np.einsum("ck,kl,cl->c", mu, cov_inv, mu)
-    log_post = a - b + log_prior
-    log_post -= logsumexp(log_post, axis=1, keepdims=True)
-    post = np.exp(log_post)
-    out = {}
-    for g in GENOTYPES:
-        score = post @ cfg[g].astype(float)
-        out[g] = _auroc(d[g].astype(int), score)
-    # responder: integrate the probit over Z | zhat, config and over the 1:1 arm
-    gain = np.eye(k) @ np.linalg.inv(np.eye(k) + s_cov)  # E[Z|zhat,c] = mu + gain (zhat - mu)
-    post_var = (np.eye(k) - gain)[4, 4]
-    r = model.resp
-    p_resp = np.zeros(n_mc)
-    for arm in (0, 1):
-        slope = r["z04"] + r["arm_x_z04"] * arm
-        cond_mean = mu[None, :, 4] + (zhat @ gain.T)[:, 4:5] - (mu @ gain.T)[None, :, 4]
-        lin = (r["intercept"] + r["arm"] * arm + slope * cond_mean) / np.sqrt(
-            1 + slope**2 * post_var
+        Examples
+        --------
+        >>> dev = simulate_trial(60, seed=0, n_genes=20, compute_attainable=False)
+        >>> val = dev.draw_second_trial(40, seed=5, site_shift=1.0, compute_attainable=False)
+        >>> val.clinical["patient_id"].iloc[0], val.truth.population["shift"]["offset"]
+        ('V0000', 1.0)
+        """
+        if self._generator is None:
+            raise TarioClinicalError(
+                "this SimulatedTrial carries no generator (built by hand or by an older version); "
+                "simulate it again with simulate_trial()"
+            )
+        bio, first = self._generator
+        n = _check_n_patients(n_patients)
+        spec = _shift_spec(site_shift)
+        if not 0.0 <= float(allocation) <= 1.0:
+            raise TarioClinicalError(f"allocation must be between 0 and 1, got {allocation!r}")
+        if not isinstance(n_sites, int | np.integer) or n_sites < 1:
+            raise TarioClinicalError(f"n_sites must be an integer >= 1, got {n_sites!r}")
+        probs = _population_probabilities(first.probs, prevalence, cancer_type_mix)
+        ss = np.random.SeedSequence([int(seed), 2])
+        rng_pat, rng_x, rng_out, rng_mc, rng_site = (np.random.default_rng(s) for s in ss.spawn(5))
+        active = any(v > 0 for v in spec.values())
+        shift = make_shift(rng_site, bio.base.size, spec) if active else None
+        pop = Population(
+            probs=probs,
+            shift=shift,
+            allocation=float(allocation),
+            control_median_os=float(
+                first.control_median_os if control_median_os is None else control_median_os
+            ),
+            dropout_rate=float(first.dropout_rate if dropout_rate is None else dropout_rate),
+            n_sites=int(n_sites),
+            missing_genotype_rate=float(
+                first.missing_genotype_rate
+                if missing_genotype_rate is None
+                else missing_genotype_rate
+            ),
+            study_id=str(study_id),
+            id_prefix="V",
+            site_prefix="V",
         )
-        p_resp += 0.5 * (post * ndtr(lin)).sum(axis=1)
-    arm = rng.random(n_mc) < 0.5
-    lin_true = r["intercept"] + r["arm"] * arm + (r["z04"] + r["arm_x_z04"] * arm) * z[:, 4]
-    responder = rng.random(n_mc) < ndtr(lin_true)
-    out["responder"] = _auroc(responder.astype(int), p_resp)
-    # best *linear* score of the representation: logistic fit on one half of the Monte Carlo
-    # sample, AUROC on the other (a linear decoder's ceiling)
-    from sklearn.linear_model import LogisticRegression
+        params = {
+            "n_patients": n,
+            "seed": int(seed),
+            **bio.params,
+            "missing_genotype_rate": pop.missing_genotype_rate,
+            "control_median_os": pop.control_median_os,
+            "dropout_rate": pop.dropout_rate,
+            "n_sites": pop.n_sites,
+            "biology_seed": int(bio.seed),
+            "second_trial": {
+                "site_shift": spec,
+                "prevalence": None if prevalence is None else dict(prevalence),
+                "cancer_type_mix": None if cancer_type_mix is None else dict(cancer_type_mix),
+                "allocation": pop.allocation,
+                "study_id": pop.study_id,
+            },
+        }
+        return _build_trial(
+            bio, pop, n, (rng_pat, rng_x, rng_out, rng_mc), params, compute_attainable, int(seed)
+        )
 
-    half = n_mc // 2
-    linear = {}
-    labels = {g: d[g].astype(int) for g in GENOTYPES} | {"responder": responder.astype(int)}
-    for key, y in labels.items():
-        fit = LogisticRegression(C=100.0, max_iter=1000).fit(zhat[:half], y[:half])
-        linear[key] = _auroc(y[half:], zhat[half:] @ fit.coef_[0])
-    return {key: round(val, 4) for key, val in out.items()}, {
-        k: round(v, 4) for k, v in linear.items()
+    def locked_truth(
+        self,
+        predict_proba: Callable[[pd.DataFrame], Any],
+        target: str,
+        *,
+        n: int = 100_000,
+        seed: int = 0,
+        batch_size: int = 10_000,
+    ) -> dict[str, float]:
+        """What a fixed (locked) probability score achieves in this trial's population.
+
+        Monte Carlo over ``n`` fresh patients of the same population (same site/scanner shift
+        realisation, prevalences and arm allocation), scored by ``predict_proba``.
+
+        Parameters
+        ----------
+        predict_proba : callable
+            Takes a DataFrame (patients x genes, the representation's columns, float32) and
+            returns ``P(target = 1)`` per row, e.g. ``LockedBiomarker.predict_proba``.
+        target : {"EGFR", "KRAS", "STK11", "PTEN", "responder"}
+        n : int, default 100,000
+            Fresh patients (AUROC Monte Carlo SE about 0.002 at 15 % prevalence).
+        seed : int, default 0
+        batch_size : int, default 10,000
+            Patients drawn and scored at a time (memory: ``batch_size x n_genes`` floats).
+
+        Returns
+        -------
+        dict
+            ``auroc, calibration_intercept`` (in the large, slope fixed at 1),
+            ``calibration_slope, brier, prevalence, mean_predicted, n``.
+
+        Raises
+        ------
+        TarioClinicalError
+            Unknown target, or a ``predict_proba`` output of the wrong shape or outside [0, 1].
+        """
+        if target not in _LOCKED_TARGETS:
+            raise TarioClinicalError(
+                f"target must be one of {list(_LOCKED_TARGETS)}; got {target!r}"
+            )
+        if self._generator is None:
+            raise TarioClinicalError("this SimulatedTrial carries no generator; simulate it again")
+        bio, pop = self._generator
+        genes = list(map(str, self.representations.var_names))
+        rng = np.random.default_rng(np.random.SeedSequence([int(seed), 3]))
+        probs, ys = [], []
+        left = int(n)
+        while left > 0:
+            b = min(int(batch_size), left)
+            x, labels = sample_patients(bio, pop, b, rng)
+            p = np.asarray(predict_proba(pd.DataFrame(x, columns=genes)), dtype=float).ravel()
+            if p.shape != (b,) or not np.all((p >= 0) & (p <= 1)):
+                raise TarioClinicalError(
+                    f"predict_proba must return {b} probabilities in [0, 1]; got shape {p.shape}"
+                )
+            probs.append(p)
+            ys.append(labels[target])
+            left -= b
+        p_all, y_all = np.concatenate(probs), np.concatenate(ys)
+        from ._generative import auroc
+
+        lp = np.log(np.clip(p_all, 1e-12, 1 - 1e-12)) - np.log1p(-np.clip(p_all, 1e-12, 1 - 1e-12))
+        intercept = _logistic_fit(np.ones((lp.size, 1)), y_all, lp)[0]
+        slope = _logistic_fit(np.column_stack([np.ones(lp.size), lp]), y_all, np.zeros(lp.size))[1]
+        return {
+            "auroc": auroc(y_all, p_all),
+            "calibration_intercept": float(intercept),
+            "calibration_slope": float(slope),
+            "brier": float(np.mean((p_all - y_all) ** 2)),
+            "prevalence": float(y_all.mean()),
+            "mean_predicted": float(p_all.mean()),
+            "n": int(y_all.size),
+        }
+
+
+def _logistic_fit(x: np.ndarray, y: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """Unpenalised logistic regression (Newton-Raphson with step halving) for the Monte Carlo
+    calibration truth."""
+    from scipy.special import expit
+
+    beta = np.zeros(x.shape[1])
+
+    def nll(b: np.ndarray) -> float:
+        eta = offset + x @ b
+        return float(np.sum(np.logaddexp(0.0, eta) - y * eta))
+
+    cur = nll(beta)
+    for _ in range(200):
+        p = expit(offset + x @ beta)
+        hess = x.T @ (x * (p * (1 - p))[:, None])
+        step = np.linalg.lstsq(hess, x.T @ (y - p), rcond=None)[0]
+        t = 1.0
+        while True:
+            new = beta + t * step
+            val = nll(new)
+            if val <= cur + 1e-12 or t < 1e-10:
+                break
+            t /= 2.0
+        beta, cur = new, val
+        if np.max(np.abs(t * step)) < 1e-12:
+            break
+    return beta
+
+
+def _check_n_patients(n_patients: Any) -> int:
+    if not isinstance(n_patients, int | np.integer) or n_patients < 10:
+        raise TarioClinicalError(f"n_patients must be an integer >= 10, got {n_patients!r}")
+    return int(n_patients)
+
+
+def _shift_spec(site_shift: Any) -> dict[str, float]:
+    if isinstance(site_shift, Mapping):
+        unknown = sorted(set(site_shift) - {"offset", "gain", "noise"})
+        if unknown:
+            raise TarioClinicalError(
+                f"site_shift has unknown key(s) {unknown}; allowed: offset, gain, noise"
+            )
+        spec = {k: float(site_shift.get(k, 0.0)) for k in ("offset", "gain", "noise")}
+    else:
+        try:
+            s = float(site_shift)
+        except (TypeError, ValueError):
+            raise TarioClinicalError(
+                f"site_shift must be a number or a mapping of offset/gain/noise; got {site_shift!r}"
+            ) from None
+        spec = {"offset": s, "gain": s / 2.0, "noise": s}
+    bad = {k: v for k, v in spec.items() if not (math.isfinite(v) and v >= 0)}
+    if bad:
+        raise TarioClinicalError(f"site_shift values must be finite and >= 0; got {bad}")
+    return spec
+
+
+def _population_probabilities(
+    base: Probabilities,
+    prevalence: Mapping[str, float] | None,
+    cancer_type_mix: Mapping[str, float] | None,
+) -> Probabilities:
+    if cancer_type_mix is not None:
+        unknown = sorted(set(cancer_type_mix) - set(CANCER_TYPES))
+        vals = [float(v) for v in cancer_type_mix.values()]
+        if unknown or any(not (math.isfinite(v) and v >= 0) for v in vals) or sum(vals) <= 0:
+            raise TarioClinicalError(
+                f"cancer_type_mix must map cancer types {list(CANCER_TYPES)} to weights >= 0 "
+                f"(not all 0); got {dict(cancer_type_mix)}"
+            )
+    if prevalence is not None:
+        unknown = sorted(set(prevalence) - set(GENOTYPES))
+        bad = {k: v for k, v in prevalence.items() if not (0 < float(v) < 1)}
+        if unknown or bad:
+            raise TarioClinicalError(
+                f"prevalence must map genotypes {list(GENOTYPES)} to values in (0, 1); "
+                f"got {dict(prevalence)}"
+            )
+    try:
+        return adjust_probabilities(
+            base,
+            type_mix=None if cancer_type_mix is None else dict(cancer_type_mix),
+            prevalence=None if prevalence is None else dict(prevalence),
+        )
+    except ValueError as err:
+        raise TarioClinicalError(str(err)) from err
+
+
+def _population_record(bio: Biology, pop: Population) -> dict[str, Any]:
+    shift = pop.shift
+    return {
+        "biology_seed": int(bio.seed),
+        "cancer_type_mix": {
+            t: float(p) for t, p in zip(CANCER_TYPES, pop.probs.type_p, strict=True)
+        },
+        "expected_prevalence": {g: round(v, 6) for g, v in prevalences(pop.probs).items()},
+        "allocation": float(pop.allocation),
+        "shift": (
+            {"offset": 0.0, "gain": 0.0, "noise": 0.0}
+            if shift is None
+            else {k: float(v) for k, v in shift.spec.items()}
+        ),
+        "study_id": pop.study_id,
     }
+
+
+def _build_trial(
+    bio: Biology,
+    pop: Population,
+    n: int,
+    rngs: tuple[np.random.Generator, ...],
+    params: dict[str, Any],
+    compute_attainable: bool,
+    seed: int,
+) -> SimulatedTrial:
+    """Draw one trial of ``pop`` and wrap it with its truth and provenance."""
+    rng_pat, rng_x, rng_out, rng_mc = rngs
+    k = bio.model.k
+    g = bio.base.size
+    drawn = draw_trial(bio, pop, n, rng_pat, rng_x, rng_out)
+    ids, ctype = drawn["ids"], drawn["ctype"]
+    genes = gene_symbols(g)
+    programs = [f"P{j:02d}" for j in range(k)]
+    latent = pd.DataFrame(drawn["z"], index=pd.Index(ids, name="patient_id"), columns=programs)
+    if compute_attainable:
+        att, att_linear = attainable(
+            bio.model,
+            rng_mc,
+            probs=pop.probs,
+            noise_var=None if pop.shift is None else pop.shift.noise_var(),
+            allocation=pop.allocation,
+        )
+    else:
+        att, att_linear = {}, {}
+
+    import anndata as ad
+
+    from .. import __version__
+
+    obs = pd.DataFrame(index=pd.Index(ids, name="patient_id"))
+    obs["cancer_type"] = pd.Categorical(ctype, categories=list(CANCER_TYPES))
+    adata = ad.AnnData(
+        X=drawn["x"].astype(np.float32),
+        obs=obs,
+        var=pd.DataFrame(index=pd.Index(genes, name="gene")),
+    )
+    adata.uns["tario_clinical"] = {
+        "schema_version": 1,
+        "package_version": __version__,
+        "created_utc": _dt.datetime(
+            2000, 1, 1, tzinfo=_dt.UTC
+        ).isoformat(),  # fixed: simulated data are a pure function of the seed
+        "kind": "simulated",
+        "level": "patient",
+        "seed": int(seed),
+        "simulator": params,
+        "feature_kind": "expression",
+    }
+    d = drawn["d"]
+    model = bio.model
+    truth = TrialTruth(
+        latent=latent,
+        loadings=pd.DataFrame(model.loadings, index=programs, columns=genes),
+        genotypes=pd.DataFrame(
+            {gname: d[gname].astype(int) for gname in GENOTYPES}, index=latent.index
+        ),
+        attainable_auroc=att,
+        attainable_auroc_linear=att_linear,
+        effects={
+            "genotype_shift": dict(model.genotype_shift),
+            "stk11_on_P04": -model.stk11_immune,
+            "response_probit": dict(model.resp),
+            "log_hr": drawn["eff"],
+            "control_median_os": pop.control_median_os,
+            "predictive_program": "P04",
+        },
+        benefit=pd.Series(
+            drawn["benefit"], index=latent.index, name="log_hr_experimental_vs_control"
+        ),
+        params=params,
+        population=_population_record(bio, pop),
+    )
+    return SimulatedTrial(
+        clinical=drawn["clinical"],
+        representations=adata,
+        truth=truth,
+        seed=int(seed),
+        _generator=(bio, pop),
+    )
 
 
 def simulate_trial(
@@ -412,6 +566,7 @@ def simulate_trial(
     dropout_rate: float = 0.01,
     n_sites: int = 8,
     compute_attainable: bool = True,
+    second_trial: Mapping[str, Any] | None = None,
 ) -> SimulatedTrial:
     """Simulate a two-arm retrospective trial with planted, known truth.
 
@@ -440,6 +595,12 @@ def simulate_trial(
         Number of recruiting sites.
     compute_attainable
         Compute ``truth.attainable_auroc`` (about 0.5 s).
+    second_trial
+        Options of a second trial from the same biology (see
+        :meth:`SimulatedTrial.draw_second_trial`: ``n_patients, seed, site_shift, prevalence,
+        cancer_type_mix, allocation, n_sites, control_median_os, dropout_rate,
+        missing_genotype_rate, study_id, compute_attainable``), returned as
+        ``trial.second_trial``. The first trial is the same with or without it.
 
     Returns
     -------
@@ -452,144 +613,52 @@ def simulate_trial(
     (200, 100)
     >>> sorted(trial.truth.attainable_auroc)
     ['EGFR', 'KRAS', 'PTEN', 'STK11', 'responder']
+    >>> pair = simulate_trial(60, seed=1, n_genes=20, compute_attainable=False,
+    ...                       second_trial={"n_patients": 50, "site_shift": 0.5,
+    ...                                     "prevalence": {"EGFR": 0.3}})
+    >>> pair.second_trial.representations.shape
+    (50, 20)
     """
-    if not isinstance(n_patients, int | np.integer) or n_patients < 10:
-        raise TarioClinicalError(f"n_patients must be an integer >= 10, got {n_patients!r}")
+    n = _check_n_patients(n_patients)
     if not 8 <= n_genes <= 25_000:
         raise TarioClinicalError(f"n_genes must be between 8 and 25,000, got {n_genes!r}")
     if n_programs < 8:
         raise TarioClinicalError(f"n_programs must be >= 8, got {n_programs!r}")
     if snr <= 0:
         raise TarioClinicalError(f"snr must be > 0, got {snr!r}")
+    if second_trial is not None:
+        if not isinstance(second_trial, Mapping):
+            raise TarioClinicalError(
+                f"second_trial must be a mapping of options; got {type(second_trial).__name__}"
+            )
+        unknown = sorted(set(second_trial) - set(SECOND_TRIAL_OPTIONS))
+        if unknown:
+            raise TarioClinicalError(
+                f"second_trial has unknown option(s) {unknown}; allowed: "
+                f"{', '.join(SECOND_TRIAL_OPTIONS)}"
+            )
 
     ss = np.random.SeedSequence(seed)
     rng_model, rng_pat, rng_x, rng_out, rng_mc = (np.random.default_rng(s) for s in ss.spawn(5))
-    k, g = n_programs, n_genes
-
-    # ---- model: loadings and shifts
-    assign = rng_model.permutation(g) % (2 * k)  # half of the genes are noise (assign >= k)
-    w = np.zeros((k, g))
-    for j in range(k):
-        idx = np.flatnonzero(assign == j)
-        if len(idx) == 0:
-            idx = rng_model.choice(g, size=1)
-        v = rng_model.standard_normal(len(idx))
-        w[j, idx] = v / np.linalg.norm(v) * snr
-    type_shift = np.zeros((len(CANCER_TYPES), k))
-    type_shift[:, 5:8] = rng_model.normal(0, 1.2, size=(len(CANCER_TYPES), 3))
-    shift = {"EGFR": 2.0, "KRAS": 1.5, "STK11": 1.3, "PTEN": 1.6}
-    model = _Model(
-        k=k,
-        genotype_shift={key: v * genotype_effect for key, v in shift.items()},
-        type_shift=type_shift,
-        stk11_immune=0.5,
-        loadings=w,
-        resp={"intercept": -0.6, "arm": 0.3, "z04": 0.3, "arm_x_z04": 0.7},
+    bio = make_biology(
+        rng_model,
+        seed=int(seed),
+        n_genes=int(n_genes),
+        n_programs=int(n_programs),
+        snr=float(snr),
+        genotype_effect=float(genotype_effect),
     )
-    base = rng_model.normal(4.0, 1.5, size=g)
-    scale = rng_model.gamma(4.0, 0.25, size=g)
-
-    # ---- patients
-    n = int(n_patients)
-    d = _draw_discrete(rng_pat, n)
-    z = _latent_mean(model, d) + rng_pat.standard_normal((n, k))
-    arm = rng_pat.permutation(np.arange(n) % 2).astype(bool)  # 1:1 allocation
-    ids = [f"P{i:04d}" for i in range(n)]
-    ctype = np.array(CANCER_TYPES)[d["type"]]
-    histology = np.empty(n, dtype=object)
-    for t, name in enumerate(CANCER_TYPES):
-        idx = np.flatnonzero(d["type"] == t)
-        labels, probs = zip(*_HISTOLOGY[name], strict=True)
-        histology[idx] = rng_pat.choice(labels, size=len(idx), p=probs)
-
-    # ---- representation
-    noise = rng_x.standard_normal((n, g))
-    x = base + scale * (z @ w + noise)
-
-    # ---- outcomes
-    r = model.resp
-    lin = r["intercept"] + r["arm"] * arm + (r["z04"] + r["arm_x_z04"] * arm) * z[:, 4]
-    responder = rng_out.standard_normal(n) < lin
-    u = rng_out.random(n)
-    best = np.where(
-        responder, np.where(u < 0.15, "CR", "PR"), np.where(u < 0.55, "SD", "PD")
-    ).astype(object)
-    best[rng_out.random(n) < 0.05] = "NE"
-    eff = {"arm": -0.2, "arm_x_z04": -0.5, "STK11": 0.45, "KRAS": 0.15, "EGFR": -0.3}
-    benefit = eff["arm"] + eff["arm_x_z04"] * z[:, 4]
-    loghaz = (
-        arm * benefit
-        + eff["STK11"] * d["STK11"]
-        + eff["KRAS"] * d["KRAS"]
-        + eff["EGFR"] * d["EGFR"]
-    )
-    lam0 = np.log(2) / control_median_os
-    os_true = rng_out.exponential(1.0 / (lam0 * np.exp(loghaz)))
-    pfs_true = np.minimum(rng_out.exponential(1.0 / (2 * lam0 * np.exp(loghaz))), os_true)
-    entry = rng_out.uniform(0, 24, n)
-    admin = 36.0 - entry
-    dropout = rng_out.exponential(1.0 / dropout_rate, n) if dropout_rate > 0 else np.full(n, np.inf)
-    cens = np.minimum(admin, dropout)
-    os_time = np.minimum(os_true, cens)
-    pfs_time = np.minimum(pfs_true, cens)
-
-    # ---- covariates
-    age = np.clip(rng_out.normal(64, 9, n), 30, 90).round(0)
-    sex = rng_out.choice(["F", "M"], size=n, p=[0.45, 0.55])
-    p_never = np.where(d["EGFR"], 0.6, 0.12)
-    smoking = np.where(
-        rng_out.random(n) < p_never,
-        "never",
-        rng_out.choice(["former", "current"], size=n, p=[0.6, 0.4]),
-    )
-    stage = rng_out.choice(["IIIB", "IV"], size=n, p=[0.25, 0.75])
-    ecog = rng_out.choice([0, 1, 2], size=n, p=[0.4, 0.5, 0.1])
-    site = np.array([f"S{i + 1:02d}" for i in range(n_sites)])[rng_out.integers(0, n_sites, n)]
-
-    clinical = pd.DataFrame(
-        {
-            "patient_id": ids,
-            "study_id": "SIM-001",
-            "site": site,
-            "arm": np.where(arm, "experimental", "control"),
-            "cancer_type": ctype,
-            "histology": histology,
-        }
-    )
-    for gname in GENOTYPES:
-        calls = np.where(d[gname], "mutant", "wild-type").astype(object)
-        calls[rng_out.random(n) < missing_genotype_rate] = None
-        clinical[gname] = calls
-    clinical["best_response"] = best
-    clinical["os_time"] = os_time.round(3)
-    clinical["os_event"] = (os_true <= cens).astype(int)
-    clinical["pfs_time"] = pfs_time.round(3)
-    clinical["pfs_event"] = (pfs_true <= cens).astype(int)
-    clinical["age"] = age
-    clinical["sex"] = sex
-    clinical["stage"] = stage
-    clinical["ecog"] = ecog
-    clinical["smoking"] = smoking
-
-    genes = gene_symbols(g)
-    programs = [f"P{j:02d}" for j in range(k)]
-    latent = pd.DataFrame(z, index=pd.Index(ids, name="patient_id"), columns=programs)
-    attainable, attainable_linear = _attainable(model, rng_mc) if compute_attainable else ({}, {})
-
-    import anndata as ad
-
-    from .. import __version__
-
-    obs = pd.DataFrame(index=pd.Index(ids, name="patient_id"))
-    obs["cancer_type"] = pd.Categorical(ctype, categories=list(CANCER_TYPES))
-    adata = ad.AnnData(
-        X=x.astype(np.float32), obs=obs, var=pd.DataFrame(index=pd.Index(genes, name="gene"))
+    pop = Population(
+        control_median_os=control_median_os,
+        dropout_rate=dropout_rate,
+        n_sites=n_sites,
+        missing_genotype_rate=missing_genotype_rate,
     )
     params = {
         "n_patients": n,
         "seed": int(seed),
-        "n_genes": g,
-        "n_programs": k,
+        "n_genes": int(n_genes),
+        "n_programs": int(n_programs),
         "snr": float(snr),
         "genotype_effect": float(genotype_effect),
         "missing_genotype_rate": float(missing_genotype_rate),
@@ -597,35 +666,9 @@ def simulate_trial(
         "dropout_rate": float(dropout_rate),
         "n_sites": int(n_sites),
     }
-    adata.uns["tario_clinical"] = {
-        "schema_version": 1,
-        "package_version": __version__,
-        "created_utc": _dt.datetime(
-            2000, 1, 1, tzinfo=_dt.UTC
-        ).isoformat(),  # fixed: simulated data are a pure function of the seed
-        "kind": "simulated",
-        "level": "patient",
-        "seed": int(seed),
-        "simulator": params,
-        "feature_kind": "expression",
-    }
-    truth = TrialTruth(
-        latent=latent,
-        loadings=pd.DataFrame(w, index=programs, columns=genes),
-        genotypes=pd.DataFrame(
-            {gname: d[gname].astype(int) for gname in GENOTYPES}, index=latent.index
-        ),
-        attainable_auroc=attainable,
-        attainable_auroc_linear=attainable_linear,
-        effects={
-            "genotype_shift": dict(model.genotype_shift),
-            "stk11_on_P04": -model.stk11_immune,
-            "response_probit": dict(model.resp),
-            "log_hr": eff,
-            "control_median_os": control_median_os,
-            "predictive_program": "P04",
-        },
-        benefit=pd.Series(benefit, index=latent.index, name="log_hr_experimental_vs_control"),
-        params=params,
+    trial = _build_trial(
+        bio, pop, n, (rng_pat, rng_x, rng_out, rng_mc), params, compute_attainable, int(seed)
     )
-    return SimulatedTrial(clinical=clinical, representations=adata, truth=truth, seed=int(seed))
+    if second_trial is not None:
+        trial.second_trial = trial.draw_second_trial(**dict(second_trial))
+    return trial
