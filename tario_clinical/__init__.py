@@ -52,6 +52,9 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "load_encoder": ("tario_clinical.encode", "load_encoder"),
     "ExpressionHead": ("tario_clinical.encode", "ExpressionHead"),
     "open_slide": ("tario_clinical.slides", "open_slide"),
+    "biomarker": ("tario_clinical.biomarker", None),
+    "lock_biomarker": ("tario_clinical.biomarker", "lock_biomarker"),
+    "validate_biomarker": ("tario_clinical.biomarker", "validate_biomarker"),
 }
 
 __all__ = [
@@ -85,6 +88,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover
     from . import (  # noqa: F401
+        biomarker,
         cohort,
         decode,
         design,
@@ -96,5 +100,6 @@ if TYPE_CHECKING:  # pragma: no cover
         slides,
         survival,
     )
+    from .biomarker import lock_biomarker, validate_biomarker  # noqa: F401
     from .cohort import Cohort, load_cohort  # noqa: F401
     from .simulate import SimulatedTrial, simulate_trial  # noqa: F401
