@@ -35,6 +35,7 @@ from .cox_model import CoxModel, cox, cox_fit
 from .cox_model import Transform as Transform  # option type, for annotations
 from .cutpoint import maxstat_cutpoint
 from .discrimination import concordance, time_dependent_auc
+from .effect_curve import treatment_effect_curve
 from .interaction import InteractionResult, treatment_interaction
 from .nonparametric import ConfType as ConfType  # option type, for annotations
 from .nonparametric import KaplanMeier, km, logrank, logrank_table, rmst
@@ -54,6 +55,7 @@ __all__ = [
     "concordance",
     "time_dependent_auc",
     "treatment_interaction",
+    "treatment_effect_curve",
     "stratify",
     "maxstat_cutpoint",
     "logrank_table",
