@@ -290,7 +290,7 @@ def decode(
     level: float = 0.95,
     engine: Literal["auto", "fast", "sklearn"] = "auto",
     inner_scoring: Literal["neg_log_loss", "roc_auc"] = "neg_log_loss",
-    n_permutations: int = 199,
+    n_permutations: int = 99,
     n_jackknife: int = 10,
     n_bootstrap: int = 200,
     n_jobs: int | None = 1,
@@ -357,7 +357,7 @@ def decode(
         Inner-CV criterion choosing C (mean over inner folds). Log-loss (a proper scoring rule)
         is the default: with AUROC, flat inner curves tie-break to the strongest
         regularisation (a centroid classifier).
-    n_permutations : int, default 199
+    n_permutations : int, default 99
         Permutations of the permutation test (p-value resolution ``1 / (1 + B)``).
     n_jackknife : int, default 10
         Patient groups of the jackknife (``ci_method`` or ``p_method`` "jackknife").
