@@ -21,6 +21,17 @@ Example ``study.yaml``::
       arm: arm
     report:
       show_patient_ids: false
+
+A ``validation:`` block locks a biomarker from this run's decoder (``lock:``) or takes a locked
+artefact (``artefact:``) and validates it on another trial::
+
+    validation:
+      lock: {target: EGFR, cutoff: prevalence}   # or: artefact: egfr_locked.json
+      cohort: {clinical: trial2/clinical.csv}
+      representations: trial2/representations.h5ad
+      endpoint: os
+      arm: arm
+      covariates: [age, ecog]
 """
 
 from __future__ import annotations
@@ -43,6 +54,8 @@ __all__ = [
     "DesignConfig",
     "ExpressionQCConfig",
     "ReportConfig",
+    "ValidationLockConfig",
+    "ValidationConfig",
     "load_config",
     "config_from_dict",
 ]
@@ -145,6 +158,44 @@ class ReportConfig(_Strict):
     title: str = "tario_clinical report"
 
 
+class ValidationLockConfig(_Strict):
+    """Lock ``target``'s final decoder of this run (see ``tario_clinical.lock_biomarker``)."""
+
+    target: str
+    cutoff: Literal["median", "tertiles", "prevalence"] | float | list[float] = "median"
+    cutoff_scale: Literal["quantile", "score", "probability"] = "quantile"
+    arrays: Literal["json", "npz"] = "json"
+
+
+class ValidationConfig(_Strict):
+    """Validate a locked biomarker on another trial (``tario_clinical.validate_biomarker``).
+
+    Exactly one of ``artefact`` (a locked biomarker JSON file) and ``lock`` (lock it from this
+    run's decoder, written to ``<out>/locked_biomarker.json``).
+    """
+
+    artefact: Path | None = None
+    lock: ValidationLockConfig | None = None
+    cohort: CohortConfig
+    representations: Path
+    endpoint: str | None = "os"
+    arm: str | None = "arm"
+    covariates: list[str] = Field(default_factory=list)
+    tau: float | None = Field(default=None, gt=0)
+    recalibrate: bool = True
+    allow_encoder_mismatch: bool = False
+    shift_diagnostics: bool = True
+
+    @model_validator(mode="after")
+    def _one_biomarker(self) -> ValidationConfig:
+        if (self.artefact is None) == (self.lock is None):
+            raise ValueError(
+                "give exactly one of 'artefact' (a locked biomarker file) or 'lock' (lock a "
+                "target from this run's decoder)"
+            )
+        return self
+
+
 class StudyConfig(_Strict):
     seed: int = 0
     cohort: CohortConfig
@@ -155,6 +206,7 @@ class StudyConfig(_Strict):
     design: DesignConfig | None = Field(default_factory=DesignConfig)
     expression_qc: ExpressionQCConfig | None = None
     report: ReportConfig = Field(default_factory=ReportConfig)
+    validation: ValidationConfig | None = None
 
     @field_validator("seed")
     @classmethod
@@ -226,6 +278,17 @@ def _resolve_paths(cfg: StudyConfig, base: Path) -> StudyConfig:
     if cfg.expression_qc is not None:
         updates["expression_qc"] = cfg.expression_qc.model_copy(
             update={"samples": fix(cfg.expression_qc.samples)}
+        )
+    if cfg.validation is not None:
+        v = cfg.validation
+        updates["validation"] = v.model_copy(
+            update={
+                "artefact": fix(v.artefact),
+                "representations": fix(v.representations),
+                "cohort": v.cohort.model_copy(
+                    update={"clinical": fix(v.cohort.clinical), "slides": fix(v.cohort.slides)}
+                ),
+            }
         )
     return cfg.model_copy(update=updates)
 

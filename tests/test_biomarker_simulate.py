@@ -80,9 +80,9 @@ def test_site_shift_moves_the_representation(first):
 def test_locked_truth_offset_changes_calibration_not_discrimination(first):
     x = first.representations.X.astype(float)
     mu, sd = x.mean(axis=0), x.std(axis=0)
-    w = np.linalg.lstsq(
-        (x - mu) / sd, first.truth.genotypes["EGFR"].to_numpy() - 0.15, rcond=None
-    )[0]
+    w = np.linalg.lstsq((x - mu) / sd, first.truth.genotypes["EGFR"].to_numpy() - 0.15, rcond=None)[
+        0
+    ]
 
     def predict(df):
         s = ((df.to_numpy(float) - mu) / sd) @ w * 4 - 2

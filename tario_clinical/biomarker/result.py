@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -334,7 +335,7 @@ class ValidationResult:
         ax.errorbar(
             c["mean_predicted"],
             c["observed"],
-            yerr=[c["observed"] - c["low"], c["high"] - c["observed"]],
+            yerr=np.clip([c["observed"] - c["low"], c["high"] - c["observed"]], 0.0, None),
             fmt="o",
             ms=3,
             color=_OKABE_ITO[0],
@@ -404,6 +405,80 @@ class ValidationResult:
         if self.shift is None:
             raise AnalysisError("no shift diagnostics in this validation")
         return self.shift.plot_score_distribution(ax=ax)
+
+    # ---------------------------------------------------------------------- write
+    def write(
+        self, out_dir: str | Path, *, include_patient_ids: bool = False, figures: bool = True
+    ) -> dict[str, Path]:
+        """Write the result into ``out_dir`` (atomically): JSON, tables and figures.
+
+        Parameters
+        ----------
+        out_dir : str or Path
+            Folder (created if needed).
+        include_patient_ids : bool, default False
+            Put per-patient scores and excluded ids into ``validation.json`` too.
+        figures : bool, default True
+            Also write PNG figures (ROC, calibration, decision curve, KM, forest, locked score
+            distribution; those that apply).
+
+        Returns
+        -------
+        dict
+            Name -> path: ``validation`` (JSON), ``summary, comparison, flow, calibration,
+            classification`` (CSV), ``validation_scores`` (CSV with patient ids, for checking
+            each score) and the figures (``<name>_figure``: ``roc, calibration, decision_curve,
+            km, forest, score_distribution`` PNGs).
+        """
+        import json
+
+        from ..provenance import atomic_write, atomic_write_text, ensure_output_dir
+
+        out = ensure_output_dir(out_dir)
+        text = json.dumps(
+            self.to_dict(include_patient_ids=include_patient_ids),
+            indent=1,
+            sort_keys=True,
+            allow_nan=False,
+        )
+        written = {"validation": atomic_write_text(out / "validation.json", text + "\n")}
+        tables = {
+            "summary": self.summary(),
+            "comparison": self.comparison,
+            "flow": self.flow,
+            "calibration": self.calibration,
+            "classification": self.classification,
+            "validation_scores": self.scores,
+        }
+        for key, df in tables.items():
+            written[key] = atomic_write(
+                out / f"{key}.csv",
+                lambda p, d=df: d.to_csv(p, index=False, float_format="%.17g", lineterminator="\n"),
+            )
+        if not figures:
+            return written
+        import matplotlib.pyplot as plt
+
+        plots: dict[str, Any] = {
+            "roc": self.plot_roc,
+            "calibration": self.plot_calibration,
+            "decision_curve": self.plot_decision_curve,
+        }
+        if self.survival is not None and self.survival.km is not None:
+            plots["km"] = self.plot_km
+        if self.survival is not None and self.survival.interaction is not None:
+            plots["forest"] = self.plot_forest
+        if self.shift is not None and self.shift.score_distribution is not None:
+            plots["score_distribution"] = self.plot_score_distribution
+        for key, fn in plots.items():
+            obj = fn()
+            fig = getattr(obj, "figure_", None) or obj.figure
+            written[f"{key}_figure"] = atomic_write(
+                out / f"{key}.png",
+                lambda p, f=fig: f.savefig(p, format="png", dpi=120, bbox_inches="tight"),
+            )
+            plt.close(fig)
+        return written
 
     # ----------------------------------------------------------------------- html
     def _repr_html_(self) -> str:

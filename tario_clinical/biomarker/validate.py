@@ -628,7 +628,7 @@ def validate_biomarker(
             "name": locked.name,
             "target": target,
             "sha256": locked.sha256,
-            "source": locked.source,
+            "file": None if locked.source is None else Path(locked.source).name,
             "cutoffs": cutoffs,
             "cutoff_rule": locked.document.get("cutoff_rule"),
             "representation": locked.representation,
