@@ -44,7 +44,7 @@ from ..provenance import (
     ensure_output_dir,
     provenance_record,
 )
-from ..slides import detect_tissue, open_slide, read_slide_manifest, tile_grid
+from ..slides import detect_tissue, open_slide, read_slide_manifest, slide_files, tile_grid
 from ..slides.tiling import read_tile_at, resize_tile
 
 __all__ = [
@@ -555,12 +555,22 @@ def _start_run(
     return fp, jobs, done, excluded
 
 
+def _input_sha256(path: str) -> str:
+    """SHA-256 of a slide's file; for a slide of several files (a DICOM WSI folder) the SHA-256
+    of the sorted ``name<TAB>sha256`` lines of its files."""
+    from ..provenance import sha256_file
+
+    files = slide_files(path)
+    if len(files) == 1:
+        return sha256_file(files[0])
+    lines = "".join(f"{f.name}\t{sha256_file(f)}\n" for f in files)
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
 def _prepare_slide(
     row: Any, encoder: Any, *, tiling_params: dict[str, Any], backend: str
 ) -> _SlideJob | dict[str, str]:
     """Tissue mask, tile grid and input hash of one slide, or its exclusion record."""
-    from ..provenance import sha256_file
-
     sid, pid = str(row.slide_id), str(row.patient_id)
     mpp = None if pd.isna(row.mpp) else float(row.mpp)
     try:
@@ -591,7 +601,7 @@ def _prepare_slide(
                 xy=grid.tiles[["x", "y"]].to_numpy(np.int64),
                 grid=grid.tiles,
                 tiling={**grid.params(), "backend": s.backend, "mpp_source": s.mpp_source},
-                input_sha256=sha256_file(row.path),
+                input_sha256=_input_sha256(row.path),
             )
     except SlideError as err:
         logger.warning("excluding slide %s: %s", sid, err)
@@ -686,8 +696,9 @@ def encode_slides(
     tile_output: bool = False,
     fusion: Literal["early", "late"] = "late",
     min_tissue: float = 0.5,
-    backend: Literal["auto", "openslide", "tiffslide", "image"] = "auto",
+    backend: Literal["auto", "openslide", "tiffslide", "wsidicom", "image"] = "auto",
     allow_outside: bool = False,
+    weights: str | os.PathLike[str] | None = None,
 ) -> EncodeResult:
     """Encode slides with a frozen model and pool to patients; resumable.
 
@@ -695,7 +706,8 @@ def encode_slides(
     ----------
     slides : path or DataFrame
         Slide manifest (``slide_id, patient_id, path[, mpp]``).
-    model : "demo", model card path, ModelCard or FrozenEncoder
+    model : "demo", preset name, model card path, ModelCard or FrozenEncoder
+        A preset (``uni``, ``uni2-h``, ``virchow2``, ...) needs ``weights``.
     out_dir : path-like
         Output folder (see the module docstring for the layout). Finished slides already in it
         (same model and tiling) are skipped.
@@ -716,10 +728,13 @@ def encode_slides(
         Slide -> patient pooling, see :func:`pool_patients`.
     min_tissue : float
         Minimum tissue fraction of a tile.
-    backend : {"auto", "openslide", "tiffslide", "image"}
+    backend : {"auto", "openslide", "tiffslide", "wsidicom", "image"}
         Slide reader.
     allow_outside : bool
         Allow manifest paths outside the manifest's folder.
+    weights : path, optional
+        Local weights for a preset (Hugging Face snapshot folder or weight file), or a
+        replacement for a model card's ``weights`` (see :func:`load_encoder`).
 
     Returns
     -------
@@ -755,7 +770,7 @@ def encode_slides(
     # inputs are validated before anything is written
     manifest = read_slide_manifest(slides, allow_outside=allow_outside)
     _check_manifest_unique(manifest)
-    encoder = load_encoder(model, device=device)
+    encoder = load_encoder(model, device=device, weights=weights)
     bs = int(
         batch_size
         or encoder.card.data.get("batch_size")
@@ -885,7 +900,11 @@ def _assemble(
     num_workers: int,
     batch_size: int,
     manifest_source: str | None,
+    engine: dict[str, Any] | None = None,
 ) -> EncodeResult:
+    """Pool the finished slides to patients and write ``exclusions.csv``, ``slides.h5ad`` and
+    ``representations.h5ad``; ``engine`` (default ``{"engine": "local"}``) is recorded in the
+    provenance parameters (which engine ran, with its settings)."""
     import anndata as ad
 
     feats = list(encoder.feature_names)
@@ -938,6 +957,7 @@ def _assemble(
             "num_workers": int(num_workers),
             "run_id": fingerprint["id"],
             "n_excluded_slides": int(len(excl)),
+            **(engine or {"engine": "local"}),
         },
         inputs={"manifest": manifest_source} if manifest_source else None,
         **encoder.provenance(),

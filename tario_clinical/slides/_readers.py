@@ -1,10 +1,23 @@
-"""Slide readers: pyramidal WSIs through openslide or tiffslide, plain images through Pillow/tifffile.
+"""Slide readers: pyramidal WSIs through openslide or tiffslide, DICOM WSIs through openslide >= 4
+or wsidicom, plain images through Pillow/tifffile.
 
 One :class:`Slide` type hides the backend. Regions come back as ``H x W x 3`` ``uint8`` RGB arrays
 (transparent pixels composited on white), coordinates are level-0 pixels, and the resolution
 (``mpp``, µm per level-0 pixel) comes from the manifest override when given, else the file's
-metadata; a slide without either raises :class:`~tario_clinical.errors.SlideError` naming the
-slide and the manifest column ``mpp`` that fixes it.
+metadata (the backend's, else for TIFF files the OME-XML ``PhysicalSizeX`` or the TIFF resolution
+tags); a slide without either raises :class:`~tario_clinical.errors.SlideError` naming the slide
+and the manifest column ``mpp`` that fixes it.
+
+Formats and the reader ``"auto"`` picks:
+
+* SVS, NDPI, MRXS, SCN, tiled TIFF pyramids (one IFD per level): openslide, else tiffslide;
+* OME-TIFF and other TIFFs whose pyramid lies in SubIFDs: tiffslide first (openslide sees only
+  the base level of such files), else openslide;
+* DICOM WSI (a folder of instances, or one of its files): openslide >= 4, else wsidicom;
+* large non-pyramidal TIFFs (tiled or striped): openslide for tiled, tiffslide for striped
+  files; the tissue thumbnail is read in horizontal bands (:meth:`Slide.get_thumbnail`), so a
+  single-resolution slide is never decoded whole at once;
+* PNG/JPEG/BMP and small TIFF regions: Pillow/tifffile, read whole.
 """
 
 from __future__ import annotations
@@ -20,18 +33,30 @@ from typing import Any, Literal
 import numpy as np
 
 from ..errors import SlideError
+from . import _dicom
+from ._resolution import MPP_RANGE, TIFF_SUFFIXES, page_resolution_mpp, tiff_info, valid_mpp
 
-__all__ = ["Slide", "open_slide", "available_backends", "BACKENDS"]
+__all__ = ["Slide", "open_slide", "available_backends", "slide_files", "BACKENDS"]
 
 logger = logging.getLogger(__name__)
 
-Backend = Literal["auto", "openslide", "tiffslide", "image"]
-BACKENDS: tuple[str, ...] = ("auto", "openslide", "tiffslide", "image")
+Backend = Literal["auto", "openslide", "tiffslide", "wsidicom", "image"]
+BACKENDS: tuple[str, ...] = ("auto", "openslide", "tiffslide", "wsidicom", "image")
 
 #: file suffixes read as plain (single-resolution) images when no WSI backend opens them
 _PLAIN_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
-#: resolutions outside this range (µm/px) are not microscope scans (e.g. a 72-dpi default tag)
-_MPP_RANGE = (0.05, 20.0)
+
+#: a thumbnail is read in horizontal bands of at most this many pixels of the level read
+#: (64 Mpx: ~200 MB of RGB), so a large single-resolution slide is never decoded whole
+THUMBNAIL_BAND_PX = 1 << 26
+
+
+def _importable(name: str) -> bool:
+    try:
+        __import__(name)
+    except Exception:  # noqa: BLE001 - a broken native library is as good as absent
+        return False
+    return True
 
 
 def available_backends() -> list[str]:
@@ -40,27 +65,27 @@ def available_backends() -> list[str]:
     Returns
     -------
     list of str
-        Subset of ``["openslide", "tiffslide"]`` followed by ``"image"`` (always available).
+        Subset of ``["openslide", "tiffslide", "wsidicom"]`` followed by ``"image"`` (always
+        available).
     """
-    out = []
-    for name in ("openslide", "tiffslide"):
-        try:
-            __import__(name)
-        except Exception:  # noqa: BLE001 - a broken native library is as good as absent
-            continue
-        out.append(name)
-    out.append("image")
-    return out
+    return [n for n in ("openslide", "tiffslide", "wsidicom") if _importable(n)] + ["image"]
 
 
-def _valid_mpp(value: Any) -> float | None:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return None
-    if not math.isfinite(v) or not (_MPP_RANGE[0] <= v <= _MPP_RANGE[1]):
-        return None
-    return v
+def slide_files(path: str | os.PathLike[str]) -> list[Path]:
+    """The files that make up the slide at ``path`` (what its input hash covers).
+
+    Parameters
+    ----------
+    path : str or path-like
+        A slide file, or the folder (or one file) of a DICOM WSI.
+
+    Returns
+    -------
+    list of pathlib.Path
+        Every DICOM file of the folder for a DICOM WSI (sorted by name), else ``[path]``.
+    """
+    files = _dicom.dicom_files(path) if _dicom.is_dicom(path) else []
+    return files or [Path(path)]
 
 
 class Slide:
@@ -248,7 +273,7 @@ class Slide:
         if dec is None:
             from ._tiffdirect import TiffTileDecoder
 
-            if self.path.suffix.lower() in _TIFF_SUFFIXES and self.direct_decoding:
+            if self.path.suffix.lower() in TIFF_SUFFIXES and self.direct_decoding:
                 dec = TiffTileDecoder.create(self.path, self.level_dimensions)
             self._direct = dec if dec is not None else False
         if self._direct:
@@ -342,12 +367,41 @@ class Slide:
         tw, th = max(1, round(W * scale)), max(1, round(H * scale))
         level = self.best_level_for_downsample(1.0 / scale)
         lw, lh = self.level_dimensions[level]
+        if lw * lh > THUMBNAIL_BAND_PX and (lw, lh) != (tw, th):
+            return self._banded_thumbnail(level, tw, th)
         region = self.read_region((0, 0), level, (lw, lh))
         if (lw, lh) != (tw, th):
             region = np.asarray(
                 Image.fromarray(region).resize((tw, th), Image.Resampling.BOX), dtype=np.uint8
             )
         return region
+
+    def _banded_thumbnail(self, level: int, tw: int, th: int) -> np.ndarray:
+        """A ``tw x th`` box-filtered thumbnail of ``level`` read in horizontal bands of at most
+        :data:`THUMBNAIL_BAND_PX` pixels (a large single-resolution slide is never held whole).
+
+        Each band covers whole output rows; Pillow resizes it from the band's exact fractional
+        source window, so the result equals a one-piece resize except where Pillow's rounding
+        of a window edge differs (measured: one row of 742 off by at most 33 grey levels).
+        """
+        from PIL import Image
+
+        lw, lh = self.level_dimensions[level]
+        ds = float(self.level_downsamples[level])
+        sy = lh / th
+        rows = max(1, int((THUMBNAIL_BAND_PX // lw) / sy) - 1)  # output rows per band
+        out = np.empty((th, tw, 3), dtype=np.uint8)
+        for r0 in range(0, th, rows):
+            r1 = min(th, r0 + rows)
+            y0, y1 = math.floor(r0 * sy), min(lh, math.ceil(r1 * sy))
+            band = self.read_region((0, int(round(y0 * ds))), level, (lw, y1 - y0))
+            box = (0.0, r0 * sy - y0, float(lw), min(r1 * sy, lh) - y0)
+            out[r0:r1] = np.asarray(
+                Image.fromarray(band).resize((tw, r1 - r0), Image.Resampling.BOX, box=box),
+                dtype=np.uint8,
+            )
+        self.clear_cache()
+        return out
 
     # -- lifecycle ------------------------------------------------------------------------------
     def close(self) -> None:
@@ -412,10 +466,16 @@ def _to_rgb(arr: np.ndarray) -> np.ndarray:
 def _open_openslide(path: Path) -> tuple[Any, dict[str, Any], float | None]:
     import openslide
 
-    h = openslide.OpenSlide(str(path))
+    entry = _dicom.openslide_entry(path) if path.is_dir() else path
+    h = openslide.OpenSlide(str(entry))
     props = dict(h.properties)
-    mpp = _valid_mpp(props.get("openslide.mpp-x"))
+    mpp = valid_mpp(props.get("openslide.mpp-x"))
     return h, props, mpp
+
+
+def _open_wsidicom(path: Path) -> tuple[Any, dict[str, Any], float | None]:
+    h = _dicom.WsiDicomHandle(path)
+    return h, dict(h.properties), valid_mpp(h.mpp)
 
 
 def _open_tiffslide(path: Path) -> tuple[Any, dict[str, Any], float | None]:
@@ -423,7 +483,7 @@ def _open_tiffslide(path: Path) -> tuple[Any, dict[str, Any], float | None]:
 
     h = tiffslide.TiffSlide(str(path))
     props = dict(h.properties)
-    mpp = _valid_mpp(props.get("tiffslide.mpp-x"))
+    mpp = valid_mpp(props.get("tiffslide.mpp-x"))
     return h, props, mpp
 
 
@@ -441,15 +501,7 @@ def _open_plain(path: Path) -> tuple[np.ndarray, dict[str, Any], float | None]:
                 # planar multi-channel stack (e.g. fluorescence): channel axis first
                 if arr.shape[0] < arr.shape[-1]:
                     arr = np.moveaxis(arr, 0, -1)
-            tags = page.tags
-            xres = tags.get("XResolution")
-            unit = tags.get("ResolutionUnit")
-            if xres is not None and unit is not None:
-                num, den = xres.value
-                per_unit = num / den if den else 0.0
-                u = int(unit.value)
-                if per_unit > 0 and u in (2, 3):  # inch, centimetre
-                    mpp = _valid_mpp((25400.0 if u == 2 else 10000.0) / per_unit)
+            mpp = page_resolution_mpp(page)
     else:
         from PIL import Image
 
@@ -459,7 +511,7 @@ def _open_plain(path: Path) -> tuple[np.ndarray, dict[str, Any], float | None]:
             arr = np.asarray(im.convert("RGBA") if im.mode in ("P", "LA", "PA") else im)
         if dpi:
             try:
-                mpp = _valid_mpp(25400.0 / float(dpi[0]))
+                mpp = valid_mpp(25400.0 / float(dpi[0]))
             except (TypeError, ValueError, ZeroDivisionError):
                 mpp = None
     return _to_rgb(arr), props, mpp
@@ -478,14 +530,16 @@ def open_slide(
     Parameters
     ----------
     path : str or path-like
-        SVS, tiled TIFF, OME-TIFF, NDPI, MRXS (as far as the backend reads them) or a plain
-        PNG/JPEG/TIFF region.
+        SVS, tiled TIFF, OME-TIFF, NDPI, MRXS (as far as the backend reads them), a DICOM WSI
+        (its folder of instances, or one file of it), a large non-pyramidal TIFF, or a plain
+        PNG/JPEG/TIFF region (see the module docstring for which reader opens what).
     mpp : float, optional
         µm per level-0 pixel; overrides the metadata (the slide manifest's ``mpp`` column).
     slide_id : str, optional
         Name used in messages; defaults to the file stem.
-    backend : {"auto", "openslide", "tiffslide", "image"}
-        ``"auto"`` tries openslide (when importable), then tiffslide, then a plain-image reader.
+    backend : {"auto", "openslide", "tiffslide", "wsidicom", "image"}
+        ``"auto"`` tries openslide (when importable), then tiffslide, then a plain-image reader;
+        tiffslide first for OME-TIFF / SubIFD pyramids; openslide then wsidicom for DICOM.
     verify : bool, default True
         Check the file first (TIFF data beyond the end of the file, unsupported channel
         counts). ``False`` skips these checks; meant for re-opening, within one run, a slide
@@ -511,21 +565,33 @@ def open_slide(
         raise SlideError(f"backend={backend!r} is not allowed; allowed: {', '.join(BACKENDS)}")
     p = Path(path)
     sid = slide_id if slide_id is not None else p.stem
-    if not p.is_file():
+    dicom = _dicom.is_dicom(p)
+    if p.is_dir() and not dicom:
+        raise SlideError(
+            f"slide {sid!r}: {p} is a folder without DICOM files; the manifest 'path' must be a "
+            "slide file or the folder of a DICOM WSI"
+        )
+    if not p.exists():
         raise SlideError(f"slide {sid!r}: file not found: {p}")
     override = None
     if mpp is not None and not (isinstance(mpp, float) and math.isnan(mpp)):
-        override = _valid_mpp(mpp)
+        override = valid_mpp(mpp)
         if override is None:
             raise SlideError(
                 f"slide {sid!r}: manifest column 'mpp' has value {mpp!r}; expected µm/px in "
-                f"[{_MPP_RANGE[0]}, {_MPP_RANGE[1]}] (e.g. 0.25 for 40x, 0.5 for 20x)"
+                f"[{MPP_RANGE[0]}, {MPP_RANGE[1]}] (e.g. 0.25 for 40x, 0.5 for 20x)"
             )
 
+    tiff_mpp, sub_ifds = tiff_info(p)
     if backend == "auto":
-        order = [b for b in available_backends() if b != "image"]
-        if p.suffix.lower() in _PLAIN_SUFFIXES:
-            order.append("image")
+        # only the readers of this format are imported (wsidicom pulls in pydicom)
+        order = [b for b in (("openslide", "wsidicom") if dicom else ("openslide", "tiffslide"))
+                 if _importable(b)]  # fmt: skip
+        if not dicom:
+            if sub_ifds:
+                order.sort(key=lambda b: b != "tiffslide")  # tiffslide reads SubIFD levels
+            if p.suffix.lower() in _PLAIN_SUFFIXES:
+                order.append("image")
     else:
         order = [backend]
 
@@ -542,6 +608,10 @@ def open_slide(
                 handle, props, meta_mpp = _open_tiffslide(p)
                 dims = tuple(tuple(int(v) for v in d) for d in handle.level_dimensions)
                 downs = tuple(float(d) for d in handle.level_downsamples)
+            elif name == "wsidicom":
+                handle, props, meta_mpp = _open_wsidicom(p)
+                dims = handle.level_dimensions
+                downs = handle.level_downsamples
             else:
                 handle, props, meta_mpp = _open_plain(p)
                 dims = ((int(handle.shape[1]), int(handle.shape[0])),)
@@ -556,6 +626,8 @@ def open_slide(
             continue
         if name != "image" and verify:
             _check_channels(handle, sid, p)
+        if meta_mpp is None:
+            meta_mpp = tiff_mpp  # OME-XML or resolution tags the backend did not read
         res = override if override is not None else meta_mpp
         if res is None:
             if hasattr(handle, "close"):
@@ -575,13 +647,16 @@ def open_slide(
             level_downsamples=downs,
             properties=props,
         )
+    hint = ""
+    if dicom:
+        hint = (
+            " (DICOM WSI needs openslide >= 4.0, e.g. pip install openslide-bin, or wsidicom: "
+            "pip install 'tario-clinical[dicom]')"
+        )
     raise SlideError(
-        f"slide {sid!r}: cannot open {p} (truncated, corrupt or unsupported format); "
-        + "; ".join(errors)
+        f"slide {sid!r}: cannot open {p} (truncated, corrupt or unsupported format){hint}; "
+        + ("; ".join(errors) if errors else "no reader for it is installed")
     )
-
-
-_TIFF_SUFFIXES = (".tif", ".tiff", ".svs", ".scn", ".bif", ".qptiff")
 
 
 def _check_tiff_extent(p: Path, sid: str) -> None:
@@ -590,7 +665,7 @@ def _check_tiff_extent(p: Path, sid: str) -> None:
     Backends differ here: openslide refuses such files, tiffslide may silently open the part
     that is left; checking first makes both behave the same.
     """
-    if p.suffix.lower() not in _TIFF_SUFFIXES:
+    if p.suffix.lower() not in TIFF_SUFFIXES:
         return
     import tifffile
 
