@@ -4,6 +4,13 @@ The package is itself callable: ``tario_clinical.decode(representations, cohort,
 is :func:`tario_clinical.decode.cross_validation.decode`, and the building blocks stay reachable as
 attributes (``tario_clinical.decode.LinearDecoder``, ``.PatientStratifiedGroupKFold`` ...).
 
+Every endpoint a trial has: binary targets (:func:`decode`), categorical and continuous targets
+(:func:`decode_categorical`, :func:`decode_continuous`, or :func:`decode` with the kind inferred
+or given in ``target_types``), time to event (:func:`decode_survival`, penalised Cox) and
+treatment benefit in a two-arm trial (:func:`decode_benefit`, modified-covariate method,
+cross-fitted; to come). Intervals of cross-validated metrics re-run the whole nested CV
+(:mod:`.inference`, :mod:`.endpoint_inference`).
+
 Examples
 --------
 >>> import numpy as np, pandas as pd
@@ -29,14 +36,26 @@ from .analyses import (
     representation_comparison,
 )
 from .cross_validation import decode, default_Cs
+from .endpoint_data import infer_target_types
+from .endpoint_result import EndpointResult, EndpointResults, LinearModel
 from .estimator import LinearDecoder
+from .multiclass import decode_categorical
+from .regression import decode_continuous
 from .result import DecodeResult
 from .splitters import LeaveOneGroupOut, PatientStratifiedGroupKFold
+from .survival_decoder import decode_survival
 
 __all__ = [
     "decode",
+    "decode_categorical",
+    "decode_continuous",
+    "decode_survival",
+    "infer_target_types",
     "default_Cs",
     "DecodeResult",
+    "EndpointResult",
+    "EndpointResults",
+    "LinearModel",
     "LinearDecoder",
     "PatientStratifiedGroupKFold",
     "LeaveOneGroupOut",

@@ -1,0 +1,546 @@
+"""Inference for the decoders of every endpoint: re-running the *whole* nested CV.
+
+The binary decoder's rules (:mod:`tario_clinical.decode.inference`) hold for every endpoint:
+out-of-fold (OOF) predictions are not independent (patient *i*'s prediction depends on patient
+*j*'s outcome through the model trained on *j*), so intervals and tests that treat them as
+independent are anti-conservative. Here each endpoint (categorical, continuous, time to event,
+treatment benefit) supplies two functions -- ``cross_validate`` (the complete nested procedure on
+given patients, folds given) and ``statistics`` (its metrics from those OOF predictions, each the
+mean over repeats of the metric of the pooled OOF predictions) -- and this module re-runs them:
+
+``ci_method="jackknife"`` (default, the house method)
+    Patients are split into ``G`` groups (stratified on the endpoint's strata, seeded); the
+    nested CV is re-run ``G`` times, each without one group and with every remaining patient's
+    outer and inner fold unchanged. The delete-a-group jackknife variance
+    ``(G - 1) / G * sum (g(T_(g)) - mean)^2`` is formed on each metric's scale ``g`` (logit for
+    AUROC, C and balanced accuracy; Fisher's z for correlations; ``-log(1 - R^2)`` for R^2; log
+    for ratios; identity for slopes and log hazard ratios) and the interval is
+    ``g^-1(g(T) -/+ t_{G-1} se)``.
+``ci_method="bootstrap"``
+    Patients are resampled with replacement (stratified on the strata); copies of a patient stay
+    in one fold; the whole procedure, fold assignment included, is re-run on each resample; the
+    standard deviation of ``g`` over the ``B`` replicates gives ``g^-1(g(T) -/+ z se)``.
+``ci_method="oof"``
+    Textbook formulas on the OOF predictions (Fisher's z for a correlation, DeLong for an AUROC,
+    the influence-function SE of a concordance ...): they treat the OOF predictions as
+    independent and are kept by name for comparison only (anti-conservative).
+
+``p_method="permutation"`` permutes the outcome at the patient level (within ``group_by``
+groups) and re-runs the whole procedure including a new fold assignment;
+``p = (1 + #{T_b >= T}) / (1 + B)`` for metrics with a "no signal" value, one-sided in the
+direction of signal (exact under the null that representations and outcome are independent).
+``p_method="jackknife"`` is the Wald test of the "no signal" value on the metric's scale with the
+jackknife SE and ``t_{G-1}`` (approximate). ``p_method="oof"`` uses the OOF formulas
+(anti-conservative). Metrics without a "no signal" value (calibration slopes ...) get no p-value.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ..errors import AnalysisError, CohortError, SchemaError
+from .inference import CVPlan, make_plan, run_replicates
+from .splitters import LeaveOneGroupOut, PatientStratifiedGroupKFold, assign_folds
+
+__all__ = [
+    "MetricSpec",
+    "EndpointProblem",
+    "FoldPredictions",
+    "CVDesign",
+    "cv_design",
+    "endpoint_inference",
+    "cross_validate_plan",
+    "renumber_inner",
+    "blas_threads",
+    "CI_METHODS",
+    "P_METHODS",
+    "transform",
+    "inverse_transform",
+]
+
+logger = logging.getLogger(__name__)
+
+CI_METHODS = ("jackknife", "bootstrap", "oof")
+P_METHODS = ("permutation", "jackknife", "oof")
+Scale = Literal["logit", "fisher", "log", "r2", "identity"]
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One reported metric of an endpoint.
+
+    Attributes
+    ----------
+    name : str
+        Name in the ``metric`` column of the summary.
+    scale : {"logit", "fisher", "log", "r2", "identity"}
+        Scale of the jackknife/bootstrap interval (``r2``: ``-log(1 - R^2)``).
+    null : float or None
+        Value of "no signal" (AUROC 0.5, correlation 0 ...); None: no p-value.
+    direction : {"greater", "less"}
+        Direction of signal for the one-sided tests.
+    """
+
+    name: str
+    scale: Scale = "identity"
+    null: float | None = None
+    direction: Literal["greater", "less"] = "greater"
+
+
+@dataclass
+class FoldPredictions:
+    """Out-of-fold predictions of one nested-CV run on ``n`` rows (patients or copies of them).
+
+    Attributes
+    ----------
+    pred : (R, n, m) float
+        Prediction of every row in every repeat (``m`` columns: class probabilities, a score
+        and a raw linear predictor ...); NaN where a row was in no test fold.
+    fold : (R, n) int
+        Outer fold of every row in every repeat.
+    penalty : list of dict
+        ``repeat, fold, penalty, n_train, n_test`` of every outer fold.
+    extra : dict
+        Endpoint-specific per-fold quantities (e.g. baseline hazards at a horizon).
+    """
+
+    pred: np.ndarray
+    fold: np.ndarray
+    penalty: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class EndpointProblem(Protocol):
+    """What an endpoint gives the inference driver (label-free state + two functions).
+
+    ``y`` is the endpoint's outcome array with patients on the first axis (class codes,
+    values, ``(time, event)`` pairs ...); ``rows`` index the patient-level representations
+    ``X``; ``outer`` is ``(R, n_rows)`` and ``inner`` one ``(n_rows,)`` array per design
+    ``(r, k)`` (repeat-major), ``-1`` for the design's test rows.
+    """
+
+    X: np.ndarray
+    metrics: tuple[MetricSpec, ...]
+
+    def strata(self, y: np.ndarray) -> np.ndarray:
+        """``(n, k)`` 0/1 columns the folds are stratified on."""
+
+    def cross_validate(
+        self, rows: np.ndarray, y: np.ndarray, outer: np.ndarray, inner: list[np.ndarray]
+    ) -> FoldPredictions:
+        """The complete nested procedure on ``X[rows]`` with outcomes ``y`` (indexed by row)."""
+
+    def statistics(self, y: np.ndarray, cv: FoldPredictions) -> np.ndarray:
+        """``(M,)`` metrics (mean over repeats of the pooled OOF metric) in ``metrics`` order."""
+
+
+# ------------------------------------------------------------------------------ scales
+def transform(x: np.ndarray, scale: str) -> np.ndarray:
+    """Map a metric to the scale of its interval (see :class:`MetricSpec`)."""
+    x = np.asarray(x, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if scale == "logit":
+            p = np.clip(x, 1e-6, 1 - 1e-6)
+            return np.log(p / (1 - p))
+        if scale == "fisher":
+            return np.arctanh(np.clip(x, -1 + 1e-9, 1 - 1e-9))
+        if scale == "log":
+            return np.log(np.maximum(x, 1e-300))
+        if scale == "r2":
+            return -np.log(np.maximum(1.0 - x, 1e-300))
+    return x
+
+
+def inverse_transform(g: np.ndarray, scale: str) -> np.ndarray:
+    """Inverse of :func:`transform`."""
+    g = np.asarray(g, dtype=float)
+    with np.errstate(over="ignore"):
+        if scale == "logit":
+            return 1.0 / (1.0 + np.exp(-g))
+        if scale == "fisher":
+            return np.tanh(g)
+        if scale == "log":
+            return np.exp(g)
+        if scale == "r2":
+            return 1.0 - np.exp(-g)
+    return g
+
+
+# ------------------------------------------------------------------------------ CV design
+@dataclass(frozen=True)
+class CVDesign:
+    """Outer/inner folds of one endpoint and how to redraw them."""
+
+    plan: CVPlan
+    plan_kw: dict[str, Any]
+    description: str
+    groups: np.ndarray | None
+
+
+def cv_design(
+    strata: np.ndarray,
+    clinical: pd.DataFrame,
+    *,
+    cv: Any,
+    n_splits: int,
+    n_repeats: int,
+    n_inner_splits: int,
+    group_by: str | None,
+    seed: int,
+) -> CVDesign:
+    """Patient-level outer and inner folds, drawn as :func:`tario_clinical.decode` draws them.
+
+    Parameters
+    ----------
+    strata : (n_patients, k) 0/1 array
+        Columns to stratify on (one-hot classes, quantile bins, event indicator ...).
+    clinical : DataFrame
+        Patient rows in the order of ``strata`` (for ``group_by``).
+    cv, n_splits, n_repeats, n_inner_splits, group_by, seed
+        As in :func:`tario_clinical.decode`.
+
+    Returns
+    -------
+    CVDesign
+    """
+    user_seed = None
+    if isinstance(cv, int) and not isinstance(cv, bool):
+        n_splits, cv = cv, None
+    groups = None
+    if group_by is not None:
+        if group_by not in clinical.columns:
+            raise CohortError(
+                f"group_by column {group_by!r} is not in the clinical table; available: "
+                f"{list(clinical.columns)[:30]}"
+            )
+        grp = clinical[group_by]
+        if grp.isna().any():
+            miss = grp.index[grp.isna().to_numpy()][:5].tolist()
+            raise CohortError(f"group_by column {group_by!r} is missing for patients {miss}.")
+        groups = grp.astype(str).to_numpy()
+        desc = f"leave-one-{group_by}-out"
+        n_repeats = 1
+    else:
+        if cv is None:
+            cv = PatientStratifiedGroupKFold(n_splits, n_repeats=n_repeats)
+        elif isinstance(cv, PatientStratifiedGroupKFold):
+            user_seed = cv.seed
+        if isinstance(cv, LeaveOneGroupOut):
+            raise SchemaError("pass group_by=<column> to use leave-one-group-out.")
+        if not isinstance(cv, PatientStratifiedGroupKFold):
+            raise SchemaError(
+                f"cv must be an int, PatientStratifiedGroupKFold or None; got {type(cv).__name__}."
+            )
+        n_splits, n_repeats = cv.n_splits, cv.n_repeats
+        desc = f"{n_splits}-fold x {n_repeats} patient-level stratified group K-fold"
+    if strata.shape[0] < max(n_splits, 2):
+        raise AnalysisError(f"{strata.shape[0]} patients cannot fill {n_splits} folds.")
+    plan_kw: dict[str, Any] = {
+        "n_splits": n_splits,
+        "n_repeats": n_repeats,
+        "n_inner_splits": n_inner_splits,
+        "stratify_jointly": True,
+        "groups": groups,
+    }
+    plan = make_plan(strata, seed_seq=np.random.SeedSequence(seed), outer_seed=user_seed, **plan_kw)
+    return CVDesign(plan=plan, plan_kw=plan_kw, description=desc, groups=groups)
+
+
+def blas_threads(X: np.ndarray) -> Any:
+    """Context limiting BLAS to one thread for small problems (thread start-up dominates
+    their factorisations), as the binary decoder's replicates do."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(1 if X.size < 5_000_000 else None)
+
+
+def renumber_inner(inner: np.ndarray) -> np.ndarray:
+    """Inner folds renumbered ``0..k'-1`` (a jackknife deletion may empty one)."""
+    return np.unique(inner, return_inverse=True)[1].reshape(-1)
+
+
+def cross_validate_plan(
+    problem: EndpointProblem, y: np.ndarray, plan: CVPlan, keep: np.ndarray | None = None
+) -> FoldPredictions:
+    """Run ``problem.cross_validate`` on all patients (or the ``keep`` ones) with ``plan``."""
+    n = y.shape[0]
+    rows = np.arange(n) if keep is None else np.flatnonzero(keep)
+    outer = plan.outer[:, rows]
+    inner = [v[rows] for v in plan.inner]
+    return problem.cross_validate(rows, y[rows], outer, inner)
+
+
+# ------------------------------------------------------------------------------ replicates
+class _JackTask:
+    def __init__(self, problem: EndpointProblem, y: np.ndarray, plan: CVPlan, groups) -> None:  # noqa: ANN001
+        self.problem, self.y, self.plan, self.groups = problem, y, plan, groups
+
+    def __call__(self, g: int) -> np.ndarray:
+        keep = self.groups != g
+        return self.problem.statistics(
+            self.y[keep], cross_validate_plan(self.problem, self.y, self.plan, keep)
+        )
+
+
+def _strata_keys(strata: np.ndarray) -> np.ndarray:
+    filled = np.where(np.isnan(strata), 2, strata).astype(np.int64)
+    if filled.shape[1] == 0:
+        return np.zeros(filled.shape[0], dtype=np.int64)
+    return np.unique(filled, axis=0, return_inverse=True)[1].reshape(-1)
+
+
+class _BootTask:
+    def __init__(self, problem: EndpointProblem, y: np.ndarray, plan_kw: dict[str, Any]) -> None:
+        self.problem, self.y, self.plan_kw = problem, y, plan_kw
+
+    def __call__(self, child: np.random.SeedSequence) -> np.ndarray:
+        s_draw, s_plan = child.spawn(2)
+        rng = np.random.default_rng(s_draw)
+        n = self.y.shape[0]
+        keys = _strata_keys(self.problem.strata(self.y))
+        counts = np.zeros(n, dtype=np.int64)
+        for v in np.unique(keys):
+            members = np.flatnonzero(keys == v)
+            counts += np.bincount(members[rng.integers(0, members.size, members.size)], minlength=n)
+        sel = np.flatnonzero(counts > 0)
+        kw = dict(self.plan_kw)
+        if kw.get("groups") is not None:
+            kw["groups"] = np.asarray(kw["groups"])[sel]
+        plan = make_plan(self.problem.strata(self.y[sel]), seed_seq=s_plan, **kw)
+        pos = np.repeat(np.arange(sel.size), counts[sel])
+        rows = sel[pos]
+        yb = self.y[rows]
+        cv = self.problem.cross_validate(rows, yb, plan.outer[:, pos], [v[pos] for v in plan.inner])
+        return self.problem.statistics(yb, cv)
+
+
+class _PermTask:
+    def __init__(
+        self, problem: EndpointProblem, y: np.ndarray, plan_kw: dict[str, Any], blocks
+    ) -> None:  # noqa: ANN001
+        self.problem, self.y, self.plan_kw, self.blocks = problem, y, plan_kw, blocks
+
+    def __call__(self, child: np.random.SeedSequence) -> np.ndarray:
+        s_perm, s_plan = child.spawn(2)
+        rng = np.random.default_rng(s_perm)
+        perm = np.arange(self.y.shape[0])
+        for members in self.blocks:
+            perm[members] = members[rng.permutation(members.size)]
+        yb = self.y[perm]
+        plan = make_plan(self.problem.strata(yb), seed_seq=s_plan, **self.plan_kw)
+        return self.problem.statistics(yb, cross_validate_plan(self.problem, yb, plan))
+
+
+def _blocks(groups: np.ndarray | None, n: int) -> list[np.ndarray]:
+    if groups is None:
+        return [np.arange(n)]
+    _, g = np.unique(np.asarray(groups).astype(str), return_inverse=True)
+    return [np.flatnonzero(g == b) for b in range(int(g.max()) + 1)]
+
+
+# ------------------------------------------------------------------------------ driver
+def _describe_ci(ci_method: str, n_jackknife: int, n_bootstrap: int) -> str:
+    if ci_method == "jackknife":
+        return f"grouped jackknife of the whole nested CV (G={n_jackknife}, folds kept, t)"
+    if ci_method == "bootstrap":
+        return f"patient bootstrap of the whole nested CV (B={n_bootstrap})"
+    return "formula on out-of-fold predictions (treats them as independent: anti-conservative)"
+
+
+def endpoint_inference(
+    problem: EndpointProblem,
+    y: np.ndarray,
+    design: CVDesign,
+    T: np.ndarray,
+    *,
+    ci_method: str,
+    p_method: str,
+    level: float,
+    n_jackknife: int,
+    n_bootstrap: int,
+    n_permutations: int,
+    seed: int,
+    n_jobs: int | None,
+    progress: bool | None,
+    oof_inference: Callable[[], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+    | None = None,
+    allowed_p: Sequence[str] = P_METHODS,
+) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """Interval and p-value of every metric from re-runs of the whole nested CV.
+
+    Parameters
+    ----------
+    problem : EndpointProblem
+    y : array
+        Outcomes of all patients (first axis = patients, the order of the plan).
+    design : CVDesign
+        The folds of the observed run (kept by the jackknife).
+    T : (M,) array
+        The observed metrics (``problem.statistics`` of the observed run).
+    ci_method : {"jackknife", "bootstrap", "oof"}
+    p_method : {"permutation", "jackknife", "oof"}
+    level : float
+    n_jackknife, n_bootstrap, n_permutations : int
+    seed : int
+        Child seeds ``SeedSequence(seed).spawn(3)[2].spawn(3)`` (as the binary decoder).
+    n_jobs, progress
+        As in :func:`tario_clinical.decode`.
+    oof_inference : callable, optional
+        Returns ``(se, low, high, p)`` from formulas on the OOF predictions (``"oof"``).
+    allowed_p : sequence of str
+        The p-methods this endpoint supports.
+
+    Returns
+    -------
+    (DataFrame, dict)
+        One row per metric: ``metric, estimate, se, low, high, ci_method, p_value, p_method,
+        p_mc_se``; and the replicates (``jackknife``, ``bootstrap``, ``permutation``) as
+        DataFrames with one column per metric.
+    """
+    if ci_method not in CI_METHODS:
+        raise SchemaError(f"ci_method must be one of {list(CI_METHODS)}; got {ci_method!r}.")
+    if p_method not in allowed_p:
+        raise SchemaError(f"p_method must be one of {list(allowed_p)}; got {p_method!r}.")
+    if not 0 < level < 1:
+        raise SchemaError(f"level must be in (0, 1); got {level!r}.")
+    specs = problem.metrics
+    names = [m.name for m in specs]
+    M = len(specs)
+    s_perm, s_jack, s_boot = np.random.SeedSequence(seed).spawn(3)[2].spawn(3)
+    reps: dict[str, np.ndarray] = {}
+    n = y.shape[0]
+    if "jackknife" in (ci_method, p_method):
+        if int(n_jackknife) < 3:
+            raise SchemaError(f"n_jackknife must be >= 3; got {n_jackknife!r}.")
+        if n < 2 * n_jackknife:
+            raise AnalysisError(f"{n} patients are too few for a {n_jackknife}-group jackknife.")
+        groups = assign_folds(problem.strata(y), int(n_jackknife), np.random.default_rng(s_jack))
+        reps["jackknife"] = np.vstack(
+            run_replicates(
+                _JackTask(problem, y, design.plan, groups),
+                list(range(int(n_jackknife))),
+                n_jobs=n_jobs,
+                progress=progress,
+                desc="jackknife",
+            )
+        )
+    if ci_method == "bootstrap":
+        if int(n_bootstrap) < 2:
+            raise SchemaError(f"n_bootstrap must be >= 2; got {n_bootstrap!r}.")
+        reps["bootstrap"] = np.vstack(
+            run_replicates(
+                _BootTask(problem, y, design.plan_kw),
+                s_boot.spawn(int(n_bootstrap)),
+                n_jobs=n_jobs,
+                progress=progress,
+                desc="bootstrap",
+            )
+        )
+    if p_method == "permutation":
+        if int(n_permutations) < 1:
+            raise SchemaError(f"n_permutations must be >= 1; got {n_permutations!r}.")
+        reps["permutation"] = np.vstack(
+            run_replicates(
+                _PermTask(problem, y, design.plan_kw, _blocks(design.groups, n)),
+                s_perm.spawn(int(n_permutations)),
+                n_jobs=n_jobs,
+                progress=progress,
+                desc="permutations",
+            )
+        )
+    oof = oof_inference() if oof_inference is not None and "oof" in (ci_method, p_method) else None
+    se = np.full(M, np.nan)
+    low = np.full(M, np.nan)
+    high = np.full(M, np.nan)
+    if ci_method in ("jackknife", "bootstrap"):
+        r = reps[ci_method]
+        for j, m in enumerate(specs):
+            g = transform(r[:, j], m.scale)
+            ok = np.isfinite(g)
+            if ok.sum() < 2 or not np.isfinite(T[j]):
+                continue
+            if ci_method == "jackknife":
+                G = g.size
+                if not ok.all():
+                    continue
+                se_g = np.sqrt((G - 1) / G * np.sum((g - g.mean()) ** 2))
+                q = stats.t.ppf(0.5 + level / 2.0, G - 1)
+            else:
+                se_g = np.std(g[ok], ddof=1)
+                q = stats.norm.ppf(0.5 + level / 2.0)
+            gt = transform(np.array([T[j]]), m.scale)[0]
+            low[j] = inverse_transform(np.array([gt - q * se_g]), m.scale)[0]
+            high[j] = inverse_transform(np.array([gt + q * se_g]), m.scale)[0]
+            # SE on the metric's own scale by the delta method (for display)
+            eps = 1e-6 * max(1.0, abs(gt))
+            d = (
+                inverse_transform(np.array([gt + eps]), m.scale)[0]
+                - inverse_transform(np.array([gt - eps]), m.scale)[0]
+            ) / (2 * eps)
+            se[j] = abs(d) * se_g
+    elif oof is not None:
+        se, low, high = oof[0], oof[1], oof[2]
+    p = np.full(M, np.nan)
+    mc = np.full(M, np.nan)
+    if p_method == "permutation":
+        null = reps["permutation"]
+        B = null.shape[0]
+        for j, m in enumerate(specs):
+            if m.null is None or not np.isfinite(T[j]):
+                continue
+            col = null[:, j]
+            col = np.where(np.isfinite(col), col, m.null)
+            if m.direction == "greater":
+                k = np.sum(col >= T[j] - 1e-12)
+            else:
+                k = np.sum(col <= T[j] + 1e-12)
+            p[j] = (1 + k) / (1 + B)
+            mc[j] = np.sqrt(p[j] * (1 - p[j]) / B)
+        p_desc = f"permutation, whole nested CV re-run incl. folds (B={n_permutations}, one-sided)"
+    elif p_method == "jackknife":
+        g_r = reps["jackknife"]
+        G = g_r.shape[0]
+        for j, m in enumerate(specs):
+            if m.null is None or not np.isfinite(T[j]):
+                continue
+            g = transform(g_r[:, j], m.scale)
+            if not np.all(np.isfinite(g)):
+                continue
+            se_g = np.sqrt((G - 1) / G * np.sum((g - g.mean()) ** 2))
+            if se_g <= 0:
+                continue
+            z = (
+                transform(np.array([T[j]]), m.scale)[0] - transform(np.array([m.null]), m.scale)[0]
+            ) / se_g
+            p[j] = stats.t.sf(z, G - 1) if m.direction == "greater" else stats.t.cdf(z, G - 1)
+        p_desc = f"jackknife Wald test on the metric's scale (G={n_jackknife}, t_{n_jackknife - 1}, one-sided)"
+    else:
+        if oof is not None:
+            p = oof[3]
+        p_desc = (
+            "formula on out-of-fold predictions (treats them as independent: anti-conservative)"
+        )
+    table = pd.DataFrame(
+        {
+            "metric": names,
+            "estimate": T,
+            "se": se,
+            "low": low,
+            "high": high,
+            "ci_method": _describe_ci(ci_method, n_jackknife, n_bootstrap),
+            "p_value": p,
+            "p_method": p_desc,
+            "p_mc_se": mc,
+        }
+    )
+    no_test = [m.null is None for m in specs]
+    table.loc[no_test, "p_method"] = ""
+    frames = {k: pd.DataFrame(v, columns=names) for k, v in reps.items()}
+    return table, frames
