@@ -38,6 +38,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "metrics": ("tario_clinical.metrics", None),
     "decode": ("tario_clinical.decode", None),
     "decode_survival": ("tario_clinical.decode", "decode_survival"),
+    "decode_benefit": ("tario_clinical.decode", "decode_benefit"),
     "decode_categorical": ("tario_clinical.decode", "decode_categorical"),
     "decode_continuous": ("tario_clinical.decode", "decode_continuous"),
     "survival": ("tario_clinical.survival", None),

@@ -8,7 +8,7 @@ Every endpoint a trial has: binary targets (:func:`decode`), categorical and con
 (:func:`decode_categorical`, :func:`decode_continuous`, or :func:`decode` with the kind inferred
 or given in ``target_types``), time to event (:func:`decode_survival`, penalised Cox) and
 treatment benefit in a two-arm trial (:func:`decode_benefit`, modified-covariate method,
-cross-fitted; to come). Intervals of cross-validated metrics re-run the whole nested CV
+cross-fitted). Intervals of cross-validated metrics re-run the whole nested CV
 (:mod:`.inference`, :mod:`.endpoint_inference`).
 
 Examples
@@ -35,6 +35,7 @@ from .analyses import (
     leave_one_group_out,
     representation_comparison,
 )
+from .benefit import c_for_benefit, decode_benefit
 from .cross_validation import decode, default_Cs
 from .endpoint_data import infer_target_types
 from .endpoint_result import EndpointResult, EndpointResults, LinearModel
@@ -50,7 +51,9 @@ __all__ = [
     "decode_categorical",
     "decode_continuous",
     "decode_survival",
+    "decode_benefit",
     "infer_target_types",
+    "c_for_benefit",
     "default_Cs",
     "DecodeResult",
     "EndpointResult",
