@@ -20,7 +20,16 @@ The guard-rails are rules on the wording, not on the analyses:
 - a trial design built from point estimates is flagged, with the interval of the treatment
   hazard ratio it assumed and, when given, the designs recomputed at its bounds;
 - proportional hazards rejected (global cox.zph p < :data:`ALPHA`), an exploratory cut-point,
-  few positives and concordance intervals that include 0.5 are cautions.
+  few positives and concordance intervals that include 0.5 are cautions;
+- two decoders (generalist vs specialist, two representations) are said to **differ** only when
+  the paired difference has p < :data:`ALPHA` and an interval that excludes 0; a decoder
+  **transfers** to left-out groups only when the pooled AUROC interval is above 0.5;
+- the treatment effect is said to **vary along the score** only when the spline interaction
+  test (likelihood ratio; the STEPP permutation test without a spline model) has
+  p < :data:`ALPHA`; a cut-off read off the curve is always flagged as exploratory.
+
+:func:`findings_record` gives the summary as JSON-safe records (``results.json`` key
+``findings``).
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ __all__ = [
     "Finding",
     "Summary",
     "summarize",
+    "findings_record",
     "endpoint_name",
     "score_label",
 ]
@@ -73,8 +83,10 @@ class Finding:
 
     ``verdict`` is a fixed code (``decodable``, ``few_patients``, ``includes_chance``,
     ``not_significant``, ``below_chance``, ``not_estimable``; ``prognostic``,
-    ``not_prognostic``; ``predictive``, ``not_predictive``; ``design``), ``label`` its words,
-    ``text`` the sentence, ``subject`` the target (decoders).
+    ``not_prognostic``; ``predictive``, ``not_predictive``; ``design``; ``learning_curve``,
+    ``differs``, ``not_shown_to_differ``, ``transfers``, ``not_shown_to_transfer``;
+    ``varies``, ``not_shown_to_vary``), ``label`` its words, ``text`` the sentence,
+    ``subject`` the target (decoders, decoder analyses).
     """
 
     topic: str
@@ -105,10 +117,19 @@ class Summary:
     design_assumptions: str = ""
     sensitivity: tuple[str, ...] = ()
     cautions: tuple[Caution, ...] = field(default_factory=tuple)
+    analyses: tuple[Finding, ...] = ()
+    effect_curve: Finding | None = None
 
     @property
     def empty(self) -> bool:
-        return not (self.decode or self.prognostic or self.predictive or self.design)
+        return not (
+            self.decode
+            or self.prognostic
+            or self.predictive
+            or self.design
+            or self.analyses
+            or self.effect_curve
+        )
 
 
 def _num(x: Any) -> float | None:
@@ -526,7 +547,174 @@ def _design_findings(
     return finding, assumed, sens_lines, cautions
 
 
+# =============================================================================== decoder analyses
+def _paired(
+    kind: str, rows: Sequence[Mapping[str, Any]], label: str, params: Mapping[str, Any]
+) -> list[Finding]:
+    """One finding per target from the ``difference`` rows of a paired analysis."""
+    if kind == "generalist_vs_specialist":
+        a, b, where = "generalist", "specialist", f" ({params.get('cancer_type')} patients)"
+    else:
+        a, b = (list(params.get("names") or []) + ["a", "b"])[:2]
+        where = ""
+    out = []
+    for r in rows:
+        if r.get(label) != "difference":
+            continue
+        target = str(r.get("target", ""))
+        est, lo, hi, p = (_num(r.get(k)) for k in ("estimate", "low", "high", "p_value"))
+        aucs = {
+            str(x.get(label)): fmt.est(x.get("auroc"))
+            for x in rows
+            if x.get("target") == r.get("target") and x.get(label) in (a, b)
+        }
+        text = (
+            f"{target}{where}: AUROC {a} {aucs.get(a, fmt.DASH)}, {b} {aucs.get(b, fmt.DASH)}; "
+            f"difference {a} − {b} {fmt.est_ci(est, lo, hi, ref=0.0)}, {fmt.p_text(p)}"
+        )
+        if est is not None and lo is not None and hi is not None and p is not None:
+            differs = p < ALPHA and (lo > 0 or hi < 0)
+        else:
+            differs = False
+        if differs:
+            better = a if est is not None and est > 0 else b
+            out.append(Finding("analyses", "differs", f"{better} better", text, subject=target))
+        else:
+            out.append(
+                Finding("analyses", "not_shown_to_differ", "no difference shown", text, target)
+            )
+    return out
+
+
+def _analysis_findings(analyses: Mapping[str, Any]) -> list[Finding]:
+    out: list[Finding] = []
+    for item in analyses.get("analyses") or []:
+        kind, rows = str(item.get("kind")), item.get("table") or []
+        params = item.get("parameters") or {}
+        if kind == "learning_curve":
+            targets = list(dict.fromkeys(str(r.get("target")) for r in rows))
+            for t in targets:
+                pts = sorted(
+                    (r for r in rows if str(r.get("target")) == t),
+                    key=lambda r: _num(r.get("fraction")) or 0.0,
+                )
+                if len(pts) < 2:
+                    continue
+                ends = [
+                    f"{fmt.est_ci(r.get('auroc'), r.get('low'), r.get('high'), ref=CHANCE)} "
+                    f"with {fmt.pct(r.get('fraction'))} of the training patients "
+                    f"({fmt.count(r.get('n_train'))} per fold)"
+                    for r in (pts[0], pts[-1])
+                ]
+                text = f"{t}: AUROC {ends[0]}, {ends[1]}"
+                out.append(Finding("analyses", "learning_curve", "data scaling", text, t))
+        elif kind in ("generalist_vs_specialist", "representation_comparison"):
+            label = "model" if kind == "generalist_vs_specialist" else "representation"
+            out += _paired(kind, rows, label, params)
+        elif kind == "leave_one_group_out":
+            col = str(params.get("group_column", "group")).replace("_", " ")
+            for r in rows:
+                if r.get("group") != "pooled":
+                    continue
+                t = str(r.get("target"))
+                lo = _num(r.get("low"))
+                per = "; ".join(
+                    f"{x.get('group')} {fmt.est(x.get('auroc'))}"
+                    for x in rows
+                    if x.get("target") == r.get("target") and x.get("group") != "pooled"
+                )
+                text = (
+                    f"{t} on a {col} left out of training: pooled AUROC "
+                    f"{fmt.est_ci(r.get('auroc'), r.get('low'), r.get('high'), ref=CHANCE)}"
+                    + (f" (per {col}: {per})" if per else "")
+                )
+                if lo is not None and lo > CHANCE:
+                    out.append(Finding("analyses", "transfers", "transfers", text, t))
+                else:
+                    out.append(
+                        Finding(
+                            "analyses", "not_shown_to_transfer", "not shown to transfer", text, t
+                        )
+                    )
+    return out
+
+
+# =============================================================================== effect curve
+def _effect_curve_finding(results: Mapping[str, Any]) -> tuple[Finding | None, list[Caution]]:
+    curve = (results.get("survival") or {}).get("effect_curve")
+    if not isinstance(curve, Mapping):
+        return None, []
+    score = score_label(results)
+    exp, ctl = curve.get("experimental"), curve.get("control")
+    spline, st = curve.get("spline") or {}, curve.get("stepp") or {}
+    parts, p_main = [], None
+    s_test = next(iter(spline.get("test") or []), None)
+    if s_test is not None:
+        p_main = _num(s_test.get("p_value"))
+        q = {r.get("quantile"): r for r in spline.get("at_quantiles") or []}
+        ends = [q.get(0.1), q.get(0.9)]
+        hr_text = (
+            f"; HR {fmt.est_ci(ends[0]['hr'], ends[0]['hr_low'], ends[0]['hr_high'], ref=1.0)} at "
+            f"the 10th and {fmt.est_ci(ends[1]['hr'], ends[1]['hr_low'], ends[1]['hr_high'], ref=1.0)}"
+            " at the 90th percentile of the score"
+            if all(isinstance(e, Mapping) for e in ends)
+            else ""
+        )
+        parts.append(
+            f"spline interaction model {fmt.p_text(s_test.get('p_value'))} (likelihood ratio, "
+            f"{fmt.count(s_test.get('df'))} df){hr_text}"
+        )
+    p_test = next(iter(st.get("test") or []), None)
+    if p_test is not None:
+        if p_main is None:
+            p_main = _num(p_test.get("p_value"))
+        parts.append(
+            f"STEPP {fmt.p_text(p_test.get('p_value'))} ({fmt.count(p_test.get('n_permutations'))} "
+            f"permutations, {len(st.get('windows') or [])} windows of about {st.get('r2')} patients)"
+        )
+    if p_main is None:
+        return None, []
+    head = f"Treatment effect ({exp} vs {ctl}) along the continuous {score}: "
+    text = head + "; ".join(parts) + "."
+    cautions = [Caution("predictive", str(curve.get("exploratory_cutoff") or ""))]
+    s_p = _num((s_test or {}).get("p_value"))
+    t_p = _num((p_test or {}).get("p_value"))
+    if s_p is not None and t_p is not None and (s_p < ALPHA) != (t_p < ALPHA):
+        cautions.append(
+            Caution(
+                "predictive",
+                "The spline and STEPP interaction tests disagree at 0.05; the spline test is the "
+                "one the summary reads (pre-specified), STEPP shows where the windows differ.",
+            )
+        )
+    if p_main < ALPHA:
+        return Finding("effect_curve", "varies", "varies with the score", text), cautions
+    return (
+        Finding("effect_curve", "not_shown_to_vary", "not shown to vary", text),
+        cautions,
+    )
+
+
 # =============================================================================== summary
+def findings_record(summary: Summary) -> dict[str, Any]:
+    """The summary as JSON-safe records: what ``results.json`` stores under ``findings``.
+
+    Parameters
+    ----------
+    summary : Summary
+        Output of :func:`summarize`.
+
+    Returns
+    -------
+    dict
+        The :class:`Summary` fields; findings as ``topic, verdict, label, text, subject``,
+        cautions as ``topic, text``.
+    """
+    import dataclasses
+
+    return dataclasses.asdict(summary)
+
+
 def summarize(results: Mapping[str, Any]) -> Summary:
     """The findings of a report from its results dictionary.
 
@@ -561,6 +749,13 @@ def summarize(results: Mapping[str, Any]) -> Summary:
                     "candidate marker, not as a measurement of the target.",
                 )
             )
+    curve, c = _effect_curve_finding(results)
+    cautions += c
+    extra = (
+        _analysis_findings(results["analyses"])
+        if isinstance(results.get("analyses"), Mapping)
+        else []
+    )
     des, assumed, sens, c = (None, "", [], [])
     if isinstance(results.get("design"), Mapping):
         des, assumed, sens, c = _design_findings(results)
@@ -581,4 +776,6 @@ def summarize(results: Mapping[str, Any]) -> Summary:
         design_assumptions=assumed,
         sensitivity=tuple(sens),
         cautions=tuple(unique),
+        analyses=tuple(extra),
+        effect_curve=curve,
     )

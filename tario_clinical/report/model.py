@@ -29,6 +29,7 @@ from ..errors import OutputError, SchemaError
 from . import sections as _sections
 from ._figures import Figures
 from ._jsonsafe import canonical_json, jsonable, records
+from .findings import findings_record, summarize
 from .sections import SECTIONS
 
 __all__ = [
@@ -456,7 +457,9 @@ def build_report(
     *,
     cohort: Any,
     decode: Any = None,
+    analyses: Mapping[str, Any] | None = None,
     stratification: Any = None,
+    effect_curve: Any = None,
     design: Any = None,
     expression_qc: Any = None,
     representations: Any = None,
@@ -476,8 +479,19 @@ def build_report(
     decode : DecodeResult, optional
         Needs ``summary()`` (table of AUROC, CI, q-values), ``oof`` (out-of-fold scores),
         ``plot_roc(ax=)``, ``plot_calibration(ax=)`` and ``to_dict()``.
+    analyses : mapping, optional
+        Decoder analyses of :mod:`tario_clinical.decode.analyses` by kind
+        (``learning_curve``, ``generalist_vs_specialist``, ``leave_one_group_out``,
+        ``representation_comparison``), each an ``AnalysisResult`` (tidy ``table`` with a
+        ``ci_method`` column, ``params``, ``plot(ax=)``); shown in their own section (listed in
+        ``sections`` only when given).
     stratification : StratificationResult, optional
         Needs ``to_dict()``, ``km_plot()`` and (with an arm) ``plot_forest(ax=)``.
+    effect_curve : TreatmentEffectCurve, optional
+        The treatment HR along the continuous score
+        (:func:`tario_clinical.survival.treatment_effect_curve`: ``to_dict()``,
+        ``plot(ax=, score_label=)``); shown in the survival section (needs
+        ``stratification``).
     design : DesignComparison, DataFrame or mapping, optional
         Trial-design tables. A mapping may hold the comparison (``{"comparison":
         DesignComparison, ...}``, shown as the ``designs`` table), a ``sensitivity`` DataFrame
@@ -582,6 +596,11 @@ def build_report(
         results["decode"] = None
         sections_present["decode"] = (False, "no decoder result given (decode=)")
 
+    # ---- decoder analyses (a section only when given)
+    if analyses:
+        results["analyses"] = _sections.analyses_section(analyses, figs)
+        sections_present["analyses"] = (True, "")
+
     # ---- embedding maps
     if representations is not None:
         results["embedding"] = _sections.embedding_section(representations, cohort, int(seed), figs)
@@ -592,11 +611,18 @@ def build_report(
 
     # ---- survival
     if stratification is not None:
+        score_name = _score_name(cfg, stratification)
         results["survival"] = _sections.survival_section(
-            stratification, figs, score_name=_score_name(cfg, stratification), time_unit=time_unit
+            stratification, figs, score_name=score_name, time_unit=time_unit
         )
+        if effect_curve is not None:
+            results["survival"]["effect_curve"] = _sections.effect_curve_section(
+                effect_curve, figs, score_name=score_name, notes=results["survival"]["notes"]
+            )
         sections_present["survival"] = (True, "")
     else:
+        if effect_curve is not None:
+            raise ValueError("effect_curve= is shown in the survival section: give stratification=")
         results["survival"] = None
         sections_present["survival"] = (False, "no survival stratification given (stratification=)")
 
@@ -658,6 +684,7 @@ def build_report(
             "note": sections_present[sid][1],
         }
         for sid, stitle in SECTIONS
+        if sid in sections_present
     ]
     results["checklist"] = checklist({s: p for s, (p, _) in sections_present.items()}, results)
     results["figures"] = [{"id": k, "caption": figs.captions[k]} for k in sorted(figs.uris)]
@@ -666,9 +693,12 @@ def build_report(
     if not show_patient_ids:
         # other modules' outputs: id keys dropped and id-valued strings replaced; our own
         # sections hold no ids (a cancer type that happens to equal an id stays readable)
-        for key in ("decode", "survival", "design", "expression_qc"):
-            results[key] = _redact(results[key], ids)
+        for key in ("decode", "analyses", "survival", "design", "expression_qc"):
+            if key in results:
+                results[key] = _redact(results[key], ids)
         results = _redact(results, frozenset())
+    # the summary sentences, read off the numbers above (render shows the same ones)
+    results["findings"] = jsonable(findings_record(summarize(results)))
     validate_results(results)
     created = _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat()
     return Report(

@@ -18,7 +18,7 @@ import math
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from . import views
+from . import analyses_view, views
 from ._figures import figure_to_data_uri
 from .findings import ALPHA, CHANCE, MIN_CLASS, score_label, summarize
 from .provenance_view import provenance_view
@@ -104,14 +104,24 @@ def render_html(report: Report, *, fragment: bool = False) -> str:
     }
     if results.get("decode"):
         v["decode"] = views.decode_view(results, summary)
+    if results.get("analyses"):
+        v["analyses"] = analyses_view.analyses_view(results)
     if results.get("embedding"):
         v["embedding"] = views.embedding_view(results)
     if results.get("survival"):
         v["survival"] = views.survival_view(results, score)
+        v["effect_curve"] = analyses_view.effect_curve_view(results, score)
     if results.get("design"):
         v["design"] = views.design_view(results)
     if results.get("expression_qc"):
         v["expression_qc"] = views.expression_qc_view(results)
+    if results.get("validation"):
+        from .validation_section import validation_html
+
+        v["validation"] = validation_html(results)
+    alts = views.alt_texts(results, report.captions, score)
+    extra = analyses_view.analyses_alt_texts(results, score)
+    alts.update({k: t for k, t in extra.items() if k in report.captions})
     template = _environment().get_template("report.html.j2")
     return template.render(
         r=results,
@@ -122,7 +132,7 @@ def render_html(report: Report, *, fragment: bool = False) -> str:
         score=score,
         figures=report.figures,
         captions=report.captions,
-        alts=views.alt_texts(results, report.captions, score),
+        alts=alts,
         rules={"alpha": ALPHA, "chance": CHANCE, "min_class": MIN_CLASS},
         created_utc=report.created_utc,
         html_only=report.html_only,

@@ -24,7 +24,10 @@ from .findings import endpoint_name
 __all__ = [
     "SECTIONS",
     "decode_section",
+    "analyses_section",
+    "ANALYSIS_TITLES",
     "embedding_section",
+    "effect_curve_section",
     "survival_section",
     "design_section",
     "expression_qc_section",
@@ -36,6 +39,7 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("cohort", "Patients (Table 1)"),
     ("flow", "Patient flow"),
     ("decode", "What the slides predict (decoders)"),
+    ("analyses", "How the decoders scale and transfer"),
     ("embedding", "Representation maps"),
     ("survival", "Survival by score group"),
     ("design", "Trial design"),
@@ -90,6 +94,93 @@ def decode_section(decode: Any, figs: Figures) -> tuple[dict[str, Any], pd.DataF
         oof = pd.DataFrame(oof)
     section["n_oof_rows"] = None if oof is None else len(oof)
     return section, oof
+
+
+# =============================================================================== decoder analyses
+#: the decoder analyses the report shows, in reading order, with their titles
+ANALYSIS_TITLES: dict[str, str] = {
+    "learning_curve": "Learning curve: AUROC against the number of training patients",
+    "generalist_vs_specialist": "Generalist vs specialist decoder",
+    "leave_one_group_out": "Transfer to a group left out of training",
+    "representation_comparison": "Representation comparison",
+}
+_ANALYSIS_CAPTIONS = {
+    "learning_curve": "Pooled out-of-fold AUROC (95 % CI) of each target when every training "
+    "fold keeps only a fraction of its patients (log axis; the held-out patients are the same "
+    "at every fraction); the dashed line is chance.",
+    "generalist_vs_specialist": "AUROC (95 % CI) on the same held-out {cancer_type} patients "
+    "of the generalist decoder (trained on all cancer types) and the specialist (trained on "
+    "{cancer_type} only); the dashed line is chance.",
+    "leave_one_group_out": "AUROC (95 % CI) of each target in each {group_column} left out of "
+    "training (the decoder trained on the other groups) and pooled over groups; the dashed "
+    "line is chance.",
+    "representation_comparison": "AUROC (95 % CI) of the same decoders, folds and patients on "
+    "the {a} and the {b} representation; the dashed line is chance.",
+}
+
+
+_PAIRED = {"generalist_vs_specialist": "model", "representation_comparison": "representation"}
+
+
+def analyses_section(analyses: Mapping[str, Any], figs: Figures) -> dict[str, Any]:
+    """The decoder analyses of :mod:`tario_clinical.decode.analyses` (``AnalysisResult``):
+    each one's table and parameters as given, and its own ``plot()`` (AUROC rows only: a
+    paired difference is on another scale and is in the table)."""
+    notes: list[str] = []
+    items = []
+    unknown = sorted(set(analyses) - set(ANALYSIS_TITLES))
+    if unknown:
+        raise TypeError(
+            f"analyses: unknown key(s) {unknown}; allowed: {', '.join(ANALYSIS_TITLES)}"
+        )
+    for kind in ANALYSIS_TITLES:
+        res = analyses.get(kind)
+        if res is None:
+            continue
+        table = getattr(res, "table", None)
+        if not isinstance(table, pd.DataFrame) or not callable(getattr(res, "plot", None)):
+            raise TypeError(
+                f"analyses[{kind!r}]: expected an AnalysisResult (a table and plot()); got "
+                f"{type(res).__name__}"
+            )
+        params = jsonable(dict(getattr(res, "params", {}) or {}))
+        params.pop("Cs", None)  # the C grid is long and not read by a person
+        fmt_args = {
+            "cancer_type": params.get("cancer_type", ""),
+            "group_column": str(params.get("group_column", "group")).replace("_", " "),
+            "a": (params.get("names") or ["a", "b"])[0],
+            "b": (params.get("names") or ["a", "b"])[1],
+        }
+        caption = _ANALYSIS_CAPTIONS[kind].format(**fmt_args)
+
+        def draw(res: Any = res, kind: str = kind) -> Any:
+            t = res.table
+            if kind in _PAIRED:
+                t = t[t[_PAIRED[kind]] != "difference"]
+            shown = type(res)(t.reset_index(drop=True), res.kind, dict(res.params))
+            rows = 1 if kind == "learning_curve" else len(t)
+            fig = new_figure(6.0, 3.8 if rows == 1 else 0.3 * rows + 1.6)
+            ax = shown.plot(ax=fig.add_subplot(1, 1, 1))
+            ax.set_title(ANALYSIS_TITLES[kind], fontsize=10)
+            if kind == "learning_curve":  # the fractions as percentages, not 10^x labels
+                from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+                ax.xaxis.set_major_locator(FixedLocator(sorted(set(t["fraction"]))))
+                ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{100 * v:.0f} %"))
+                ax.xaxis.set_minor_locator(NullLocator())
+            fig.tight_layout()
+            return fig
+
+        figs.attempt(f"analyses_{kind}", caption, draw, notes)
+        items.append(
+            {
+                "kind": kind,
+                "title": ANALYSIS_TITLES[kind],
+                "parameters": params,
+                "table": records(table),
+            }
+        )
+    return {"analyses": items, "notes": notes}
 
 
 # =============================================================================== embedding
@@ -282,6 +373,47 @@ def survival_section(
             notes,
         )
     return {"details": jsonable(details), "notes": notes}
+
+
+def effect_curve_section(
+    curve: Any, figs: Figures, *, score_name: str = "score", notes: list[str] | None = None
+) -> dict[str, Any]:
+    """The treatment HR along the continuous score
+    (:func:`~tario_clinical.survival.treatment_effect_curve`): its ``to_dict()`` and its
+    ``plot()``."""
+    notes = [] if notes is None else notes
+    if not callable(getattr(curve, "to_dict", None)) or not callable(getattr(curve, "plot", None)):
+        raise TypeError(
+            "effect_curve: expected a TreatmentEffectCurve (to_dict() and plot()); got "
+            f"{type(curve).__name__}"
+        )
+    d = jsonable(curve.to_dict())
+    exp, ctl = d.get("experimental"), d.get("control")
+    parts = []
+    if d.get("spline"):
+        parts.append(
+            "the treatment HR from the Cox model with an arm × natural-spline interaction "
+            "(line, pointwise 95 % band)"
+        )
+    if d.get("stepp"):
+        parts.append(
+            f"the HR in overlapping windows of about {d['stepp']['r2']} patients (STEPP; "
+            "points at each window's median score, 95 % CIs)"
+        )
+    caption = (
+        f"Treatment hazard ratio ({exp} vs {ctl}, log scale; HR < 1 favours {exp}) along the "
+        f"{score_name}: " + " and ".join(parts) + "; dotted: all patients, dashed: HR = 1. "
+        "A cut-off read off this curve is exploratory."
+    )
+
+    def draw() -> Any:
+        fig = new_figure(6.4, 4.0)
+        curve.plot(ax=fig.add_subplot(1, 1, 1), score_label=score_name)
+        fig.tight_layout()
+        return fig
+
+    figs.attempt("survival_effect_curve", caption, draw, notes)
+    return d
 
 
 def _forest(strat: Any) -> Any:

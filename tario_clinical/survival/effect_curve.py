@@ -694,11 +694,12 @@ class TreatmentEffectCurve:
         finite = np.asarray([y for y in ys if np.isfinite(y) and y > 0])
         lo, hi = max(finite.min() / 1.15, 1e-3), min(finite.max() * 1.15, 1e3)
         ax.set_ylim(lo, hi)
-        nice = [0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1, 1.5, 2, 3, 5, 10, 20, 50, 100]
+        if hi / lo > 8:  # 1-2-5 ticks over a wide range, finer ones over a narrow one
+            nice = [m * 10.0**e for e in range(-2, 3) for m in (1, 2, 5)]
+        else:
+            nice = [0.1, 0.2, 0.3, 0.5, 0.7, 1, 1.5, 2, 3, 5, 7, 10]
         ticks = [v for v in nice if lo <= v <= hi]
-        if len(ticks) > 7:
-            ticks = ticks[:: int(np.ceil(len(ticks) / 7))] + ([1] if 1 not in ticks[::2] else [])
-        ax.yaxis.set_major_locator(FixedLocator(sorted(set(ticks))))
+        ax.yaxis.set_major_locator(FixedLocator(ticks))
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.yaxis.set_minor_locator(NullLocator())
         label = score_label or self.score
