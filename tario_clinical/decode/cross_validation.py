@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -17,6 +17,9 @@ from .estimator import LinearDecoder
 from .result import DecodeResult
 from .splitters import LeaveOneGroupOut, PatientStratifiedGroupKFold, assign_folds
 
+if TYPE_CHECKING:  # pragma: no cover
+    from .endpoint_result import EndpointResults
+
 __all__ = ["decode", "prepare_data", "DecodeData", "default_Cs"]
 
 logger = logging.getLogger(__name__)
@@ -24,6 +27,16 @@ logger = logging.getLogger(__name__)
 _ENGINES = ("auto", "fast", "sklearn")
 _PENALTIES = ("l2", "elasticnet")
 _CI_METHODS = ("jackknife", "bootstrap", "delong")
+# decode() arguments that are not the binary decoder's options
+_DISPATCH_ONLY = (
+    "representations",
+    "cohort",
+    "targets",
+    "target_types",
+    "multi_class",
+    "merge_rare",
+    "min_class_size",
+)
 
 
 def default_Cs(n_c: int, n_rows: int, n_features: int) -> np.ndarray:
@@ -272,6 +285,10 @@ def decode(
     cohort: Any,
     *,
     targets: list[str],
+    target_types: dict[str, str] | None = None,
+    multi_class: Literal["ovr", "multinomial"] = "ovr",
+    merge_rare: bool = False,
+    min_class_size: int = 10,
     cv: int | PatientStratifiedGroupKFold | LeaveOneGroupOut | None = None,
     n_splits: int = 5,
     n_repeats: int = 5,
@@ -296,8 +313,21 @@ def decode(
     n_jobs: int | None = 1,
     progress: bool | None = None,
     seed: int = 0,
-) -> DecodeResult:
-    """Decode binary targets from representations with nested, patient-level cross-validation.
+) -> DecodeResult | EndpointResults:
+    """Decode targets from representations with nested, patient-level cross-validation.
+
+    Binary targets (genotypes, response) use the decoder documented below. Targets of other
+    kinds are recognised from the cohort (two distinct values -> binary; text with more levels
+    -> categorical; integer codes with at most 10 levels -> categorical; other numbers ->
+    continuous; :func:`~tario_clinical.decode.endpoint_data.infer_target_types`), overridable
+    with ``target_types``; the choice is logged and kept in the result. Categorical targets go
+    to :func:`~tario_clinical.decode.multiclass.decode_categorical`, continuous ones to
+    :func:`~tario_clinical.decode.regression.decode_continuous`, with the shared options
+    (folds, repeats, PCA, ``group_by``, inference; ``ci_method``/``p_method="delong"`` become
+    their ``"oof"`` formulas). With only binary targets the result is the binary decoder's
+    :class:`DecodeResult`, unchanged; with others it is an
+    :class:`~tario_clinical.decode.endpoint_result.EndpointResults` (``.binary`` holds the
+    binary targets' :class:`DecodeResult`, ``.summary()`` one tidy table of every target).
 
     Parameters
     ----------
@@ -309,7 +339,17 @@ def decode(
         are appended to ``cohort.exclusions``) or a DataFrame with ``patient_id`` and the
         target columns (0/1 or genotype spellings).
     targets : list of str
-        Binary columns to decode (genotypes, ``responder`` ...).
+        Columns to decode (genotypes, ``responder``, ``cancer_type``, a continuous score ...).
+    target_types : dict, optional
+        ``{target: "binary" | "categorical" | "continuous"}`` overriding the inferred kind.
+        A two-level column other than 0/1 or the genotype spellings (e.g. ``F``/``M``) is coded
+        0/1 with the second level in sorted order as 1 (logged).
+    multi_class : {"ovr", "multinomial"}, default "ovr"
+        Categorical targets: one-vs-rest or multinomial L2-logistic decoders.
+    merge_rare : bool, default False
+        Categorical targets: merge levels with fewer than ``min_class_size`` patients into one
+        ``other`` level (default: keep and flag them).
+    min_class_size : int, default 10
     cv : int, PatientStratifiedGroupKFold or LeaveOneGroupOut, optional
         Outer CV; an int sets ``n_splits``. Default: stratified group K-fold by patient,
         ``n_splits`` x ``n_repeats``.
@@ -373,7 +413,8 @@ def decode(
 
     Returns
     -------
-    DecodeResult
+    DecodeResult or EndpointResults
+        ``DecodeResult`` when every target is binary.
 
     Raises
     ------
@@ -393,6 +434,56 @@ def decode(
     The OOF ``score`` is each fold model's linear predictor standardised by its mean and SD over
     that fold's training rows (not log-odds; ``probability`` is the model's own probability).
     """
+    options = {k: v for k, v in locals().items() if k not in _DISPATCH_ONLY}
+    from .mixed_targets import decode_mixed, split_targets  # they import this module
+
+    kinds, to_code = split_targets(cohort, targets, target_types)
+    if all(k == "binary" for k, _ in kinds.values()) and not to_code:
+        return _decode_binary(representations, cohort, targets=targets, **options)
+    return decode_mixed(
+        representations,
+        cohort,
+        kinds,
+        to_code,
+        _decode_binary,
+        binary_kwargs=options,
+        multi_class=multi_class,
+        merge_rare=merge_rare,
+        min_class_size=min_class_size,
+    )
+
+
+def _decode_binary(
+    representations: Any,
+    cohort: Any,
+    *,
+    targets: list[str],
+    cv: int | PatientStratifiedGroupKFold | LeaveOneGroupOut | None = None,
+    n_splits: int = 5,
+    n_repeats: int = 5,
+    n_inner_splits: int = 5,
+    n_c: int = 10,
+    Cs: Any = None,
+    penalty: Literal["l2", "elasticnet"] = "l2",
+    l1_ratio: float = 0.5,
+    pca: int | None = None,
+    class_weight: Literal["balanced"] | None = None,
+    group_by: str | None = None,
+    stratify_jointly: bool = True,
+    ci_method: Literal["jackknife", "bootstrap", "delong"] = "jackknife",
+    p_method: Literal["permutation", "jackknife", "delong"] = "permutation",
+    alternative: Literal["greater", "two-sided"] = "greater",
+    level: float = 0.95,
+    engine: Literal["auto", "fast", "sklearn"] = "auto",
+    inner_scoring: Literal["neg_log_loss", "roc_auc"] = "neg_log_loss",
+    n_permutations: int = 99,
+    n_jackknife: int = 10,
+    n_bootstrap: int = 200,
+    n_jobs: int | None = 1,
+    progress: bool | None = None,
+    seed: int = 0,
+) -> DecodeResult:
+    """The binary decoder behind :func:`decode` (all targets binary; see its docstring)."""
     if engine not in _ENGINES:
         raise SchemaError(f"engine must be one of {list(_ENGINES)}; got {engine!r}.")
     if penalty not in _PENALTIES:
