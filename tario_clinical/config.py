@@ -56,6 +56,7 @@ __all__ = [
     "ReportConfig",
     "ValidationLockConfig",
     "ValidationConfig",
+    "AnalysesConfig",
     "load_config",
     "config_from_dict",
 ]
@@ -135,6 +136,9 @@ class DesignConfig(_Strict):
     accrual_months: float = Field(default=24.0, gt=0)
     followup_months: float = Field(default=12.0, ge=0)
     control_median_months: float | None = Field(default=None, gt=0)
+    #: recompute the designs at the bounds of the 95 % CI of the high-score group's treatment
+    #: HR when ``hr_positive`` is estimated from the cohort
+    sensitivity: bool = True
 
 
 class ExpressionQCConfig(_Strict):
@@ -196,6 +200,79 @@ class ValidationConfig(_Strict):
         return self
 
 
+class LearningCurveConfig(_Strict):
+    """AUROC against the fraction of training patients (``decode.analyses.learning_curve``)."""
+
+    targets: list[str] = Field(min_length=1)
+    fractions: list[float] = Field(default_factory=lambda: [0.1, 0.25, 0.5, 1.0], min_length=2)
+
+    @field_validator("fractions")
+    @classmethod
+    def _in_unit_interval(cls, v: list[float]) -> list[float]:
+        if any(not 0 < f <= 1 for f in v):
+            raise ValueError("every fraction must be in (0, 1]")
+        return v
+
+
+class GeneralistSpecialistConfig(_Strict):
+    """Pan-cancer vs one-cancer-type decoder on the same held-out patients."""
+
+    cancer_type: str
+    targets: list[str] = Field(min_length=1)
+    group_column: str = "cancer_type"
+
+
+class LeaveOneGroupOutConfig(_Strict):
+    """Transfer to each group (cancer type, site) left out of training."""
+
+    group_column: str = "cancer_type"
+    targets: list[str] = Field(min_length=1)
+
+
+class RepresentationComparisonConfig(_Strict):
+    """The same decoders on the study's representations (``names[0]``) and ``other``
+    (``names[1]``, an .h5ad of the same patients)."""
+
+    other: Path
+    names: tuple[str, str] = ("expression", "embedding")
+    targets: list[str] = Field(min_length=1)
+
+
+class EffectCurveConfig(_Strict):
+    """Treatment HR along the continuous score (``survival.treatment_effect_curve``), computed
+    when ``survival`` has an arm: spline knots at these quantile levels, STEPP windows of
+    ``r2`` patients sharing ``r1`` (defaults from the number of patients), ``n_permutations``
+    of the STEPP interaction test."""
+
+    knots: list[float] = Field(default_factory=lambda: [0.1, 0.5, 0.9], min_length=3)
+    r1: int | None = Field(default=None, ge=0)
+    r2: int | None = Field(default=None, ge=2)
+    n_permutations: int = Field(default=1000, ge=19, le=100_000)
+
+
+class AnalysesConfig(_Strict):
+    """Further decoder analyses and the treatment-effect curve; the decoders' settings
+    (folds, C grid, PCA, class weight, ``n_jackknife``) and the seed come from ``decode`` and
+    the top level. ``effect_curve: null`` turns the effect curve off.
+
+    Example::
+
+        analyses:
+          learning_curve: {targets: [EGFR], fractions: [0.1, 0.25, 0.5, 1.0]}
+          generalist_vs_specialist: {cancer_type: LUAD, targets: [EGFR]}
+          leave_one_group_out: {group_column: cancer_type, targets: [EGFR]}
+          representation_comparison: {other: embedding.h5ad, names: [expression, embedding],
+                                      targets: [EGFR]}
+          effect_curve: {knots: [0.1, 0.5, 0.9], n_permutations: 1000}
+    """
+
+    learning_curve: LearningCurveConfig | None = None
+    generalist_vs_specialist: GeneralistSpecialistConfig | None = None
+    leave_one_group_out: LeaveOneGroupOutConfig | None = None
+    representation_comparison: RepresentationComparisonConfig | None = None
+    effect_curve: EffectCurveConfig | None = Field(default_factory=EffectCurveConfig)
+
+
 class StudyConfig(_Strict):
     seed: int = 0
     cohort: CohortConfig
@@ -207,6 +284,7 @@ class StudyConfig(_Strict):
     expression_qc: ExpressionQCConfig | None = None
     report: ReportConfig = Field(default_factory=ReportConfig)
     validation: ValidationConfig | None = None
+    analyses: AnalysesConfig = Field(default_factory=AnalysesConfig)
 
     @field_validator("seed")
     @classmethod
@@ -289,6 +367,11 @@ def _resolve_paths(cfg: StudyConfig, base: Path) -> StudyConfig:
                     update={"clinical": fix(v.cohort.clinical), "slides": fix(v.cohort.slides)}
                 ),
             }
+        )
+    rc = cfg.analyses.representation_comparison
+    if rc is not None:
+        updates["analyses"] = cfg.analyses.model_copy(
+            update={"representation_comparison": rc.model_copy(update={"other": fix(rc.other)})}
         )
     return cfg.model_copy(update=updates)
 

@@ -41,6 +41,7 @@ class PreparedStudy:
     representations: Any | None
     input_files: dict[str, Path] = field(default_factory=dict)
     validation: ValidationInputs | None = None
+    other_representations: Any | None = None  # analyses.representation_comparison.other
 
 
 @dataclass
@@ -187,6 +188,7 @@ def prepare(config: StudyConfig) -> PreparedStudy:
         adata = read_representations(config.representations)
         align_representations(adata, cohort, source=str(config.representations))
         files["representations"] = config.representations
+    other = _prepare_analyses(config, cohort, files)
     validation = None
     if config.validation is not None:
         validation = _prepare_validation(config, config.validation, adata, files)
@@ -196,7 +198,161 @@ def prepare(config: StudyConfig) -> PreparedStudy:
         representations=adata,
         input_files=files,
         validation=validation,
+        other_representations=other,
     )
+
+
+def _prepare_analyses(config: StudyConfig, cohort: Any, files: dict[str, Path]) -> Any:
+    """Check the ``analyses:`` block against the clinical table (targets binary, group
+    columns present, the specialist's cancer type with enough patients) and read the other
+    representation of ``representation_comparison``; returns it (or None)."""
+    from .schemas import read_representations
+
+    a = config.analyses
+    columns = set(cohort.clinical.columns)
+    name = config.cohort.clinical.name
+    blocks = {
+        "learning_curve": a.learning_curve,
+        "generalist_vs_specialist": a.generalist_vs_specialist,
+        "leave_one_group_out": a.leave_one_group_out,
+        "representation_comparison": a.representation_comparison,
+    }
+    for key, block in blocks.items():
+        if block is None:
+            continue
+        bad = [t for t in block.targets if t not in columns]
+        if bad:
+            raise ConfigError(
+                f"key 'analyses.{key}.targets': {', '.join(map(repr, bad))} not a column of {name}"
+            )
+        for t in block.targets:
+            cohort.label(t)  # raises SchemaError naming rows if a target is not binary
+        group = getattr(block, "group_column", None)
+        if group is not None and group not in columns:
+            raise ConfigError(f"key 'analyses.{key}.group_column': {group!r} is not in {name}")
+    gs = a.generalist_vs_specialist
+    if gs is not None:
+        n_in = int((cohort.clinical[gs.group_column].astype(str) == gs.cancer_type).sum())
+        if n_in < 2 * config.decode.n_splits:
+            levels = sorted(map(str, cohort.clinical[gs.group_column].dropna().unique()))
+            raise ConfigError(
+                f"key 'analyses.generalist_vs_specialist.cancer_type': {n_in} patients with "
+                f"{gs.group_column} = {gs.cancer_type!r} in {name}; at least "
+                f"{2 * config.decode.n_splits} are needed ({config.decode.n_splits} folds); "
+                f"values: {', '.join(levels)}"
+            )
+    rc = a.representation_comparison
+    if rc is None:
+        return None
+    other = read_representations(rc.other)
+    ids = (
+        other.obs["patient_id"].astype(str)
+        if "patient_id" in other.obs.columns
+        else pd.Series(other.obs_names.astype(str))
+    )
+    unknown = sorted(set(ids) - set(map(str, cohort.patient_ids)))
+    if len(unknown) == len(set(ids)):
+        raise SchemaError(
+            f"{rc.other}: none of its {len(ids)} ids is a patient_id of {name}; check that it "
+            "describes the same patients (key 'analyses.representation_comparison.other')"
+        )
+    if unknown:
+        raise SchemaError(
+            f"{rc.other}: {len(unknown)} row(s) belong to patients missing from {name} "
+            f"(first: {', '.join(unknown[:5])})"
+        )
+    files["representations_other"] = rc.other
+    return other
+
+
+def _decode_analyses(cfg: StudyConfig, cohort: Any, adata: Any, other: Any) -> dict[str, Any]:
+    """The configured decoder analyses (decode settings, top-level seed). Each runs on a copy
+    of the cohort; the patients it left out are logged under the analysis' name."""
+    from .decode import analyses as da
+
+    a, d = cfg.analyses, cfg.decode
+    common = {"n_inner_splits": d.n_inner_splits, "n_c": d.n_c, "pca": d.pca}
+    common.update(class_weight=d.class_weight, n_jackknife=d.n_jackknife, seed=cfg.seed)
+    jobs: dict[str, Any] = {}
+    if a.learning_curve is not None:
+        lc = a.learning_curve
+        jobs["learning_curve"] = lambda c: da.learning_curve(
+            adata,
+            c,
+            targets=list(lc.targets),
+            fractions=tuple(lc.fractions),
+            n_splits=d.n_splits,
+            **common,
+        )
+    if a.generalist_vs_specialist is not None:
+        gs = a.generalist_vs_specialist
+        jobs["generalist_vs_specialist"] = lambda c: da.generalist_vs_specialist(
+            adata,
+            c,
+            targets=list(gs.targets),
+            cancer_type=gs.cancer_type,
+            group_column=gs.group_column,
+            n_splits=d.n_splits,
+            **common,
+        )
+    if a.leave_one_group_out is not None:
+        lo = a.leave_one_group_out
+        jobs["leave_one_group_out"] = lambda c: da.leave_one_group_out(
+            adata, c, targets=list(lo.targets), group_column=lo.group_column, **common
+        )
+    if a.representation_comparison is not None:
+        rc = a.representation_comparison
+        jobs["representation_comparison"] = lambda c: da.representation_comparison(
+            adata,
+            other,
+            c,
+            targets=list(rc.targets),
+            names=tuple(rc.names),
+            n_splits=d.n_splits,
+            **common,
+        )
+    out = {}
+    for kind, job in jobs.items():
+        log.info("decoder analysis %s", kind)
+        work = cohort.copy()
+        before = len(work.exclusions)
+        out[kind] = job(work)
+        new = work.exclusions.iloc[before:]
+        for reason, rows in new.groupby("reason", sort=True):
+            cohort.exclude(sorted(set(rows["patient_id"].dropna())), reason=reason, analysis=kind)
+    return out
+
+
+def _effect_curve(cfg: StudyConfig, strat: Any) -> Any:
+    """The treatment HR along the continuous score, when the stratification has an arm and
+    the score is continuous (the same patients as the stratification)."""
+    from . import survival
+    from .errors import AnalysisError
+
+    e = cfg.analyses.effect_curve
+    if e is None or strat is None or getattr(strat, "interaction", None) is None:
+        return None
+    a = strat.assignments
+    if a["score"].nunique() < 10:
+        log.info("effect curve skipped: the score has fewer than 10 distinct values")
+        return None
+    try:
+        return survival.treatment_effect_curve(
+            a,
+            "score",
+            time="time",
+            event="event",
+            arm=strat.interaction.arm,
+            reference_arm=strat.interaction.control,
+            r1=e.r1,
+            r2=e.r2,
+            n_permutations=e.n_permutations,
+            knots=tuple(e.knots),
+            seed=cfg.seed,
+        )
+    except AnalysisError as err:
+        log.warning("treatment effect curve not computed: %s", err)
+        return None
 
 
 def _prepare_validation(
@@ -432,6 +588,19 @@ def run_study(
             seed=cfg.seed,
         )
 
+    analyses: dict[str, Any] = {}
+    if any(
+        getattr(cfg.analyses, k) is not None
+        for k in (
+            "learning_curve",
+            "generalist_vs_specialist",
+            "leave_one_group_out",
+            "representation_comparison",
+        )
+    ):
+        with stage("decoder analyses"):
+            analyses = _decode_analyses(cfg, cohort, adata, prepared.other_representations)
+
     strat = None
     if cfg.survival is not None:
         from . import survival
@@ -465,6 +634,11 @@ def run_study(
                 **kwargs,
             )
 
+    curve = None
+    if strat is not None:
+        with stage("treatment effect curve"):
+            curve = _effect_curve(cfg, strat)
+
     design_table = None
     if cfg.design is not None:
         design_table = _design_table(cfg, cohort, strat)
@@ -491,7 +665,9 @@ def run_study(
         rep = report_mod.build_report(
             cohort=cohort,
             decode=dec,
+            analyses=analyses or None,
             stratification=strat,
+            effect_curve=curve,
             design=design_table,
             expression_qc=qc,
             representations=adata,
@@ -609,17 +785,43 @@ def _design_table(cfg: StudyConfig, cohort: Any, strat: Any) -> Any:
             prevalence,
         )
         return None
-    return design.compare_designs(
-        prevalence=float(prevalence),
-        hr_positive=float(hr_pos),
-        hr_negative=float(hr_neg),
-        median_control=float(median),
-        accrual=d.accrual_months,
-        follow_up=d.followup_months,
-        allocation=d.allocation,
-        alpha=d.alpha,
-        power=d.power,
-    )
+    kw = {"prevalence": float(prevalence), "hr_negative": float(hr_neg)}
+    kw.update(median_control=float(median), accrual=d.accrual_months, follow_up=d.followup_months)
+    kw.update(allocation=d.allocation, alpha=d.alpha, power=d.power)
+    dc = design.compare_designs(hr_positive=float(hr_pos), **kw)
+    if not d.sensitivity or d.hr_positive is not None:
+        return dc  # an HR set in the configuration has no interval from this cohort
+    bounds = _top_group_hr_interval(strat, float(hr_pos))
+    if bounds is None:
+        return dc
+    rows = []
+    for scenario, hr in zip(("lower 95 % bound", "upper 95 % bound"), bounds, strict=True):
+        if hr < 1:
+            t = design.compare_designs(hr_positive=float(hr), **kw).table
+            rows.append(t.assign(scenario=scenario, hr_positive=float(hr), note=""))
+        else:
+            note = "no benefit at this HR: no trial can be powered"
+            t = pd.DataFrame({"design": dc.table["design"], "hr": np.nan})
+            rows.append(t.assign(scenario=scenario, hr_positive=float(hr), note=note))
+    sens = pd.concat(rows, ignore_index=True)
+    first = ["scenario", "hr_positive"]
+    sens = sens[first + [c for c in sens.columns if c not in (*first, "note")] + ["note"]]
+    return {"comparison": dc, "sensitivity": sens}
+
+
+def _top_group_hr_interval(strat: Any, hr: float) -> tuple[float, float] | None:
+    """``(hr_low, hr_high)`` of the forest row of the highest score group, when its HR is the
+    design's (the same arm-only Cox fit), else None."""
+    inter = getattr(strat, "interaction", None)
+    if inter is None:
+        return None
+    f = inter.forest
+    row = f[(f["variable"] == inter.biomarker) & (f["level"].astype(str) == str(strat.groups[-1]))]
+    if len(row) != 1 or not abs(float(row["hr"].iloc[0]) - hr) <= 1e-9 * max(1.0, hr):
+        log.warning("design sensitivity skipped: the high-score group's forest row is not the HR")
+        return None
+    lo, hi = float(row["hr_low"].iloc[0]), float(row["hr_high"].iloc[0])
+    return (lo, hi) if np.isfinite(lo) and np.isfinite(hi) else None
 
 
 def read_spatial_samples(
