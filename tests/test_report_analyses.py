@@ -382,7 +382,8 @@ def test_other_representation_path_resolves_against_the_yaml(study):
 # =============================================================================== browser
 def test_report_with_analyses_in_headless_chromium(study, tmp_path):
     """The new section and the effect curve: nothing wider than the viewport at 1400 and
-    1000 px, no console error, no network request, every figure decoded."""
+    1000 px, no console error, no network request, every figure decoded; printed, every
+    table fits the page width."""
     from test_report_browser import CHROMIUM, open_page
 
     if CHROMIUM is None:
@@ -399,3 +400,7 @@ def test_report_with_analyses_in_headless_chromium(study, tmp_path):
             assert layout["overflowing"] == []
         ids = [s["id"] for s in layout["sections"]]
         assert "analyses" in ids
+    printed = open_page(
+        study["paths"]["report"], tmp_path / "print", width=1400, print_layout=True
+    )["print_layout"]
+    assert printed["wide"] == [] and printed["overflowing"] == []  # tables fit the A4 width

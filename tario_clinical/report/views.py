@@ -487,13 +487,12 @@ def _design_rows(
             fmt.pct(r.get("power")),
             fmt.time(r.get("duration")),
         ]
-        if scenario:
-            line = [str(r.get("scenario", ""))] + line
-            if r.get("note"):
-                line[-1] += f" ({r['note']})"
+        if scenario:  # the note in its own column: a number column does not wrap
+            line = [str(r.get("scenario", ""))] + line + [str(r.get("note") or "")]
         out.append(line)
     first = 1 if scenario else 0
-    return table("", cols, out, num=range(first + 1, len(cols)))
+    num = range(first + 1, len(cols))
+    return table("", cols + (["Note"] if scenario else []), out, num=num)
 
 
 def design_view(results: Mapping[str, Any]) -> dict[str, Any]:
