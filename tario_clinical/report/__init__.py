@@ -13,9 +13,14 @@ what an enriched trial would need, and the cautions that apply), then the analys
 one section per analysis with tables for a person (rounded numbers; the exact ones are in
 ``results.json``). It prints to a clean PDF (one section per page).
 
+The decoder analyses (learning curve, generalist vs specialist, leave one group out,
+representation comparison; ``analyses=``) get their own section, the treatment HR along the
+continuous score (``effect_curve=``) is shown in the survival section, and the summary's
+sentences are stored in ``results.json`` under ``findings``.
+
 Modules: ``model`` (the results dictionary and :class:`Report`), ``sections`` (section
-builders over computed results), ``findings`` (the summary's rules), ``views`` (display
-tables), ``render`` (HTML), ``checklist`` (REMARK / TRIPOD+AI map).
+builders over computed results), ``findings`` (the summary's rules), ``views`` and
+``analyses_view`` (display tables), ``render`` (HTML), ``checklist`` (REMARK / TRIPOD+AI map).
 
 Examples
 --------
