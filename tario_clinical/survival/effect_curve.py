@@ -11,7 +11,8 @@ Two estimates, each with pointwise intervals and a test of the treatment x score
   The interaction test permutes the score among patients (time, event and arm stay together),
   recomputes every window and compares the supremum over windows of ``|log HR(window) -
   log HR(all patients)|`` with the observed one; ``p = (1 + #{T* >= T}) / (B + 1)``, the ``B``
-  permutations seeded through ``SeedSequence(seed)``.
+  permutations seeded through ``SeedSequence(seed)``. Exact for a score unrelated to outcome;
+  a prognostic score is not exchangeable (size 0.07 at 0.05 in simulations, log HR 0.5/SD).
 - :func:`spline_interaction` — a Cox model with ``arm + f(score) + arm x f(score)``, ``f`` a
   natural cubic spline (restricted cubic spline, Harrell's truncated-power basis) with knots at
   pre-specified quantiles of the score, linear beyond the outer knots. The log HR of treatment
