@@ -76,12 +76,74 @@ class CohortConfig(_Strict):
 
 
 class EncodeConfig(_Strict):
+    """The ``encode`` section: which frozen model, where its weights are, and which engine.
+
+    ``model`` is ``demo``, a preset (``uni``, ``uni2-h``, ``virchow2``, ``h-optimus-0``,
+    ``h-optimus-1``, ``prov-gigapath``, ``phikon-v2``; needs ``weights``) or a model card .json;
+    ``weights`` and a card path are relative to the YAML file's folder. ``engine: ray`` runs
+    the encoder under Ray Data (``ray_address`` of a running cluster, else Ray is started on
+    this machine; ``ray_actors`` model actors, ``ray_readers`` tile readers) with the same
+    outputs and resume as ``engine: local``; ``workers`` (DataLoader processes) is for
+    ``local`` only.
+
+    Example::
+
+        encode:
+          model: uni2-h
+          weights: models/UNI2-h      # the Hugging Face snapshot folder
+          engine: ray
+          ray_address: auto
+    """
+
     model: str = "demo"
+    weights: Path | None = None
+    engine: Literal["local", "ray"] = "local"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     batch_size: int | None = Field(default=None, ge=1, le=4096)
     workers: int | None = Field(default=None, ge=0, le=64)
+    ray_address: str | None = None
+    ray_actors: int | None = Field(default=None, ge=1, le=4096)
+    ray_readers: int | None = Field(default=None, ge=1, le=4096)
     fusion: Literal["early", "late"] = "late"
     save_tiles: bool = False
+
+    @model_validator(mode="after")
+    def _engine_options(self) -> EncodeConfig:
+        from .encode.presets import PRESETS
+
+        name = self.model.strip().lower()
+        if name == "demo" and self.weights is not None:
+            raise ValueError("'weights' cannot be used with model 'demo' (it ships its own)")
+        if name in PRESETS and self.weights is None:
+            raise ValueError(
+                f"model {self.model!r} is a preset: set 'weights' to its local weights (the "
+                "Hugging Face snapshot folder or the weight file; nothing is downloaded)"
+            )
+        ray_keys = [
+            k for k in ("ray_address", "ray_actors", "ray_readers") if getattr(self, k) is not None
+        ]
+        if self.engine != "ray" and ray_keys:
+            raise ValueError(f"{', '.join(ray_keys)} need(s) 'engine: ray'")
+        if self.engine == "ray" and self.workers is not None:
+            raise ValueError(
+                "'workers' sets DataLoader workers of engine 'local'; with 'engine: ray' use "
+                "'ray_readers'"
+            )
+        return self
+
+    def resolved(self, base: Path) -> EncodeConfig:
+        """This section with ``weights`` and a model card path made absolute against ``base``
+        (presets and ``demo`` are names, not paths)."""
+        from .encode.presets import PRESETS
+
+        updates: dict[str, Any] = {}
+        if self.weights is not None and not self.weights.is_absolute():
+            updates["weights"] = (base / self.weights).resolve()
+        name = self.model.strip().lower()
+        card = Path(self.model)
+        if name != "demo" and name not in PRESETS and not card.is_absolute():
+            updates["model"] = str((base / card).resolve())
+        return self.model_copy(update=updates)
 
 
 class DecodeConfig(_Strict):
@@ -353,6 +415,8 @@ def _resolve_paths(cfg: StudyConfig, base: Path) -> StudyConfig:
         ),
         "representations": fix(cfg.representations),
     }
+    if cfg.encode is not None:
+        updates["encode"] = cfg.encode.resolved(base)
     if cfg.expression_qc is not None:
         updates["expression_qc"] = cfg.expression_qc.model_copy(
             update={"samples": fix(cfg.expression_qc.samples)}

@@ -532,22 +532,35 @@ def run_study(
     written: dict[str, Path] = {}
 
     if adata is None and cfg.encode is not None:
-        from .encode import encode_slides
-
         enc = cfg.encode
-        result = encode_slides(
-            cohort.slides,
-            enc.model,
-            out_dir / "encode",
-            device=enc.device,
-            batch_size=enc.batch_size,
-            num_workers=enc.workers,
-            fusion=enc.fusion,
-            tile_output=enc.save_tiles,
-            seed=cfg.seed,
-            progress=progress,
-            allow_outside=True,  # manifest paths were already checked by load_cohort
-        )
+        common: dict[str, Any] = {
+            "weights": enc.weights,
+            "device": enc.device,
+            "batch_size": enc.batch_size,
+            "fusion": enc.fusion,
+            "tile_output": enc.save_tiles,
+            "seed": cfg.seed,
+            "progress": progress,
+            "allow_outside": True,  # manifest paths were already checked by load_cohort
+        }
+        if enc.engine == "ray":
+            from .encode.ray_runner import encode_slides_ray
+
+            result = encode_slides_ray(
+                cohort.slides,
+                enc.model,
+                out_dir / "encode",
+                address=enc.ray_address,
+                concurrency=enc.ray_actors,
+                read_concurrency=enc.ray_readers,
+                **common,
+            )
+        else:
+            from .encode import encode_slides
+
+            result = encode_slides(
+                cohort.slides, enc.model, out_dir / "encode", num_workers=enc.workers, **common
+            )
         for rec in result.exclusions.itertuples(index=False):
             cohort.exclude(
                 [rec.patient_id], reason=rec.reason, analysis=rec.analysis, slide_ids=[rec.slide_id]

@@ -1,6 +1,8 @@
 """Click commands of the encoder stage, wired into ``tario-clinical`` by ``cli.py``.
 
-``encode`` runs :func:`~tario_clinical.encode.encode_slides`; :func:`slide_options` adds the
+``encode`` runs :func:`~tario_clinical.encode.encode_slides` (``--engine local``, the default) or
+:func:`~tario_clinical.encode.ray_runner.encode_slides_ray` (``--engine ray``: many GPUs or
+nodes, same presets, resume and outputs); :func:`slide_options` adds the
 ``--with-slides`` options to a ``simulate`` command and :func:`write_slides_from_options` acts
 on them. Errors of the toolkit become exit code 2 with a one-line message, no traceback.
 """
@@ -87,6 +89,32 @@ def _fail(err: TarioClinicalError) -> None:
     is_flag=True,
     help="Allow manifest paths outside the manifest's folder (refused by default).",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: one machine (PyTorch DataLoader); ray: Ray Data over a Ray cluster (many GPUs "
+    "or nodes; same outputs, and either engine resumes the other's --out).",
+)
+@click.option(
+    "--ray-address",
+    default=None,
+    help="With --engine ray: address of a running Ray cluster ('auto', 'HOST:6379' or "
+    "'ray://HOST:10001'); default: start Ray on this machine for this run.",
+)
+@click.option(
+    "--ray-actors",
+    type=click.IntRange(min=1),
+    default=None,
+    help="With --engine ray: model actors (default: one per GPU of the cluster, else 1).",
+)
+@click.option(
+    "--ray-readers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="With --engine ray: tile-reading actors (default: the cluster's CPUs left, 1-16).",
+)
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def encode(
     slides: str,
@@ -100,11 +128,25 @@ def encode(
     fusion: str,
     tile_output: bool,
     allow_outside: bool,
+    engine: str,
+    ray_address: str | None,
+    ray_actors: int | None,
+    ray_readers: int | None,
     no_progress: bool,
 ) -> None:
     """Encode H&E slides with a frozen model into patient representations (resumable)."""
     from .engine import encode_slides
 
+    ray_opts = {"--ray-address": ray_address, "--ray-actors": ray_actors,
+                "--ray-readers": ray_readers}  # fmt: skip
+    if engine != "ray" and any(v is not None for v in ray_opts.values()):
+        given = ", ".join(k for k, v in ray_opts.items() if v is not None)
+        raise click.UsageError(f"{given} needs --engine ray")
+    if engine == "ray" and workers is not None:
+        raise click.UsageError(
+            "--workers sets DataLoader workers of --engine local; with --engine ray use "
+            "--ray-readers"
+        )
     try:
         model_arg: Any = model
         if weights is not None or model.strip().lower() != "demo":
@@ -113,19 +155,31 @@ def encode(
             if weights is not None and model.strip().lower() == "demo":
                 raise EncoderError("--weights cannot be used with --model demo")
             model_arg = load_model_card(model, weights=weights)
-        res = encode_slides(
-            slides,
-            model_arg,
-            out,
-            device=device,
-            batch_size=batch_size,
-            num_workers=workers,
-            seed=seed,
-            progress=not no_progress,
-            tile_output=tile_output,
-            fusion=fusion,  # type: ignore[arg-type]
-            allow_outside=allow_outside,
-        )
+        common: dict[str, Any] = {
+            "device": device,
+            "batch_size": batch_size,
+            "seed": seed,
+            "progress": not no_progress,
+            "tile_output": tile_output,
+            "fusion": fusion,
+            "allow_outside": allow_outside,
+        }
+        if engine == "ray":
+            from .ray_runner import encode_slides_ray
+
+            # Ray Data reports each stage at INFO; the progress bar says what a user needs
+            logging.getLogger("ray.data").setLevel(logging.WARNING)
+            res = encode_slides_ray(
+                slides,
+                model_arg,
+                out,
+                address=ray_address,
+                concurrency=ray_actors,
+                read_concurrency=ray_readers,
+                **common,
+            )
+        else:
+            res = encode_slides(slides, model_arg, out, num_workers=workers, **common)
     except TarioClinicalError as err:
         _fail(err)
         return
