@@ -244,7 +244,7 @@ def report(config_path: Path, out: Path) -> None:
     help="p-value of AUROC > 0.5: exact permutation test re-running the whole nested CV, "
     "jackknife Wald test (cheap at scale) or DeLong (comparison only).",
 )
-@click.option("--n-permutations", type=click.IntRange(min=1), default=199, show_default=True)
+@click.option("--n-permutations", type=click.IntRange(min=1), default=99, show_default=True)
 @click.option("--jobs", type=int, default=-1, show_default=True, help="Processes (-1: all cores).")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 @click.option("--seed", type=int, default=0, show_default=True)

@@ -161,7 +161,7 @@ class DecodeConfig(_Strict):
     ci_method: Literal["jackknife", "bootstrap", "delong"] = "jackknife"
     p_method: Literal["permutation", "jackknife", "delong"] = "permutation"
     alternative: Literal["greater", "two-sided"] = "greater"
-    n_permutations: int = Field(default=199, ge=19, le=100_000)
+    n_permutations: int = Field(default=99, ge=19, le=100_000)
     n_jackknife: int = Field(default=10, ge=5, le=200)
     n_bootstrap: int = Field(default=200, ge=20, le=100_000)
     n_jobs: int | None = Field(default=None, ge=-1)
