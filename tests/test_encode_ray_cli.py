@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -80,8 +81,10 @@ def local_ref(slides: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 #: environment of every Ray process the tests start (see the module docstring)
+#: (token authentication with a token made for this test run, so nothing is read from or
+#: written to ~/.ray)
 RAY_ENV = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token",
-           "TQDM_DISABLE": "1"}  # fmt: skip
+           "RAY_AUTH_TOKEN": secrets.token_hex(32), "TQDM_DISABLE": "1"}  # fmt: skip
 
 
 def _free_port() -> int:
