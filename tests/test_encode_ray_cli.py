@@ -19,6 +19,7 @@ import importlib.util
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -131,6 +132,7 @@ def ray_cluster() -> str:
         except ProcessLookupError:
             pass
         proc.wait(10)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def _ray_cli(manifest: Path, out: Path, address: str, *extra: str) -> subprocess.CompletedProcess:
