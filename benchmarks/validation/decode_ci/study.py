@@ -22,7 +22,9 @@ scores on infinitely many new patients is exact:
 the procedure fits to n(k-1)/k patients -- is the mean of ``truth_cond`` over the cell's replicates
 (Monte Carlo error reported). Null cells have truth 0.5 exactly. The ``real`` cell uses the 76-gene
 breast-cancer expression matrix shipped by scikit-survival (198 patients; used here only, as in the
-tests) with labels drawn independently of the features (null, prevalence of ER-positive).
+tests) with labels drawn independently of the features (null, prevalence of ER-positive); the
+``simtrial`` cell uses ``simulate_trial``'s correlated expression-derived representations (a new
+simulated cohort per replicate) with null labels.
 
 Usage (resumable; appends to ``replicates.csv``)::
 
@@ -59,22 +61,23 @@ class Cell:
     reps: int
     perm_reps: int  # replicates (first ones) that also run the permutation test
     boot_reps: int  # replicates (first ones) that also run the bootstrap
-    real: bool = False
+    real: bool | str = False  # True: the breast-cancer matrix; "simtrial": simulate_trial's
 
 
 CELLS = [
-    Cell("null_n100_d50", "null", 100, 50, 0.3, 0.0, 80, 80, 40),
-    Cell("null_real_bc76", "null", 198, 76, 134 / 198, 0.0, 60, 60, 0, real=True),
-    Cell("null_n200_d500", "null", 200, 500, 0.3, 0.0, 40, 40, 25),
+    Cell("null_n100_d50", "null", 100, 50, 0.3, 0.0, 300, 300, 40),
+    Cell("null_real_bc76", "null", 198, 76, 134 / 198, 0.0, 200, 200, 0, real=True),
+    Cell("null_n200_d500", "null", 200, 500, 0.3, 0.0, 100, 100, 25),
     Cell("null_n200_d500_10pos", "null", 200, 500, 0.05, 0.0, 30, 30, 0),
-    Cell("few10_n200_d500", "few_positives", 200, 500, 0.05, 1.1, 40, 21, 0),
-    Cell("few20_n200_d500", "few_positives", 200, 500, 0.10, 0.95, 40, 21, 25),
-    Cell("few45_n200_d500", "few_positives", 200, 500, 0.225, 0.8, 40, 21, 25),
-    Cell("mod_n100_d50", "moderate", 100, 50, 0.3, 0.55, 60, 21, 40),
+    Cell("few10_n200_d500", "few_positives", 200, 500, 0.05, 1.1, 100, 21, 0),
+    Cell("few20_n200_d500", "few_positives", 200, 500, 0.10, 0.95, 100, 21, 25),
+    Cell("few45_n200_d500", "few_positives", 200, 500, 0.225, 0.8, 100, 21, 25),
+    Cell("mod_n100_d50", "moderate", 100, 50, 0.3, 0.55, 300, 21, 40),
     Cell("mod_n300_d5000", "moderate", 300, 5000, 0.3, 1.0, 30, 0, 20),
     Cell("mod_n1000_d200", "moderate", 1000, 200, 0.3, 0.35, 25, 0, 0),
-    Cell("strong_n100_d50", "strong", 100, 50, 0.3, 0.85, 40, 0, 40),
-    Cell("strong_n200_d500", "strong", 200, 500, 0.3, 1.3, 40, 0, 25),
+    Cell("strong_n100_d50", "strong", 100, 50, 0.3, 0.85, 300, 0, 40),
+    Cell("strong_n200_d500", "strong", 200, 500, 0.3, 1.3, 100, 0, 25),
+    Cell("null_simtrial_n200_d500", "null", 200, 500, 0.3, 0.0, 100, 100, 0, real="simtrial"),
 ]
 
 FIELDS = [
@@ -112,6 +115,16 @@ def _real_matrix() -> np.ndarray:
 
 def _simulate(cell: Cell, rng: np.random.Generator):
     """(X, y, delta, L) with x | y ~ N(y delta, L L^T + I)."""
+    if cell.real == "simtrial":
+        import tario_clinical as tc
+
+        trial = tc.simulate_trial(
+            cell.n, seed=int(rng.integers(2**31)), n_genes=cell.D, compute_attainable=False
+        )
+        X = np.asarray(trial.representations.X, dtype=np.float64)
+        y = np.zeros(X.shape[0])
+        y[rng.choice(X.shape[0], int(round(cell.prevalence * X.shape[0])), replace=False)] = 1
+        return X.astype(np.float32), y, None, None
     if cell.real:
         X = _real_matrix()
         y = np.zeros(X.shape[0])
