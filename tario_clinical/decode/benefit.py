@@ -62,10 +62,7 @@ from .endpoint_data import (
 from .endpoint_inference import (
     FoldPredictions,
     MetricSpec,
-    blas_threads,
-    cross_validate_plan,
-    cv_design,
-    endpoint_inference,
+    fit_and_infer,
     renumber_inner,
 )
 from .endpoint_result import EndpointResult, LinearModel
@@ -496,39 +493,39 @@ def decode_benefit(
     else:
         pen = default_Cs(n_penalties, idx.size, X.shape[1]) * 4.0
     problem = _BenefitProblem(X=X, penalties=pen, survival=survival, cutoff=cutoff, pca=pca)
-    design = cv_design(
-        problem.strata(y),
-        data.clinical.iloc[idx],
-        cv=cv,
-        n_splits=n_splits,
-        n_repeats=n_repeats,
-        n_inner_splits=n_inner_splits,
-        group_by=None,
-        seed=seed,
-    )
-    with blas_threads(X):
-        run = cross_validate_plan(problem, y, design.plan)
-        final = _final_model(problem, y, data.feature_names, n_inner_splits, seed)
-    T = problem.statistics(y, run)
-    mean_score = np.nanmean(run.pred[:, :, 0], axis=0)
-    tables = _tables(mean_score, y, survival, level, run, cutoff)
-    table, reps = endpoint_inference(
+    fit = fit_and_infer(
         problem,
         y,
-        design,
-        T,
-        ci_method=ci_method,
-        p_method=p_method,
-        level=level,
-        n_jackknife=n_jackknife,
-        n_bootstrap=n_bootstrap,
-        n_permutations=0,
-        seed=seed,
-        n_jobs=n_jobs,
-        progress=progress,
-        allowed_p=("jackknife", "oof"),
-        oof_inference=lambda: _oof_formulas(mean_score, run, y, survival, cutoff, level),
+        X,
+        data.clinical.iloc[idx],
+        design_kw=dict(
+            cv=cv,
+            n_splits=n_splits,
+            n_repeats=n_repeats,
+            n_inner_splits=n_inner_splits,
+            group_by=None,
+            seed=seed,
+        ),
+        inference_kw=dict(
+            ci_method=ci_method,
+            p_method=p_method,
+            level=level,
+            n_jackknife=n_jackknife,
+            n_bootstrap=n_bootstrap,
+            n_permutations=0,
+            seed=seed,
+            n_jobs=n_jobs,
+            progress=progress,
+            allowed_p=("jackknife", "oof"),
+        ),
+        final_model=lambda: _final_model(problem, y, data.feature_names, n_inner_splits, seed),
+        oof_inference=lambda run: _oof_formulas(
+            np.nanmean(run.pred[:, :, 0], axis=0), run, y, survival, cutoff, level
+        ),
     )
+    design, run, final, table, reps = fit.design, fit.run, fit.final, fit.table, fit.reps
+    mean_score = np.nanmean(run.pred[:, :, 0], axis=0)
+    tables = _tables(mean_score, y, survival, level, run, cutoff)
     pids = data.patient_ids[idx]
     oof = _oof_table(name, pids, y, run, cutoff, survival, outcome_name, event)
     effect = "log HR (experimental vs control)" if survival else "response-rate difference"

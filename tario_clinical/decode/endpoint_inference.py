@@ -56,6 +56,8 @@ __all__ = [
     "CVDesign",
     "cv_design",
     "endpoint_inference",
+    "EndpointFit",
+    "fit_and_infer",
     "cross_validate_plan",
     "renumber_inner",
     "blas_threads",
@@ -544,3 +546,49 @@ def endpoint_inference(
     table.loc[no_test, "p_method"] = ""
     frames = {k: pd.DataFrame(v, columns=names) for k, v in reps.items()}
     return table, frames
+
+
+@dataclass(frozen=True)
+class EndpointFit:
+    """What :func:`fit_and_infer` computed: design, OOF run, final model, statistics, inference."""
+
+    design: CVDesign
+    run: FoldPredictions
+    final: Any
+    T: np.ndarray
+    table: pd.DataFrame
+    reps: dict[str, pd.DataFrame]
+
+
+def fit_and_infer(
+    problem: EndpointProblem,
+    y: np.ndarray,
+    X: np.ndarray,
+    clinical: pd.DataFrame,
+    *,
+    design_kw: dict[str, Any],
+    inference_kw: dict[str, Any],
+    final_model: Callable[[], Any] | None = None,
+    oof_inference: Callable[[FoldPredictions], Any] | None = None,
+) -> EndpointFit:
+    """The steps every endpoint decoder shares, in order.
+
+    Draw the CV design (:func:`cv_design` with ``design_kw``), run the nested CV and fit the
+    final model with BLAS limited for small problems (:func:`blas_threads`), compute the
+    statistics, then the interval and p-value of every metric (:func:`endpoint_inference` with
+    ``inference_kw``). ``oof_inference(run)`` gives the OOF-formula inference (``"oof"``).
+    """
+    design = cv_design(problem.strata(y), clinical, **design_kw)
+    with blas_threads(X):
+        run = cross_validate_plan(problem, y, design.plan)
+        final = final_model() if final_model is not None else None
+    T = problem.statistics(y, run)
+    table, reps = endpoint_inference(
+        problem,
+        y,
+        design,
+        T,
+        oof_inference=None if oof_inference is None else (lambda: oof_inference(run)),
+        **inference_kw,
+    )
+    return EndpointFit(design=design, run=run, final=final, T=T, table=table, reps=reps)

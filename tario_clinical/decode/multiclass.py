@@ -50,10 +50,7 @@ from .endpoint_data import (
 from .endpoint_inference import (
     FoldPredictions,
     MetricSpec,
-    blas_threads,
-    cross_validate_plan,
-    cv_design,
-    endpoint_inference,
+    fit_and_infer,
     renumber_inner,
 )
 from .endpoint_result import EndpointResult, EndpointResults, LinearModel
@@ -425,37 +422,38 @@ def decode_categorical(
         problem = _CategoricalProblem(
             X=X, Cs=Cs_arr, classes=cls, multi_class=multi_class, class_weight=class_weight, pca=pca
         )
-        design = cv_design(
-            problem.strata(y),
-            data.clinical.iloc[idx],
-            cv=cv,
-            n_splits=n_splits,
-            n_repeats=n_repeats,
-            n_inner_splits=n_inner_splits,
-            group_by=group_by,
-            seed=seed,
-        )
-        with blas_threads(X):
-            run = cross_validate_plan(problem, y, design.plan)
-            final = _final_model(problem, y, data.feature_names, n_inner_splits, seed)
-        T = problem.statistics(y, run)
-        mean_P = np.nanmean(run.pred, axis=0)
-        table, reps = endpoint_inference(
+        fit = fit_and_infer(
             problem,
             y,
-            design,
-            T,
-            ci_method=ci_method,
-            p_method=p_method,
-            level=level,
-            n_jackknife=n_jackknife,
-            n_bootstrap=n_bootstrap,
-            n_permutations=n_permutations,
-            seed=seed,
-            n_jobs=n_jobs,
-            progress=progress,
-            oof_inference=lambda y=y, P=mean_P, K=len(cls): _oof_formulas(y, P, K, level),
+            X,
+            data.clinical.iloc[idx],
+            design_kw=dict(
+                cv=cv,
+                n_splits=n_splits,
+                n_repeats=n_repeats,
+                n_inner_splits=n_inner_splits,
+                group_by=group_by,
+                seed=seed,
+            ),
+            inference_kw=dict(
+                ci_method=ci_method,
+                p_method=p_method,
+                level=level,
+                n_jackknife=n_jackknife,
+                n_bootstrap=n_bootstrap,
+                n_permutations=n_permutations,
+                seed=seed,
+                n_jobs=n_jobs,
+                progress=progress,
+            ),
+            final_model=lambda pb=problem, y=y: _final_model(
+                pb, y, data.feature_names, n_inner_splits, seed
+            ),
+            oof_inference=lambda run, y=y, K=len(cls): _oof_formulas(
+                y, np.nanmean(run.pred, axis=0), K, level
+            ),
         )
+        design, run, final, table, reps = fit.design, fit.run, fit.final, fit.table, fit.reps
         pids = data.patient_ids[idx]
         notes, metric_notes = [], {}
         small = [c for c, n in zip(cls, counts, strict=True) if n < min_class_size]

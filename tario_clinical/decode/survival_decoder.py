@@ -39,10 +39,7 @@ from .endpoint_data import outcome_exclusions, patient_data, record_exclusions, 
 from .endpoint_inference import (
     FoldPredictions,
     MetricSpec,
-    blas_threads,
-    cross_validate_plan,
-    cv_design,
-    endpoint_inference,
+    fit_and_infer,
     renumber_inner,
 )
 from .endpoint_result import EndpointResult, LinearModel
@@ -413,41 +410,40 @@ def decode_survival(
     problem = _SurvivalProblem(
         X=X, lambdas=lam, horizon=h, times=times_arr, penalty=penalty, l1_ratio=l1_ratio, pca=pca
     )
-    design = cv_design(
-        problem.strata(y),
-        data.clinical.iloc[idx],
-        cv=cv,
-        n_splits=n_splits,
-        n_repeats=n_repeats,
-        n_inner_splits=n_inner_splits,
-        group_by=group_by,
-        seed=seed,
-    )
-    with blas_threads(X):
-        run = cross_validate_plan(problem, y, design.plan)
-        final = (
-            _final_model(problem, y, data.feature_names, n_inner_splits, seed)
-            if penalty == "l2"
-            else None
-        )
-    T = problem.statistics(y, run)
-    mean_score = np.nanmean(run.pred[:, :, 0], axis=0)
-    table, reps = endpoint_inference(
+    fit = fit_and_infer(
         problem,
         y,
-        design,
-        T,
-        ci_method=ci_method,
-        p_method=p_method,
-        level=level,
-        n_jackknife=n_jackknife,
-        n_bootstrap=n_bootstrap,
-        n_permutations=n_permutations,
-        seed=seed,
-        n_jobs=n_jobs,
-        progress=progress,
-        oof_inference=lambda: _oof_formulas(y, mean_score, len(problem.metrics), level),
+        X,
+        data.clinical.iloc[idx],
+        design_kw=dict(
+            cv=cv,
+            n_splits=n_splits,
+            n_repeats=n_repeats,
+            n_inner_splits=n_inner_splits,
+            group_by=group_by,
+            seed=seed,
+        ),
+        inference_kw=dict(
+            ci_method=ci_method,
+            p_method=p_method,
+            level=level,
+            n_jackknife=n_jackknife,
+            n_bootstrap=n_bootstrap,
+            n_permutations=n_permutations,
+            seed=seed,
+            n_jobs=n_jobs,
+            progress=progress,
+        ),
+        final_model=(
+            (lambda: _final_model(problem, y, data.feature_names, n_inner_splits, seed))
+            if penalty == "l2"
+            else None
+        ),
+        oof_inference=lambda run: _oof_formulas(
+            y, np.nanmean(run.pred[:, :, 0], axis=0), len(problem.metrics), level
+        ),
     )
+    design, run, final, table, reps = fit.design, fit.run, fit.final, fit.table, fit.reps
     pids = data.patient_ids[idx]
     oof = _oof_table(name, pids, y, run)
     notes = []
