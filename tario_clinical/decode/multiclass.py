@@ -331,7 +331,7 @@ def decode_categorical(
     ci_method: Literal["jackknife", "bootstrap", "oof"] = "jackknife",
     p_method: Literal["permutation", "jackknife", "oof"] = "permutation",
     level: float = 0.95,
-    n_permutations: int = 199,
+    n_permutations: int = 99,
     n_jackknife: int = 10,
     n_bootstrap: int = 200,
     n_jobs: int | None = 1,
