@@ -103,8 +103,9 @@ def machine() -> dict:
     return info
 
 
-def _sub(args: list[str], timeout: float) -> dict | None:
-    cmd = [sys.executable, __file__, "--one", *args]
+def _sub(args: list[str], timeout: float, script: str = __file__) -> dict | None:
+    """Run ``script --one ARGS`` in a fresh interpreter; its last stdout line is the JSON result."""
+    cmd = [sys.executable, script, "--one", *args]
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
     try:

@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
 
@@ -31,6 +30,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_decode import _data, machine  # noqa: E402
+from bench_decode import _sub as _sub_run  # noqa: E402
 
 
 def demo(kind: str, n_permutations: int) -> dict:
@@ -93,14 +93,7 @@ def scale(n: int, d: int) -> dict:
 
 
 def _sub(args: list[str], timeout: float) -> dict:
-    cmd = [sys.executable, __file__, "--one", *args]
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=True)
-    except subprocess.TimeoutExpired:
-        return {"kind": args[0], "error": f"timeout after {timeout}s"}
-    except subprocess.CalledProcessError as err:
-        return {"kind": args[0], "error": err.stderr[-800:]}
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return _sub_run(args, timeout, script=__file__) or {"kind": args[0], "error": "no result"}
 
 
 def main() -> None:
