@@ -16,6 +16,7 @@ __all__ = [
     "ConfigError",
     "AnalysisError",
     "OutputError",
+    "OutputLockedError",
 ]
 
 
@@ -62,3 +63,16 @@ class AnalysisError(TarioClinicalError, RuntimeError):
 
 class OutputError(TarioClinicalError, OSError):
     """An output location cannot be written (read-only, full disk, not a directory)."""
+
+
+class OutputLockedError(OutputError):
+    """An output folder is locked by another run (see ``tario_clinical._lock``).
+
+    ``folder`` is the folder; ``holder`` the holder's record (``pid, host, started_utc,
+    purpose``) or ``None`` when it could not be read.
+    """
+
+    def __init__(self, message: str, *, folder=None, holder=None):  # noqa: ANN001
+        super().__init__(message)
+        self.folder = folder
+        self.holder = holder
