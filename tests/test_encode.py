@@ -566,7 +566,7 @@ def test_prepare_in_threads_keeps_manifest_order(tmp_path: Path) -> None:
     """Tissue detection in several threads gives the same jobs and exclusions, in manifest
     order, as one thread."""
     import tario_clinical as tc
-    from tario_clinical.encode import engine, load_encoder
+    from tario_clinical.encode import load_encoder, run_folder
     from tario_clinical.slides import read_slide_manifest
 
     trial = tc.simulate_trial(10, seed=6, n_genes=20, compute_attainable=False)
@@ -589,13 +589,13 @@ def test_prepare_in_threads_keeps_manifest_order(tmp_path: Path) -> None:
     manifest = read_slide_manifest(tmp_path / "slides2.csv")
     bad = [b["slide_id"] for b in bad_rows]
     enc = load_encoder("demo", device="cpu")
-    tp = engine._tiling_params(enc, 0.5)
+    tp = run_folder.tiling_settings(enc, 0.5)
     kw = {"run_id": "x", "tiling_params": tp, "backend": "auto"}
-    j1, d1, e1 = engine._prepare(manifest, enc, tmp_path / "o", threads=1, **kw)
+    j1, d1, e1 = run_folder.prepare_slides(manifest, enc, tmp_path / "o", threads=1, **kw)
     # regression: the truncated-TIFF check caught tifffile warnings of *other* threads' slides
     # and excluded good slides as truncated (seen in a fresh-clone CI run)
     for _ in range(4):
-        j4, d4, e4 = engine._prepare(manifest, enc, tmp_path / "o", threads=8, **kw)
+        j4, d4, e4 = run_folder.prepare_slides(manifest, enc, tmp_path / "o", threads=8, **kw)
         assert [e["slide_id"] for e in e4] == [s for s in manifest["slide_id"] if s in bad], e4
     assert (
         [j.slide_id for j in j4]
@@ -654,7 +654,7 @@ def test_ray_reader_stage_reads_batches_and_records_failures(tmp_path: Path) -> 
     per tile (the run excludes it) while the other slide's tiles are still read."""
     import shutil
 
-    from tario_clinical.encode import engine, load_encoder
+    from tario_clinical.encode import load_encoder, run_folder
     from tario_clinical.encode.ray_runner import _Reader
     from tario_clinical.simulate.slides import write_synthetic_slides
     from tario_clinical.slides import open_slide, read_slide_manifest
@@ -663,7 +663,7 @@ def test_ray_reader_stage_reads_batches_and_records_failures(tmp_path: Path) -> 
     write_synthetic_slides(_latent(2, seed=9), tmp_path, seed=9, size_px=640)
     enc = load_encoder("demo", device="cpu")
     manifest = read_slide_manifest(tmp_path / "slides.csv")
-    _, jobs, _, _ = engine._start_run(manifest, enc, tmp_path / "out", 0.5, "auto")
+    _, jobs, _, _ = run_folder.start_run(manifest, enc, tmp_path / "out", 0.5, "auto")
     gone = tmp_path / "gone.tiff"
     shutil.copy(jobs[1].path, gone)
     as_dicts = [

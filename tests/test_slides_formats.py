@@ -202,7 +202,7 @@ def test_dicom_pyramid_levels_are_the_source_levels(
     if HAS_TIFFSLIDE:
         _assert_same_as(_summary(dcm, backend=backend), _summary(ome))
     # a slide of several files: its input hash covers each of them by name
-    from tario_clinical.encode.engine import _input_sha256
+    from tario_clinical.encode.run_folder import input_sha256 as _input_sha256
     from tario_clinical.provenance import sha256_file
 
     files = slide_files(dcm)

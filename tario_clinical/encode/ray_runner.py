@@ -31,20 +31,19 @@ from ..errors import EncoderError
 from ..provenance import ensure_output_dir
 from ..slides import open_slide, read_slide_manifest
 from ..slides.tiling import read_tile_at, resize_tile
-from .engine import (
+from .engine import default_batch_size
+from .run_folder import (
     FUSIONS,
     EncodeResult,
-    _assemble,
-    _check_manifest_unique,
-    _clean_stale_tmp,
-    _finish_slide,
-    _start_run,
-    default_batch_size,
+    assemble_outputs,
+    check_manifest,
+    clean_stale_tmp,
+    exclusion,
+    finish_slide,
+    start_run,
 )
 
 __all__ = ["encode_slides_ray"]
-
-_ANALYSIS = "encode"
 
 
 class _Reader:
@@ -312,14 +311,14 @@ def encode_slides_ray(
     if fusion not in FUSIONS:
         raise EncoderError(f"fusion={fusion!r} is not allowed; allowed: {', '.join(FUSIONS)}")
     manifest = read_slide_manifest(slides, allow_outside=allow_outside)
-    _check_manifest_unique(manifest)
+    check_manifest(manifest)
     # driver copy on CPU: validates the card and weights, gives hashes and feature names
     encoder = load_encoder(model, device="cpu", weights=weights)
     if batch_size is not None and batch_size < 1:
         raise EncoderError(f"batch_size must be >= 1; got {batch_size}")
     out = ensure_output_dir(out_dir)
-    _clean_stale_tmp(out)
-    fp, jobs, done, excluded = _start_run(manifest, encoder, out, min_tissue, backend)
+    clean_stale_tmp(out)
+    fp, jobs, done, excluded = start_run(manifest, encoder, out, min_tissue, backend)
     n_total = sum(len(j.xy) for j in jobs)
     t0 = time.perf_counter()
     plan: tuple[str, int, int, float] = ("cpu", 0, 0, 0.0)
@@ -360,7 +359,7 @@ def encode_slides_ray(
         "ray_gpus_per_actor": gpus,
         "ray_device": actor_device,
     }
-    return _assemble(
+    return assemble_outputs(
         out,
         manifest,
         done,
@@ -494,13 +493,6 @@ def _finish(
     if failed is None and not finite:
         failed = f"model produced non-finite features for slide {job.slide_id!r}"
     if failed is not None:
-        excluded.append(
-            {
-                "patient_id": job.patient_id,
-                "slide_id": job.slide_id,
-                "analysis": _ANALYSIS,
-                "reason": f"slide {job.slide_id!r} ({job.path}): {failed}",
-            }
-        )
+        excluded.append(exclusion(job, failed))
         return
-    done[job.slide_id] = _finish_slide(out, job, run_id, s, q, tiles, features)
+    done[job.slide_id] = finish_slide(out, job, run_id, s, q, tiles, features)

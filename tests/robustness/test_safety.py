@@ -58,7 +58,7 @@ def test_planted_pickle_in_a_resume_file_is_never_unpickled(tmp_path, monkeypatc
     (recomputed), and the object's __reduce__ never runs."""
     import numpy as np
 
-    from tario_clinical.encode.engine import _load_slide_result
+    from tario_clinical.encode.run_folder import load_slide_result as _load_slide_result
 
     ran = []
 
