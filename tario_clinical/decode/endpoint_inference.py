@@ -39,6 +39,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import combinations
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -46,7 +47,7 @@ import pandas as pd
 from scipy import stats
 
 from ..errors import AnalysisError, CohortError, SchemaError
-from .inference import CVPlan, make_plan, run_replicates
+from .inference import CVPlan, jackknife2_variance, make_plan, run_replicates
 from .splitters import LeaveOneGroupOut, PatientStratifiedGroupKFold, assign_folds
 
 __all__ = [
@@ -69,7 +70,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-CI_METHODS = ("jackknife", "bootstrap", "oof")
+CI_METHODS = ("jackknife", "jackknife2", "bootstrap", "oof")
 P_METHODS = ("permutation", "jackknife", "oof")
 Scale = Literal["logit", "fisher", "log", "r2", "identity"]
 
@@ -284,11 +285,19 @@ class _JackTask:
     def __init__(self, problem: EndpointProblem, y: np.ndarray, plan: CVPlan, groups) -> None:  # noqa: ANN001
         self.problem, self.y, self.plan, self.groups = problem, y, plan, groups
 
-    def __call__(self, g: int) -> np.ndarray:
-        keep = self.groups != g
+    def __call__(self, g: int | tuple[int, ...]) -> np.ndarray:
+        keep = ~np.isin(self.groups, np.atleast_1d(np.asarray(g)))
         return self.problem.statistics(
             self.y[keep], cross_validate_plan(self.problem, self.y, self.plan, keep)
         )
+
+
+def _jack_items(G: int, *, pairs: bool) -> list[Any]:
+    """Deleted groups of the jackknife re-runs: each group, then (``pairs``) each pair of groups."""
+    items: list[Any] = list(range(G))
+    if pairs:
+        items += list(combinations(range(G), 2))
+    return items
 
 
 def _strata_keys(strata: np.ndarray) -> np.ndarray:
@@ -351,6 +360,11 @@ def _blocks(groups: np.ndarray | None, n: int) -> list[np.ndarray]:
 def _describe_ci(ci_method: str, n_jackknife: int, n_bootstrap: int) -> str:
     if ci_method == "jackknife":
         return f"grouped jackknife of the whole nested CV (G={n_jackknife}, folds kept, t)"
+    if ci_method == "jackknife2":
+        return (
+            "second-order-corrected grouped jackknife of the whole nested CV "
+            f"(G={n_jackknife}, groups and pairs deleted, folds kept, t)"
+        )
     if ci_method == "bootstrap":
         return f"patient bootstrap of the whole nested CV (B={n_bootstrap})"
     return "formula on out-of-fold predictions (treats them as independent: anti-conservative)"
@@ -418,7 +432,7 @@ def endpoint_inference(
     s_perm, s_jack, s_boot = np.random.SeedSequence(seed).spawn(3)[2].spawn(3)
     reps: dict[str, np.ndarray] = {}
     n = y.shape[0]
-    if "jackknife" in (ci_method, p_method):
+    if "jackknife" in (ci_method, p_method) or ci_method == "jackknife2":
         if int(n_jackknife) < 3:
             raise SchemaError(f"n_jackknife must be >= 3; got {n_jackknife!r}.")
         if n < 2 * n_jackknife:
@@ -427,7 +441,7 @@ def endpoint_inference(
         reps["jackknife"] = np.vstack(
             run_replicates(
                 _JackTask(problem, y, design.plan, groups),
-                list(range(int(n_jackknife))),
+                _jack_items(int(n_jackknife), pairs=ci_method == "jackknife2"),
                 n_jobs=n_jobs,
                 progress=progress,
                 desc="jackknife",
@@ -461,23 +475,30 @@ def endpoint_inference(
     se = np.full(M, np.nan)
     low = np.full(M, np.nan)
     high = np.full(M, np.nan)
-    if ci_method in ("jackknife", "bootstrap"):
-        r = reps[ci_method]
+    if ci_method in ("jackknife", "jackknife2", "bootstrap"):
+        r = reps["jackknife" if ci_method == "jackknife2" else ci_method]
         for j, m in enumerate(specs):
             g = transform(r[:, j], m.scale)
             ok = np.isfinite(g)
             if ok.sum() < 2 or not np.isfinite(T[j]):
                 continue
+            gt = transform(np.array([T[j]]), m.scale)[0]
             if ci_method == "jackknife":
                 G = g.size
                 if not ok.all():
                     continue
                 se_g = np.sqrt((G - 1) / G * np.sum((g - g.mean()) ** 2))
                 q = stats.t.ppf(0.5 + level / 2.0, G - 1)
+            elif ci_method == "jackknife2":
+                G = int(n_jackknife)
+                if not ok.all():
+                    continue
+                var = jackknife2_variance(np.array([gt]), g[:, None], G)[0]
+                se_g = float(np.sqrt(var))
+                q = stats.t.ppf(0.5 + level / 2.0, G - 1)
             else:
                 se_g = np.std(g[ok], ddof=1)
                 q = stats.norm.ppf(0.5 + level / 2.0)
-            gt = transform(np.array([T[j]]), m.scale)[0]
             low[j] = inverse_transform(np.array([gt - q * se_g]), m.scale)[0]
             high[j] = inverse_transform(np.array([gt + q * se_g]), m.scale)[0]
             # SE on the metric's own scale by the delta method (for display)
@@ -507,7 +528,7 @@ def endpoint_inference(
             mc[j] = np.sqrt(p[j] * (1 - p[j]) / B)
         p_desc = f"permutation, whole nested CV re-run incl. folds (B={n_permutations}, one-sided)"
     elif p_method == "jackknife":
-        g_r = reps["jackknife"]
+        g_r = reps["jackknife"][: int(n_jackknife)]
         G = g_r.shape[0]
         for j, m in enumerate(specs):
             if m.null is None or not np.isfinite(T[j]):
