@@ -8,7 +8,6 @@ recorded in :attr:`Cohort.exclusions` with its reason: nothing is silently lost.
 
 from __future__ import annotations
 
-import hashlib
 import html
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +18,9 @@ import numpy as np
 import pandas as pd
 
 from .errors import CohortError, SchemaError
+from .provenance import sha256_file
 from .schemas import check_table, format_violations, is_missing, load_schema, to_pandas
+from .tables import read_table
 
 __all__ = [
     "Cohort",
@@ -35,83 +36,12 @@ DEFAULT_RESPONDER_MAP: Mapping[str, int | None] = {"CR": 1, "PR": 1, "SD": 0, "P
 
 EXCLUSION_COLUMNS = ["patient_id", "slide_id", "analysis", "reason"]
 
-_READERS = {".csv": ",", ".tsv": "\t", ".txt": "\t"}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _header_from_first_row(raw: pd.DataFrame) -> pd.DataFrame:
-    if len(raw) == 0:
-        return raw
-    header = [str(c).strip() for c in raw.iloc[0].tolist()]
-    body = raw.iloc[1:].reset_index(drop=True)
-    body.columns = header
-    return body
-
-
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV/TSV/Parquet/Excel table as text cells, losing nothing.
-
-    Cells are read as strings (``NA`` stays the string ``"NA"`` until validation decides it is
-    missing), so leading zeros in ids and odd spellings reach the validator intact.
-
-    Raises
-    ------
-    CohortError
-        If the file does not exist, has an unsupported extension or cannot be parsed.
-    """
-    p = Path(path)
-    if not p.exists():
-        raise CohortError(f"{p}: file not found")
-    if not p.is_file():
-        raise CohortError(f"{p}: is not a file")
-    suffix = p.suffix.lower()
-    try:
-        if suffix in _READERS:
-            # header=None keeps a duplicated header visible (pandas would rename it "x.1")
-            raw = pd.read_csv(
-                p,
-                sep=_READERS[suffix],
-                dtype=str,
-                keep_default_na=False,
-                encoding="utf-8-sig",
-                header=None,
-            )
-            df = _header_from_first_row(raw)
-        elif suffix == ".parquet":
-            df = pd.read_parquet(p)
-        elif suffix in (".xlsx", ".xlsm", ".xls"):
-            df = _header_from_first_row(
-                pd.read_excel(p, dtype=str, keep_default_na=False, header=None)
-            )
-        else:
-            raise CohortError(
-                f"{p}: unsupported table format {suffix!r}; use .csv, .tsv, .parquet or .xlsx"
-            )
-    except CohortError:
-        raise
-    except UnicodeDecodeError as err:
-        raise CohortError(
-            f"{p}: not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8 CSV"
-        ) from err
-    except Exception as err:  # pandas/pyarrow/openpyxl raise many types
-        raise CohortError(f"{p}: cannot be read as a {suffix.lstrip('.')} table: {err}") from err
-    if df.shape[1] == 0:
-        raise CohortError(f"{p}: the table has no columns (empty file?)")
-    return df
-
 
 def _as_table(obj: Any, what: str) -> tuple[pd.DataFrame, str, str | None]:
     """Return (table, source name, sha256 or None)."""
     if isinstance(obj, str | Path):
         p = Path(obj)
-        return read_table(p), str(p), _sha256(p) if p.is_file() else None
+        return read_table(p), str(p), sha256_file(p) if p.is_file() else None
     try:
         return to_pandas(obj).copy(), f"<{what} DataFrame>", None
     except SchemaError as err:

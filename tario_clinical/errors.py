@@ -17,6 +17,7 @@ __all__ = [
     "AnalysisError",
     "OutputError",
     "OutputLockedError",
+    "TableError",
 ]
 
 
@@ -76,3 +77,13 @@ class OutputLockedError(OutputError):
         super().__init__(message)
         self.folder = folder
         self.holder = holder
+
+
+class TableError(CohortError, SchemaError):
+    """A table file (clinical table, slide manifest, scores, samples) cannot be read.
+
+    The one error type of :func:`tario_clinical.tables.read_table`: missing file, unsupported
+    format, not UTF-8, unparsable or without columns. It is both a :class:`CohortError` and a
+    :class:`SchemaError`, the two types the readers of clinical tables and slide manifests
+    raised before they shared one reader.
+    """

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import html
 import json
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from .._json import json_safe, records
 from ..errors import SchemaError
 
 __all__ = [
@@ -30,37 +30,6 @@ __all__ = [
 ]
 
 
-def json_safe(obj: Any) -> Any:
-    """numpy / pandas values and containers as JSON-safe Python (NaN and inf -> None)."""
-    if isinstance(obj, dict):
-        return {str(k): json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [json_safe(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return [json_safe(v) for v in obj.tolist()]
-    if isinstance(obj, pd.DataFrame):
-        return [json_safe(r) for r in obj.to_dict(orient="records")]
-    if isinstance(obj, pd.Series):
-        return {str(k): json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, bool | np.bool_):
-        return bool(obj)
-    if isinstance(obj, int | np.integer):
-        return int(obj)
-    if isinstance(obj, float | np.floating):
-        v = float(obj)
-        return v if math.isfinite(v) else None
-    if obj is None or obj is pd.NA or obj is pd.NaT:
-        return None
-    if isinstance(obj, str):
-        return obj
-    try:
-        if pd.isna(obj):
-            return None
-    except (TypeError, ValueError):
-        pass
-    return str(obj)
-
-
 def canonical_json_bytes(doc: Any) -> bytes:
     """Deterministic UTF-8 JSON (sorted keys, one-space indent, no NaN, trailing newline).
 
@@ -69,11 +38,6 @@ def canonical_json_bytes(doc: Any) -> bytes:
     """
     text = json.dumps(doc, sort_keys=True, indent=1, ensure_ascii=False, allow_nan=False)
     return (text + "\n").encode("utf-8")
-
-
-def records(df: pd.DataFrame | None) -> list[dict[str, Any]] | None:
-    """A DataFrame as JSON-safe records (None stays None)."""
-    return None if df is None else json_safe(df.reset_index(drop=True))
 
 
 def _cell(v: Any) -> str:

@@ -33,9 +33,9 @@ import numpy as np
 import pandas as pd
 
 from .. import metrics
+from .._json import json_safe
 from ..errors import AnalysisError, SchemaError
 from . import engine as _engine
-from .result import json_safe
 from .splitters import assign_folds
 
 if TYPE_CHECKING:  # pragma: no cover

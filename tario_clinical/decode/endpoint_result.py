@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from .._json import json_safe
 from ..errors import AnalysisError, SchemaError
-from .result import DecodeResult, json_safe
+from .result import DecodeResult
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes

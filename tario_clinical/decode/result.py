@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .. import metrics
+from .._json import json_safe
 from ..errors import AnalysisError, SchemaError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -19,28 +19,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from .estimator import LinearDecoder
 
 __all__ = ["DecodeResult", "json_safe"]
-
-
-def json_safe(obj: Any) -> Any:
-    """Convert numpy / pandas scalars and containers to JSON-safe Python (NaN/inf -> None)."""
-    if isinstance(obj, dict):
-        return {str(k): json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [json_safe(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return [json_safe(v) for v in obj.tolist()]
-    if isinstance(obj, pd.DataFrame):
-        return [json_safe(r) for r in obj.to_dict(orient="records")]
-    if isinstance(obj, bool | np.bool_):
-        return bool(obj)
-    if isinstance(obj, int | np.integer):
-        return int(obj)
-    if isinstance(obj, float | np.floating):
-        v = float(obj)
-        return v if math.isfinite(v) else None
-    if obj is None or obj is pd.NA or obj is pd.NaT:
-        return None
-    return obj if isinstance(obj, str) else str(obj)
 
 
 def _roc_points(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

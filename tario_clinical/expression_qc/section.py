@@ -3,12 +3,10 @@ JSON-safe records and the figures, from a computed :class:`~.result.ExpressionQC
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
-
+from .._json import json_safe as _json_safe
+from .._json import records as _records
 from .plots import plot_bulk_correlation_curve, plot_spatial_correlation_curve
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -17,24 +15,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from .result import ExpressionQCResult
 
 __all__ = ["report_section"]
-
-
-def _json_safe(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {str(k): _json_safe(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_json_safe(x) for x in v]
-    if isinstance(v, np.generic):
-        v = v.item()
-    if v is pd.NA or v is None:
-        return None
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
-
-
-def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
-    return [_json_safe(r) for r in df.astype(object).to_dict(orient="records")]
 
 
 def report_section(

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import SchemaError
+from ..tables import read_table
 
 __all__ = ["read_slide_manifest", "MANIFEST_REQUIRED"]
 
@@ -30,7 +31,8 @@ def read_slide_manifest(
     Parameters
     ----------
     manifest : path or DataFrame
-        CSV/TSV/Parquet file, or a DataFrame, with columns ``slide_id``, ``patient_id``,
+        CSV/TSV/Parquet/Excel file (read by :func:`tario_clinical.tables.read_table`), or a
+        DataFrame, with columns ``slide_id``, ``patient_id``,
         ``path`` and optionally ``mpp`` (µm/px override) and any others (kept).
     base_dir : path, optional
         Folder relative paths are resolved against; defaults to the manifest's folder (or the
@@ -48,6 +50,8 @@ def read_slide_manifest(
 
     Raises
     ------
+    TableError
+        The file is missing or cannot be read (a :class:`SchemaError` too).
     SchemaError
         Listing every violation (missing column, blank or duplicate ``slide_id``, blank
         ``patient_id`` or ``path``, non-positive ``mpp``, path outside ``base_dir``), each with
@@ -60,20 +64,17 @@ def read_slide_manifest(
     else:
         p = Path(manifest)
         fname = str(p)
-        if not p.is_file():
-            raise SchemaError(f"slide manifest not found: {p}")
-        suffix = p.suffix.lower()
-        try:
-            if suffix in (".parquet", ".pq"):
-                df = pd.read_parquet(p)
-            else:
-                sep = "\t" if suffix in (".tsv", ".tab") else ","
-                df = pd.read_csv(p, sep=sep, dtype=str, keep_default_na=False)
-        except Exception as err:  # noqa: BLE001 - parser errors vary
-            raise SchemaError(f"slide manifest {p}: cannot be parsed: {err}") from err
+        df = read_table(p, what="slide manifest")
         base = Path(base_dir) if base_dir is not None else p.parent
     base = base.resolve()
     df.columns = [str(c).strip() for c in df.columns]
+    twice = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
+    if twice:
+        raise SchemaError(
+            f"slide manifest {fname}: column(s) {twice} appear more than once in the header; "
+            "keep one of each",
+            _violations([(fname, 1, c, c, "column appears more than once") for c in twice]),
+        )
     missing = [c for c in MANIFEST_REQUIRED if c not in df.columns]
     if missing:
         raise SchemaError(

@@ -46,7 +46,7 @@ from scipy import stats
 
 from ..errors import AnalysisError, SchemaError
 from .cox_model import CoxModel, design_matrix, design_terms, fit_cox_design
-from .formatting import html_table, nan_to_none, records
+from .formatting import html_table, json_safe, records
 from .validation import (
     as_pandas,
     check_conf_level,
@@ -293,7 +293,7 @@ class SteppResult:
             "seed": self.seed,
             "windows": records(self.table),
             "test": records(self.test),
-            "overall": nan_to_none(self.overall),
+            "overall": json_safe(self.overall),
         }
 
 
@@ -651,8 +651,8 @@ class TreatmentEffectCurve:
             "analysis": "survival.treatment_effect_curve",
             "score": self.score,
             "arm": self.arm,
-            "experimental": nan_to_none(self.experimental),
-            "control": nan_to_none(self.control),
+            "experimental": json_safe(self.experimental),
+            "control": json_safe(self.control),
             "n": self.n,
             "events": self.events,
             "stepp": None if self.stepp is None else self.stepp.to_dict(),

@@ -21,7 +21,7 @@ from scipy import stats
 
 from ..errors import AnalysisError, SchemaError
 from .cox_model import CoxModel, design_matrix, design_terms, fit_cox_design
-from .formatting import html_table, nan_to_none, records
+from .formatting import html_table, json_safe, records
 from .validation import (
     as_pandas,
     check_conf_level,
@@ -86,14 +86,14 @@ class InteractionResult:
         """Every number as JSON-safe Python types."""
         return {
             "arm": self.arm,
-            "experimental": nan_to_none(self.experimental),
-            "control": nan_to_none(self.control),
+            "experimental": json_safe(self.experimental),
+            "control": json_safe(self.control),
             "biomarker": self.biomarker,
             "table": records(self.table),
             "subgroups": records(self.subgroups),
             "forest": records(self.forest),
             "interaction_test": records(self.interaction_test),
-            "interaction_p_value": nan_to_none(self.interaction_p_value),
+            "interaction_p_value": json_safe(self.interaction_p_value),
             "n": self.model.n,
             "events": self.model.events,
             "notes": list(self.notes),

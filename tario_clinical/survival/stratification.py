@@ -30,7 +30,7 @@ from ..errors import AnalysisError, SchemaError
 from .cox_model import cox_fit
 from .cutpoint import maxstat_cutpoint, search_corrected_logrank
 from .discrimination import concordance
-from .formatting import html_table, nan_to_none, records
+from .formatting import html_table, json_safe, records
 from .interaction import InteractionResult, treatment_interaction
 from .nonparametric import KaplanMeier, km, logrank, rmst
 from .risk_groups import (
@@ -190,7 +190,7 @@ class StratificationResult:
             "groups": list(self.groups),
             "n": self.n,
             "events": int(self.assignments["event"].sum()),
-            "parameters": nan_to_none(self.parameters),
+            "parameters": json_safe(self.parameters),
             "cutoffs": records(self.cutoffs),
             "km": records(self.km.summary),
             "logrank": records(self.logrank),
