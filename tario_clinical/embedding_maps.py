@@ -10,6 +10,10 @@ draws them with matplotlib.
 patients tested for both, sample and Haldane-corrected odds ratios, two-sided Fisher exact
 p-values, Benjamini-Hochberg q-values) and :func:`plot_cooccurrence` draws it as a heatmap.
 
+:func:`representation_maps` computes what a study report shows (the PCA and t-SNE maps and the
+co-occurrence table) once, as a :class:`RepresentationMaps` result that the report reads and
+draws without computing anything.
+
 Both projections are deterministic for a given ``seed``: PCA uses a full SVD with signs fixed
 by scikit-learn's ``svd_flip``; t-SNE is run single-threaded with a seed derived from ``seed``.
 """
@@ -18,18 +22,23 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from .errors import AnalysisError, SchemaError
+from .palette import OKABE_ITO
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 __all__ = [
+    "representation_maps",
+    "RepresentationMaps",
     "embedding_map",
     "pca_map",
     "tsne_map",
@@ -67,20 +76,9 @@ COOCCURRENCE_COLUMNS = [
 
 _DEFAULT_ANNOTATIONS = ("arm", "cancer_type", "histology")
 _MISSING_LABEL = "missing"
-_PALETTE = (
-    "#1f77b4",
-    "#ff7f0e",
-    "#2ca02c",
-    "#d62728",
-    "#9467bd",
-    "#8c564b",
-    "#e377c2",
-    "#17becf",
-    "#bcbd22",
-    "#7f7f7f",
-    "#393b79",
-    "#ad494a",
-)
+#: marker shapes, cycled once the colours run out (a category is its colour and its marker)
+_MARKERS = ("o", "s", "^", "D", "v", "P")
+_MISSING_COLOUR = "#BBBBBB"
 
 
 # ------------------------------------------------------------------------------ inputs
@@ -360,17 +358,12 @@ def pca_map(representations: Any, cohort: Any = None, **kwargs: Any) -> pd.DataF
 
     Parameters
     ----------
-    representations : AnnData or DataFrame
-        Patients x features (``obs_names`` / index = patient ids).
-    cohort : Cohort or DataFrame, optional
-        Clinical table joined by ``patient_id`` to annotate the map.
-    **kwargs
-        Other keyword arguments of :func:`embedding_map` (``annotations``, ``standardize`` ...).
+    representations, cohort, **kwargs
+        As for :func:`embedding_map`.
 
     Returns
     -------
     DataFrame
-        ``patient_id, method, x, y`` then the annotation columns (see :func:`embedding_map`).
     """
     return embedding_map(representations, cohort, method="pca", **kwargs)
 
@@ -380,17 +373,12 @@ def tsne_map(representations: Any, cohort: Any = None, **kwargs: Any) -> pd.Data
 
     Parameters
     ----------
-    representations : AnnData or DataFrame
-        Patients x features (``obs_names`` / index = patient ids).
-    cohort : Cohort or DataFrame, optional
-        Clinical table joined by ``patient_id`` to annotate the map.
-    **kwargs
-        Other keyword arguments of :func:`embedding_map` (``annotations``, ``standardize`` ...).
+    representations, cohort, **kwargs
+        As for :func:`embedding_map`.
 
     Returns
     -------
     DataFrame
-        ``patient_id, method, x, y`` then the annotation columns (see :func:`embedding_map`).
     """
     return embedding_map(representations, cohort, method="tsne", **kwargs)
 
@@ -416,9 +404,11 @@ def plot_embedding(
     coords : DataFrame
         Output of :func:`embedding_map` (needs ``x``, ``y``).
     color : str or None
-        Column to colour by: categorical columns get a legend with counts (missing values in
-        grey, categories beyond ``max_categories`` pooled as "other"); numeric columns a
-        colour bar. ``None`` draws all points alike.
+        Column to colour by: categorical columns get a legend with counts, in the Okabe–Ito
+        colour-blind-safe colours (:data:`tario_clinical.palette.OKABE_ITO`; past its seven
+        colours the marker shape changes too), missing values in grey, categories beyond
+        ``max_categories`` pooled as "other"; numeric columns a viridis colour bar. ``None``
+        draws all points alike.
     ax : Axes, optional
     title : str, optional
     max_categories : int
@@ -448,7 +438,7 @@ def plot_embedding(
     x = coords["x"].to_numpy(dtype=float)
     y = coords["y"].to_numpy(dtype=float)
     if color is None:
-        ax.scatter(x, y, s=point_size, color=_PALETTE[0], alpha=0.8, linewidths=0)
+        ax.scatter(x, y, s=point_size, color=OKABE_ITO[0], alpha=0.8, linewidths=0)
     else:
         col = coords[color]
         numeric = pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
@@ -456,7 +446,9 @@ def plot_embedding(
             vals = col.to_numpy(dtype=float)
             miss = ~np.isfinite(vals)
             if miss.any():
-                ax.scatter(x[miss], y[miss], s=point_size, color="#cccccc", label=_MISSING_LABEL)
+                ax.scatter(
+                    x[miss], y[miss], s=point_size, color=_MISSING_COLOUR, label=_MISSING_LABEL
+                )
             sc = ax.scatter(
                 x[~miss], y[~miss], c=vals[~miss], s=point_size, cmap="viridis", linewidths=0
             )
@@ -479,12 +471,14 @@ def plot_embedding(
             lab = labels.to_numpy()
             for i, level in enumerate(order):
                 m = lab == level
-                colour = "#cccccc" if level == _MISSING_LABEL else _PALETTE[i % len(_PALETTE)]
+                missing = level == _MISSING_LABEL
+                k = len(OKABE_ITO)
                 ax.scatter(
                     x[m],
                     y[m],
                     s=point_size,
-                    color=colour,
+                    color=_MISSING_COLOUR if missing else OKABE_ITO[i % k],
+                    marker="o" if missing else _MARKERS[(i // k) % len(_MARKERS)],
                     alpha=0.85,
                     linewidths=0,
                     label=f"{_plain(level)} ({int(m.sum())})",
@@ -516,20 +510,10 @@ def plot_embedding(
 
 # ------------------------------------------------------------------------------ co-occurrence
 def _bh(p: np.ndarray) -> np.ndarray:
-    """Benjamini-Hochberg q-values (NaN p-values stay NaN and are not counted)."""
-    q = np.full(p.shape, np.nan)
-    ok = np.isfinite(p)
-    m = int(ok.sum())
-    if m == 0:
-        return q
-    pv = p[ok]
-    order = np.argsort(pv, kind="mergesort")
-    ranked = pv[order] * m / np.arange(1, m + 1)
-    ranked = np.minimum.accumulate(ranked[::-1])[::-1]
-    out = np.empty(m)
-    out[order] = np.minimum(ranked, 1.0)
-    q[ok] = out
-    return q
+    """Benjamini-Hochberg q-values; NaN p-values stay NaN and are not counted."""
+    from .metrics import bh_qvalues
+
+    return bh_qvalues(p)
 
 
 def _binary_genotypes(cohort: Any, genes: Sequence[str] | None) -> pd.DataFrame:
@@ -719,3 +703,127 @@ def plot_cooccurrence(table: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
     ax.figure.colorbar(im, ax=ax, label="log2 odds ratio (Haldane)")
     ax.set_title("Genotype co-occurrence", fontsize=10)
     return ax
+
+
+# ------------------------------------------------------------------------------ study maps
+@dataclass(frozen=True, eq=False)
+class RepresentationMaps:
+    """The maps of a study's representations, from :func:`representation_maps`.
+
+    Attributes
+    ----------
+    coordinates : mapping of str to DataFrame
+        Method (``"pca"``, ``"tsne"``) -> its :func:`embedding_map` table.
+    color_by : tuple of str
+        Annotations the maps are coloured by (cancer type, histology, genotypes present).
+    cooccurrence : DataFrame or None
+        :func:`genotype_cooccurrence` of the cohort; None with fewer than two genotype columns.
+    notes : tuple of str
+        What was not computed, and why.
+    """
+
+    coordinates: Mapping[str, pd.DataFrame]
+    color_by: tuple[str, ...] = ()
+    cooccurrence: pd.DataFrame | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``maps`` (per method: patients, features, explained variance of PC1 and PC2,
+        parameters, exclusions by reason), ``color_by``, ``cooccurrence`` (records) and
+        ``notes``."""
+        maps = {}
+        for method, coords in self.coordinates.items():
+            meta = coords.attrs["tario_clinical"]
+            reasons = pd.Series([e["reason"] for e in meta["exclusions"]], dtype=object)
+            maps[method] = {
+                "n_patients": meta["n_patients"],
+                "n_features": meta["n_features"],
+                "feature_kind": meta["feature_kind"],
+                "explained_variance_ratio": meta["explained_variance_ratio"][:2]
+                if method == "pca"
+                else None,
+                "parameters": {k: v for k, v in meta["parameters"].items() if k != "kl_divergence"},
+                "n_without_clinical_row": meta["n_without_clinical_row"],
+                "exclusions": [
+                    {"reason": r, "n": int(n)} for r, n in sorted(reasons.value_counts().items())
+                ],
+            }
+        cooc = self.cooccurrence
+        return {
+            "maps": maps,
+            "color_by": list(self.color_by),
+            "cooccurrence": None if cooc is None else cooc.to_dict(orient="records"),
+            "notes": list(self.notes),
+        }
+
+    def plot_map(self, method: Method = "pca", *, figure: Figure | None = None) -> Figure:
+        """One panel per annotation of ``color_by`` (three per row) of the ``method`` map."""
+        coords = self.coordinates[method]
+        panels: list[str | None] = list(self.color_by) or [None]
+        ncol = min(3, len(panels))
+        nrow = math.ceil(len(panels) / ncol)
+        if figure is None:
+            from matplotlib.figure import Figure
+
+            figure = Figure(figsize=(4.4 * ncol, 2.9 * nrow), dpi=100)
+        for i, c in enumerate(panels):
+            ax = figure.add_subplot(nrow, ncol, i + 1)
+            label = f"{method.upper()} by {c}" if c is not None else method.upper()
+            plot_embedding(coords, c, ax=ax, title=label, point_size=9.0)
+        figure.tight_layout()
+        return figure
+
+    def plot_cooccurrence(self, *, ax: Axes | None = None) -> Axes:
+        """:func:`plot_cooccurrence` of :attr:`cooccurrence`."""
+        if self.cooccurrence is None:
+            raise AnalysisError("no co-occurrence table: fewer than two genotype columns")
+        return plot_cooccurrence(self.cooccurrence, ax=ax)
+
+
+def representation_maps(
+    representations: Any,
+    cohort: Any = None,
+    *,
+    methods: Sequence[Method] = ("pca", "tsne"),
+    seed: int = 0,
+) -> RepresentationMaps:
+    """The PCA and t-SNE maps and the genotype co-occurrence a study report shows.
+
+    Parameters
+    ----------
+    representations : AnnData or DataFrame
+        Patients x features (``obs_names`` / index = patient ids).
+    cohort : Cohort or DataFrame, optional
+        Annotates the maps; its genotype columns give the co-occurrence table.
+    methods : sequence of {"pca", "tsne"}
+        Maps to compute, each with :func:`embedding_map`'s defaults.
+    seed : int
+        Seed of the t-SNE optimisation.
+
+    Returns
+    -------
+    RepresentationMaps
+
+    Examples
+    --------
+    >>> from tario_clinical import simulate_trial
+    >>> trial = simulate_trial(60, seed=1, n_genes=20, compute_attainable=False)
+    >>> maps = representation_maps(trial.representations, trial.cohort(), methods=["pca"])
+    >>> sorted(maps.to_dict()["maps"]), maps.color_by[:2]
+    (['pca'], ('cancer_type', 'histology'))
+    """
+    bad = [m for m in methods if m not in _METHODS]
+    if bad or not methods:
+        raise ValueError(
+            f"methods must be a non-empty list of {', '.join(_METHODS)}; got {methods!r}"
+        )
+    coords = {m: embedding_map(representations, cohort, method=m, seed=seed) for m in methods}
+    first = coords[methods[0]]
+    genes = list(getattr(cohort, "genotype_columns", None) or [])
+    color_by = tuple(c for c in ("cancer_type", "histology", *genes) if c in first.columns)
+    cooc, notes = None, []
+    if len(genes) >= 2:
+        cooc = genotype_cooccurrence(cohort)
+    else:
+        notes.append("genotype co-occurrence needs at least two genotype columns")
+    return RepresentationMaps(coords, color_by, cooc, tuple(notes))

@@ -89,9 +89,11 @@ def analyses(trial):
 
 
 def _build(trial, analyses, representations=None, **kw):
+    reps = trial.representations if representations is None else representations
     return tc.report.build_report(
         **analyses,
-        representations=trial.representations if representations is None else representations,
+        representations=reps,
+        embedding=tc.embedding_maps.representation_maps(reps, analyses["cohort"], seed=0),
         provenance={"kind": "results", "created_utc": "2031-02-03T04:05:06+00:00"},
         config={"seed": 0, "report": {"title": "Test study"}},
         seed=0,
@@ -425,6 +427,7 @@ def test_html_js_strings_render_as_text(xss_cohort, show_ids, tmp_path):
     rep = tc.report.build_report(
         cohort=cohort,
         representations=reps,
+        embedding=tc.embedding_maps.representation_maps(reps, cohort),
         config={"note": XSS_SCRIPT, XSS_IMG: 1},
         table1_columns=[XSS_IMG],
         show_patient_ids=show_ids,

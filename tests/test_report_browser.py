@@ -383,6 +383,7 @@ def report_html(tmp_path_factory) -> Path:
         stratification=strat,
         design=design,
         representations=trial.representations,
+        embedding=tc.embedding_maps.representation_maps(trial.representations, cohort, seed=0),
         config=config,
         title="Browser test <script>alert(1)</script>",
         seed=0,

@@ -138,6 +138,7 @@ def built(tmp_path_factory):
         stratification=strat,
         design=design,
         representations=reps,
+        embedding=tc.embedding_maps.representation_maps(reps, cohort, seed=0),
         provenance=prov,
         config=config,
         seed=0,

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .results_model import SECTIONS
+
 __all__ = ["checklist", "REMARK_ITEMS", "TRIPOD_AI_ITEMS"]
 
 Pred = Callable[[Mapping[str, Any]], bool]
@@ -165,8 +167,6 @@ def checklist(
         section, section_title, status`` with status ``answered`` (every listed section
         present), ``partly`` (some), ``not in report`` or ``author to report``.
     """
-    from .sections import SECTIONS
-
     titles = dict(SECTIONS)
     out: dict[str, list[dict[str, Any]]] = {}
     for key, (name, items) in _GUIDELINES.items():

@@ -11,14 +11,12 @@ no wall-clock time (the creation time appears only in the HTML footer).
 
 from __future__ import annotations
 
-import copy
 import datetime as _dt
 import hashlib
 import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +24,15 @@ import numpy as np
 import pandas as pd
 
 from ..errors import OutputError, SchemaError
+from ..provenance import atomic_write, atomic_write_text, ensure_output_dir, provenance_record
+from ..schemas import load_schema
 from . import sections as _sections
 from ._figures import Figures
 from ._jsonsafe import canonical_json, jsonable, records
+from .checklist import checklist
 from .findings import findings_record, summarize
-from .sections import SECTIONS
+from .render import render_html
+from .results_model import RESULTS_SCHEMA_VERSION, SECTIONS, ReportData
 
 __all__ = [
     "Report",
@@ -43,9 +45,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("tario_clinical.report")
-
-#: version of the results.json layout (``schema_version`` key)
-RESULTS_SCHEMA_VERSION = 1
 
 _ID_KEYS = frozenset({"patient_id", "slide_id", "patient_ids", "slide_ids"})
 _REDACTED = "[redacted]"
@@ -329,9 +328,8 @@ def consort_flow(cohort: Any, representations: Any = None) -> dict[str, Any]:
 
 
 # =============================================================================== Report
-@dataclass(frozen=True, eq=False)
-class Report:
-    """A built report: the results dictionary, its figures and the out-of-fold scores.
+class Report(ReportData):
+    """A built report (:class:`~.results_model.ReportData`) that renders and writes itself.
 
     Attributes
     ----------
@@ -350,25 +348,12 @@ class Report:
         (times recorded by upstream provenance).
     """
 
-    results: dict[str, Any]
-    figures: dict[str, str] = field(default_factory=dict)
-    captions: dict[str, str] = field(default_factory=dict)
-    oof: pd.DataFrame | None = None
-    created_utc: str = ""
-    html_only: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A deep copy of the results (what ``results.json`` holds)."""
-        return copy.deepcopy(self.results)
-
     def to_json(self) -> str:
         """``results.json`` text (deterministic)."""
         return canonical_json(self.results)
 
     def to_html(self) -> str:
         """The self-contained HTML page."""
-        from .render import render_html
-
         return render_html(self)
 
     def write(self, out_dir: str | Path) -> dict[str, Path]:
@@ -387,8 +372,6 @@ class Report:
         OutputError
             The folder is not writable, the disk is full, or the results do not match the schema.
         """
-        from ..provenance import atomic_write, atomic_write_text, ensure_output_dir
-
         validate_results(self.results)
         html_text = self.to_html()
         json_text = self.to_json()
@@ -405,13 +388,7 @@ class Report:
         return paths
 
     def _repr_html_(self) -> str:
-        from .render import render_html
-
         return render_html(self, fragment=True)
-
-    def __repr__(self) -> str:
-        present = [s["id"] for s in self.results.get("sections", []) if s["present"]]
-        return f"Report({self.results.get('title', '')!r}, sections={present})"
 
 
 def _score_name(cfg: Any, stratification: Any) -> str:
@@ -431,13 +408,11 @@ def validate_results(results: Mapping[str, Any]) -> None:
     OutputError
         Naming the JSON path, the value and the rule of the first violations.
     """
-    import jsonschema
-
-    from ..schemas import load_schema
+    import jsonschema  # third-party and slow to import: only when validating
+    from jsonschema.exceptions import best_match
 
     schema = load_schema("results")
     validator = jsonschema.Draft202012Validator(schema)
-    from jsonschema.exceptions import best_match
 
     errors = sorted(validator.iter_errors(jsonable(results)), key=lambda e: list(e.path))
     if errors:
@@ -463,6 +438,7 @@ def build_report(
     design: Any = None,
     expression_qc: Any = None,
     representations: Any = None,
+    embedding: Any = None,
     provenance: Mapping[str, Any] | None = None,
     config: Any = None,
     show_patient_ids: bool = False,
@@ -504,7 +480,12 @@ def build_report(
         A result of :func:`tario_clinical.expression_qc.evaluate_expression` or the dict of its
         ``report_section``.
     representations : AnnData or DataFrame, optional
-        Patient representations: PCA / t-SNE maps and their provenance (``uns``).
+        Patient representations: the patient flow (patients with a representation) and their
+        provenance (``uns``).
+    embedding : RepresentationMaps, optional
+        The maps of the representations and the genotype co-occurrence, computed by
+        :func:`tario_clinical.embedding_maps.representation_maps` (the pipeline does this);
+        shown in the "Representation maps" section. The report computes no map itself.
     provenance : dict, optional
         Provenance of the run (e.g. :func:`tario_clinical.provenance.provenance_record`). A
         ``created_utc`` in it (or in the representations' ``uns``) is shown in the HTML but
@@ -515,7 +496,7 @@ def build_report(
         Show patient ids (excluded patients per reason). Off by default: ids are removed from
         ``results.json`` and the HTML.
     seed : int
-        Seed of the stochastic parts of the report (t-SNE), recorded in the provenance.
+        Seed of the run (recorded in the results and the provenance).
     title : str, optional
         Report title (default from ``config["report"]["title"]`` or a generic one).
     table1_columns : sequence of str
@@ -525,9 +506,6 @@ def build_report(
     -------
     Report
     """
-    from ..provenance import provenance_record
-    from .checklist import checklist
-
     if cohort is None:
         raise TypeError("build_report needs cohort= (a Cohort)")
     figs = Figures()
@@ -601,13 +579,17 @@ def build_report(
         results["analyses"] = _sections.analyses_section(analyses, figs)
         sections_present["analyses"] = (True, "")
 
-    # ---- embedding maps
-    if representations is not None:
-        results["embedding"] = _sections.embedding_section(representations, cohort, int(seed), figs)
+    # ---- embedding maps (computed by embedding_maps.representation_maps)
+    if embedding is not None:
+        results["embedding"] = _sections.embedding_section(embedding, figs)
         sections_present["embedding"] = (True, "")
     else:
         results["embedding"] = None
-        sections_present["embedding"] = (False, "no representations given (representations=)")
+        sections_present["embedding"] = (
+            False,
+            "no representation maps given (embedding=, from "
+            "tario_clinical.embedding_maps.representation_maps)",
+        )
 
     # ---- survival
     if stratification is not None:

@@ -1,9 +1,10 @@
-"""Render a :class:`~tario_clinical.report.model.Report` as one self-contained HTML file.
+"""Render a report (:class:`~.results_model.ReportData`) as one self-contained HTML file.
 
 The page opens with the summary of findings (:mod:`.findings`) and the analysis plan, then one
 section per analysis, each made of display tables (:mod:`.views`): human titles and column
 names, units, numbers rounded for reading (the exact values are in ``results.json``).
-Provenance and long tables are collapsed in ``<details>``. A print stylesheet puts each section
+Provenance and long tables are collapsed in ``<details>``. The table of contents is read off
+the rendered page (:func:`table_of_contents`), so every section on it is listed. A print stylesheet puts each section
 on a new page and keeps tables within the page width.
 
 jinja2 with autoescaping renders every string of the results (patient ids, column names,
@@ -14,7 +15,9 @@ forbids loading anything from elsewhere.
 
 from __future__ import annotations
 
+import html
 import math
+import re
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -22,13 +25,13 @@ from . import analyses_view, views
 from ._figures import figure_to_data_uri
 from .findings import ALPHA, CHANCE, MIN_CLASS, score_label, summarize
 from .provenance_view import provenance_view
+from .results_model import ReportData
+from .validation_section import validation_html
 
 if TYPE_CHECKING:  # pragma: no cover
     import jinja2
 
-    from .model import Report
-
-__all__ = ["CSP", "render_html", "figure_to_data_uri", "format_number"]
+__all__ = ["CSP", "render_html", "figure_to_data_uri", "format_number", "table_of_contents"]
 
 #: the page may show inline styles and data: images and load nothing else
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -77,7 +80,38 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def render_html(report: Report, *, fragment: bool = False) -> str:
+#: where the table of contents goes in the rendered page
+_TOC_MARK = "<!--tc:table-of-contents-->"
+#: a section of the page: its id, its other attributes and its heading
+_SECTION = re.compile(r'<section id="([^"]+)"([^>]*)>\s*<h2[^>]*>(.*?)</h2>', re.S)
+
+
+def table_of_contents(page: str) -> str:
+    """The page's table of contents: a link to every ``<section id=...>`` with its ``<h2>``,
+    in page order ("(not in this report)" after the absent ones).
+
+    It is read off the rendered page, so a section another module renders (the external
+    validation, the endpoint decoders, ...) is listed as soon as it is on the page.
+
+    Parameters
+    ----------
+    page : str
+        Rendered HTML (section headings already escaped).
+
+    Returns
+    -------
+    str
+        ``<nav><ol>...</ol></nav>``.
+    """
+    items = []
+    for sid, attrs, title in _SECTION.findall(page):
+        absent = " (not in this report)" if "absent-section" in attrs else ""
+        text = re.sub(r"<[^>]*>", "", title).strip()  # the heading's text, markup dropped
+        items.append(f'<li><a href="#{html.escape(sid)}">{text}</a>{absent}</li>')
+    return "<nav><ol>\n" + "\n".join(items) + "\n</ol></nav>"
+
+
+def render_html(report: ReportData, *, fragment: bool = False) -> str:
     """The report as HTML text; ``fragment=True`` gives the body only (for notebooks).
 
     Parameters
@@ -116,14 +150,16 @@ def render_html(report: Report, *, fragment: bool = False) -> str:
     if results.get("expression_qc"):
         v["expression_qc"] = views.expression_qc_view(results)
     if results.get("validation"):
-        from .validation_section import validation_html
-
         v["validation"] = validation_html(results)
+    if results.get("endpoints"):  # the endpoint decoders (pipeline.endpoints)
+        from .endpoints_section import endpoints_html
+
+        v["endpoints"] = endpoints_html(results)
     alts = views.alt_texts(results, report.captions, score)
     extra = analyses_view.analyses_alt_texts(results, score)
     alts.update({k: t for k, t in extra.items() if k in report.captions})
     template = _environment().get_template("report.html.j2")
-    return template.render(
+    page = template.render(
         r=results,
         csp=CSP,
         sections=sections,
@@ -137,4 +173,6 @@ def render_html(report: Report, *, fragment: bool = False) -> str:
         created_utc=report.created_utc,
         html_only=report.html_only,
         fragment=fragment,
+        toc_mark=_TOC_MARK,
     )
+    return page.replace(_TOC_MARK, table_of_contents(page), 1)

@@ -11,7 +11,6 @@ module's numbers (``C(-score) = 1 - C(score)`` for Harrell's and Uno's C, tied s
 from __future__ import annotations
 
 import inspect
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,6 +19,7 @@ import pandas as pd
 from ._figures import Figures, call_plot, figure_of, new_figure
 from ._jsonsafe import jsonable, records
 from .findings import endpoint_name
+from .results_model import SECTIONS
 
 __all__ = [
     "SECTIONS",
@@ -34,19 +34,6 @@ __all__ = [
     "representation_provenance",
     "oriented_concordance",
 ]
-
-SECTIONS: tuple[tuple[str, str], ...] = (
-    ("cohort", "Patients (Table 1)"),
-    ("flow", "Patient flow"),
-    ("decode", "What the slides predict (decoders)"),
-    ("analyses", "How the decoders scale and transfer"),
-    ("embedding", "Representation maps"),
-    ("survival", "Survival by score group"),
-    ("design", "Trial design"),
-    ("expression_qc", "Predicted vs measured expression"),
-    ("provenance", "Provenance"),
-    ("checklist", "Reporting checklist"),
-)
 
 
 # =============================================================================== decode
@@ -184,58 +171,23 @@ def analyses_section(analyses: Mapping[str, Any], figs: Figures) -> dict[str, An
 
 
 # =============================================================================== embedding
-def embedding_section(
-    representations: Any, cohort: Any, seed: int, figs: Figures
-) -> dict[str, Any]:
-    """PCA and t-SNE maps of the representations and the genotype co-occurrence table."""
-    from .. import embedding_maps as em
-
+def embedding_section(maps: Any, figs: Figures) -> dict[str, Any]:
+    """The representation maps computed by
+    :func:`tario_clinical.embedding_maps.representation_maps` (``to_dict()``,
+    ``plot_map(method, figure=)``, ``cooccurrence``, ``plot_cooccurrence(ax=)``): their
+    numbers and figures."""
+    if not callable(getattr(maps, "to_dict", None)) or not callable(
+        getattr(maps, "plot_map", None)
+    ):
+        raise TypeError(
+            "embedding: expected the RepresentationMaps of "
+            "tario_clinical.embedding_maps.representation_maps(); got "
+            f"{type(maps).__name__}"
+        )
+    d = maps.to_dict()
     notes: list[str] = []
-    maps = {}
-    color_by: list[str] = []
-    for method in ("pca", "tsne"):
-        coords = em.embedding_map(representations, cohort, method=method, seed=seed)
-        meta = coords.attrs["tario_clinical"]
-        if not color_by:
-            color_by = [
-                c
-                for c in ("cancer_type", "histology", *getattr(cohort, "genotype_columns", []))
-                if c in coords.columns
-            ]
-        maps[method] = {
-            "n_patients": meta["n_patients"],
-            "n_features": meta["n_features"],
-            "feature_kind": meta["feature_kind"],
-            "explained_variance_ratio": meta["explained_variance_ratio"][:2]
-            if method == "pca"
-            else None,
-            "parameters": {k: v for k, v in meta["parameters"].items() if k != "kl_divergence"},
-            "n_without_clinical_row": meta["n_without_clinical_row"],
-            "exclusions": [
-                {"reason": r, "n": n}
-                for r, n in sorted(
-                    pd.Series([e["reason"] for e in meta["exclusions"]], dtype=object)
-                    .value_counts()
-                    .items()
-                )
-            ],
-        }
-
-        def draw(
-            coords: pd.DataFrame = coords, method: str = method, color_by: list[str] = color_by
-        ) -> Any:
-            panels: list[str | None] = list(color_by) or [None]
-            ncol = min(3, len(panels))
-            nrow = math.ceil(len(panels) / ncol)
-            fig = new_figure(4.4 * ncol, 2.9 * nrow)
-            for i, c in enumerate(panels):
-                ax = fig.add_subplot(nrow, ncol, i + 1)
-                em.plot_embedding(
-                    coords, c, ax=ax, title=f"{method.upper()} by {c}", point_size=9.0
-                )
-            fig.tight_layout()
-            return fig
-
+    color_by = [str(c) for c in d.get("color_by") or []]
+    for method in d.get("maps") or {}:
         name = "PCA (first two principal components)" if method == "pca" else "t-SNE"
         figs.attempt(
             f"embedding_{method}",
@@ -243,24 +195,26 @@ def embedding_section(
             "annotation ("
             + (", ".join(color_by) if color_by else "no clinical annotations")
             + "); grey points have no value.",
-            draw,
+            lambda method=method: maps.plot_map(method),
             notes,
         )
-    cooc = None
-    if getattr(cohort, "genotype_columns", None) and len(cohort.genotype_columns) >= 2:
-        table = em.genotype_cooccurrence(cohort)
-        cooc = records(table)
+    table = getattr(maps, "cooccurrence", None)
+    if table is not None:
         figs.attempt(
             "genotype_cooccurrence",
             "Genotype co-occurrence of every gene pair: colour is the log2 odds ratio (Haldane "
             "corrected; red co-occurring, blue mutually exclusive); cells give the patients "
             "mutated in both genes and the Fisher p-value (* q < 0.05).",
-            lambda: em.plot_cooccurrence(table, ax=new_figure(5.0, 4.0).add_subplot(1, 1, 1)),
+            lambda: maps.plot_cooccurrence(ax=new_figure(5.0, 4.0).add_subplot(1, 1, 1)),
             notes,
         )
-    else:
-        notes.append("genotype co-occurrence needs at least two genotype columns")
-    return {"maps": maps, "color_by": color_by, "cooccurrence": cooc, "notes": notes}
+    notes = [str(n) for n in d.get("notes") or []] + notes
+    return {
+        "maps": jsonable(d.get("maps") or {}),
+        "color_by": color_by,
+        "cooccurrence": None if table is None else records(table),
+        "notes": notes,
+    }
 
 
 # =============================================================================== survival
