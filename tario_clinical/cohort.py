@@ -234,7 +234,23 @@ class Cohort:
         analysis: str,
         slide_ids: Iterable[Any] | None = None,
     ) -> None:
-        """Record that ``patient_ids`` (or slides) were left out of ``analysis`` because of ``reason``."""
+        """Record that ``patient_ids`` (or slides) were left out of ``analysis`` because of ``reason``.
+
+        The log is a record of facts, not of calls: an exclusion already in the log (same
+        patient, slide, analysis and reason) is not added again, so running an analysis twice
+        on one cohort leaves the log as the first run left it.
+
+        Parameters
+        ----------
+        patient_ids : iterable
+            Patients left out (``None`` for a slide without a patient).
+        reason : str
+            Why, in words a reader of the report understands.
+        analysis : str
+            Which analysis left them out (``"decode:EGFR"``, ``"stratify"``, ``"encode"`` ...).
+        slide_ids : iterable, optional
+            The slides, one per patient id, when slides rather than patients were left out.
+        """
         pids = [None if p is None else str(p) for p in patient_ids]
         sids = (
             [None] * len(pids)
@@ -247,7 +263,13 @@ class Cohort:
             return
         new = pd.DataFrame(
             {"patient_id": pids, "slide_id": sids, "analysis": analysis, "reason": reason}
-        )
+        ).drop_duplicates(ignore_index=True)
+        if len(self.exclusions):
+            logged = set(map(_log_key, self.exclusions[EXCLUSION_COLUMNS].itertuples(index=False)))
+            fresh = [_log_key(r) not in logged for r in new.itertuples(index=False)]
+            new = new.loc[fresh]
+        if not len(new):
+            return
         frames = [f for f in (self.exclusions, new) if len(f)]
         self.exclusions = pd.concat(frames, ignore_index=True)[EXCLUSION_COLUMNS]
 
@@ -262,6 +284,11 @@ class Cohort:
             sources=dict(self.sources),
             exclusions=self.exclusions.copy(),
         )
+
+
+def _log_key(row: Iterable[Any]) -> tuple[Any, ...]:
+    """An exclusion-log row as a comparable tuple (every missing value as ``None``)."""
+    return tuple(None if v is None or (isinstance(v, float) and v != v) else v for v in row)
 
 
 def _gene_like(name: str) -> bool:

@@ -1,26 +1,35 @@
-"""``decode()``: nested, patient-level cross-validation of linear decoders over many targets."""
+"""``decode()``: nested, patient-level cross-validation of linear decoders over many targets.
+
+Inputs are aligned by :mod:`.decode_data`; the scikit-learn reference engine of one fold lives in
+:mod:`.sklearn_fold`, the fast engine in :mod:`.engine`, inference in :mod:`.inference`.
+"""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 
+from .._checks import check_choice
 from ..errors import AnalysisError, CohortError, SchemaError
 from ..progress import stage
 from . import engine as _engine
 from . import inference as _inference
+from .decode_data import DecodeData, log_exclusions, prepare_data
 from .estimator import LinearDecoder
 from .result import DecodeResult
+from .sklearn_fold import fit_sklearn_fold, patient_codes
 from .splitters import LeaveOneGroupOut, PatientStratifiedGroupKFold, assign_folds
 
 if TYPE_CHECKING:  # pragma: no cover
     from .endpoint_result import EndpointResults
 
 __all__ = ["decode", "prepare_data", "DecodeData", "default_Cs"]
+# names of the pre-split module, still imported from here
+_fit_sklearn_fold = fit_sklearn_fold
+_log_exclusions = log_exclusions
 
 logger = logging.getLogger(__name__)
 
@@ -62,221 +71,6 @@ def default_Cs(n_c: int, n_rows: int, n_features: int) -> np.ndarray:
     if int(n_c) < 2:
         raise SchemaError(f"n_c must be >= 2; got {n_c!r}.")
     return np.logspace(-4.0, 2.0, int(n_c)) / max(1, min(n_rows, n_features))
-
-
-# ------------------------------------------------------------------------------ inputs
-@dataclass(frozen=True)
-class DecodeData:
-    """Aligned inputs: rows (patients or slides), features, labels and exclusions."""
-
-    X: np.ndarray
-    row_patient: np.ndarray  # patient id of each row
-    feature_names: np.ndarray
-    labels: pd.DataFrame  # patients x targets, float 1/0/NaN (patients with rows + clinical)
-    clinical: pd.DataFrame  # indexed by patient_id
-    exclusions: pd.DataFrame
-
-
-def _to_binary(values: pd.Series, column: str) -> pd.Series:
-    from ..cohort import normalise_binary
-
-    out = normalise_binary(values, column=column)
-    out.index = values.index
-    return out
-
-
-def prepare_data(representations: Any, cohort: Any, targets: list[str]) -> DecodeData:
-    """Align representations with the clinical labels; log every exclusion (see :func:`decode`)."""
-    # ---- representations
-    if isinstance(representations, pd.DataFrame):
-        X = representations.to_numpy()
-        obs_names = representations.index.astype(str).to_numpy()
-        feature_names = representations.columns.astype(str).to_numpy()
-        obs = pd.DataFrame(index=obs_names)
-    elif hasattr(representations, "X") and hasattr(representations, "obs_names"):
-        X = representations.X
-        if hasattr(X, "toarray"):
-            X = X.toarray()
-        X = np.asarray(X)
-        obs_names = np.asarray(representations.obs_names).astype(str)
-        feature_names = np.asarray(representations.var_names).astype(str)
-        obs = representations.obs
-    else:
-        raise SchemaError(
-            f"representations must be an AnnData (patients or slides x features) or a DataFrame; "
-            f"got {type(representations).__name__}."
-        )
-    if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
-        raise SchemaError(f"representations must be a non-empty 2-D matrix; got shape {X.shape}.")
-    if not np.issubdtype(X.dtype, np.floating):
-        X = X.astype(np.float64)
-    if pd.Index(obs_names).has_duplicates:
-        dup = pd.Index(obs_names)[pd.Index(obs_names).duplicated()].unique()[:5].tolist()
-        raise SchemaError(f"representations: duplicate obs_names {dup}; ids must be unique.")
-    finite = np.isfinite(X).all(axis=1)
-    if not finite.all():
-        bad = obs_names[~finite][:5].tolist()
-        raise SchemaError(
-            f"representations: {int((~finite).sum())} rows hold NaN or infinite values, e.g. {bad}; "
-            "fix or drop them before decoding."
-        )
-    if "patient_id" in obs.columns:
-        row_patient = obs["patient_id"].astype(str).to_numpy()
-    else:
-        row_patient = obs_names
-
-    # ---- clinical labels
-    if hasattr(cohort, "label") and hasattr(cohort, "clinical"):
-        clinical = cohort.clinical.copy()
-        clinical["patient_id"] = clinical["patient_id"].astype(str)
-        clinical = clinical.set_index("patient_id", drop=False)
-        lab = {}
-        for t in targets:
-            s = cohort.label(t)
-            s.index = s.index.astype(str)
-            lab[t] = s
-        labels = pd.DataFrame(lab).reindex(clinical.index)
-    elif isinstance(cohort, pd.DataFrame):
-        if "patient_id" not in cohort.columns:
-            raise SchemaError(
-                f"clinical table has no 'patient_id' column; columns: {list(cohort.columns)[:20]}"
-            )
-        clinical = cohort.copy()
-        clinical["patient_id"] = clinical["patient_id"].astype(str)
-        if clinical["patient_id"].duplicated().any():
-            dup = (
-                clinical.loc[clinical["patient_id"].duplicated(), "patient_id"]
-                .unique()[:5]
-                .tolist()
-            )
-            raise SchemaError(f"clinical table: duplicate patient_id {dup}.")
-        clinical = clinical.set_index("patient_id", drop=False)
-        missing = [t for t in targets if t not in clinical.columns]
-        if missing:
-            raise CohortError(
-                f"targets {missing} are not columns of the clinical table; available: "
-                f"{list(clinical.columns)[:30]}"
-            )
-        labels = pd.DataFrame({t: _to_binary(clinical[t], t) for t in targets})
-    else:
-        raise SchemaError(
-            f"cohort must be a Cohort or a DataFrame with patient_id; got {type(cohort).__name__}."
-        )
-
-    # ---- exclusions (never silent)
-    rows = []
-    rep_patients = pd.Index(pd.unique(row_patient))
-    no_clin = rep_patients.difference(clinical.index)
-    no_rep = clinical.index.difference(rep_patients)
-    for t in targets:
-        for p in no_clin:
-            rows.append((p, t, "representation without clinical row"))
-        for p in no_rep:
-            if not np.isnan(labels.at[p, t]):
-                rows.append((p, t, "no representation"))
-        have = labels.index.intersection(rep_patients)
-        for p in have[labels.loc[have, t].isna().to_numpy()]:
-            rows.append((p, t, f"missing label {t}"))
-        for p in no_rep:
-            if np.isnan(labels.at[p, t]):
-                rows.append((p, t, f"no representation and missing label {t}"))
-    exclusions = pd.DataFrame(rows, columns=["patient_id", "target", "reason"])
-    keep_rows = np.isin(row_patient, clinical.index.to_numpy())
-    X = X[keep_rows]
-    row_patient = row_patient[keep_rows]
-    patients = pd.Index(pd.unique(row_patient))
-    labels = labels.reindex(patients)
-    return DecodeData(
-        X=X,
-        row_patient=row_patient,
-        feature_names=feature_names,
-        labels=labels,
-        clinical=clinical.reindex(patients),
-        exclusions=exclusions,
-    )
-
-
-def _log_exclusions(cohort: Any, exclusions: pd.DataFrame) -> None:
-    if not len(exclusions):
-        return
-    for (t, reason), d in exclusions.groupby(["target", "reason"]):
-        logger.info("decode %s: excluded %d patients (%s)", t, len(d), reason)
-        if hasattr(cohort, "exclude"):
-            cohort.exclude(d["patient_id"].tolist(), reason=reason, analysis=f"decode:{t}")
-
-
-# ------------------------------------------------------------------------------ engines
-def _patient_codes(row_patient: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    uniq, codes = np.unique(row_patient, return_inverse=True)
-    return uniq, codes
-
-
-def _fit_sklearn_fold(
-    X: np.ndarray,
-    Ytr: np.ndarray,
-    inner: np.ndarray,
-    train: np.ndarray,
-    test: np.ndarray,
-    Cs: np.ndarray,
-    *,
-    penalty: str,
-    l1_ratio: float,
-    pca: int | None,
-    class_weight: str | None,
-    seed: int,
-    scoring: str = "neg_log_loss",
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Reference path: Pipeline(StandardScaler, [PCA], LogisticRegressionCV) per target."""
-    import warnings
-
-    from sklearn.decomposition import PCA
-    from sklearn.linear_model import LogisticRegressionCV
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    T = Ytr.shape[1]
-    best = np.full(T, np.nan)
-    std = np.zeros((test.size, T))
-    scores = np.zeros((test.size, T))
-    inner_oof = np.full((train.size, T), np.nan)
-    for t in range(T):
-        ok = ~np.isnan(Ytr[:, t])
-        rows = train[ok]
-        y = Ytr[ok, t].astype(int)
-        if y.min() == y.max():
-            prev = y.mean()
-            scores[:, t] = np.log(max(prev, 1e-6) / max(1 - prev, 1e-6))
-            continue
-        inn = inner[ok]
-        splits = [(np.flatnonzero(inn != m), np.flatnonzero(inn == m)) for m in np.unique(inn)]
-        steps: list[Any] = [StandardScaler()]
-        if pca is not None:
-            steps.append(PCA(n_components=min(pca, rows.size - 1, X.shape[1]), random_state=seed))
-        l1 = 0.0 if penalty == "l2" else l1_ratio
-        steps.append(
-            LogisticRegressionCV(
-                Cs=list(Cs),
-                cv=splits,
-                scoring=scoring,
-                l1_ratios=(l1,),
-                solver="lbfgs" if l1 == 0 else "saga",
-                class_weight=class_weight,
-                max_iter=1000,
-                tol=1e-6,
-                random_state=seed,
-                use_legacy_attributes=False,
-            )
-        )
-        model = make_pipeline(*steps)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model.fit(X[rows], y)
-        lr = model[-1]
-        best[t] = float(np.ravel(lr.C_)[0])
-        if test.size:
-            scores[:, t] = model.decision_function(X[test])
-            std[:, t] = _engine._standardised(scores[:, t], model.decision_function(X[train]))
-    return best, scores, std, inner_oof
 
 
 # -------------------------------------------------------------------------------- API
@@ -484,22 +278,13 @@ def _decode_binary(
     seed: int = 0,
 ) -> DecodeResult:
     """The binary decoder behind :func:`decode` (all targets binary; see its docstring)."""
-    if engine not in _ENGINES:
-        raise SchemaError(f"engine must be one of {list(_ENGINES)}; got {engine!r}.")
-    if penalty not in _PENALTIES:
-        raise SchemaError(f"penalty must be one of {list(_PENALTIES)}; got {penalty!r}.")
-    if ci_method not in _CI_METHODS:
-        raise SchemaError(f"ci_method must be one of {list(_CI_METHODS)}; got {ci_method!r}.")
-    if p_method not in _inference.P_METHODS:
-        raise SchemaError(
-            f"p_method must be one of {list(_inference.P_METHODS)}; got {p_method!r}."
-        )
+    check_choice("engine", engine, _ENGINES)
+    check_choice("penalty", penalty, _PENALTIES)
+    check_choice("ci_method", ci_method, _CI_METHODS)
+    check_choice("p_method", p_method, _inference.P_METHODS)
     if alternative not in ("greater", "two-sided"):
         raise SchemaError(f"alternative must be 'greater' or 'two-sided'; got {alternative!r}.")
-    if inner_scoring not in ("neg_log_loss", "roc_auc"):
-        raise SchemaError(
-            f"inner_scoring must be one of ['neg_log_loss', 'roc_auc']; got {inner_scoring!r}."
-        )
+    check_choice("inner_scoring", inner_scoring, ("neg_log_loss", "roc_auc"))
     if class_weight not in (None, "balanced"):
         raise SchemaError(f"class_weight must be None or 'balanced'; got {class_weight!r}.")
     if isinstance(targets, str):
@@ -514,9 +299,9 @@ def _decode_binary(
         raise SchemaError("engine='fast' supports penalty='l2' only; use engine='sklearn'.")
 
     data = prepare_data(representations, cohort, targets)
-    _log_exclusions(cohort, data.exclusions)
+    log_exclusions(cohort, data.exclusions)
     X = data.X
-    uniq, codes = _patient_codes(data.row_patient)
+    uniq, codes = patient_codes(data.row_patient)
     Ypat = data.labels.reindex(uniq).to_numpy(dtype=float)  # patients (sorted) x T
     Yrow = Ypat[codes]
     for j, t in enumerate(targets):
@@ -603,7 +388,7 @@ def _decode_binary(
             )
             best, scores, std, inner_oof = ff.best_C, ff.test_scores, ff.test_std, ff.inner_oof
         else:
-            best, scores, std, inner_oof = _fit_sklearn_fold(
+            best, scores, std, inner_oof = fit_sklearn_fold(
                 X,
                 Yrow[train],
                 inner,
@@ -822,7 +607,7 @@ def _final_models(
                     basis, Yrow[rows][:, js], inner, Cs, class_weight=class_weight, scoring=scoring
                 ).best_C
             else:
-                best, _, _, _ = _fit_sklearn_fold(
+                best, _, _, _ = fit_sklearn_fold(
                     X,
                     Yrow[rows][:, js],
                     inner,

@@ -13,6 +13,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .._checks import check_choice
 from ..errors import SchemaError
 
 __all__ = ["LinearDecoder"]
@@ -77,8 +78,7 @@ class LinearDecoder(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------------------ fit
     def _validate_params_own(self) -> None:
-        if self.penalty not in _PENALTIES:
-            raise SchemaError(f"penalty must be one of {list(_PENALTIES)}; got {self.penalty!r}.")
+        check_choice("penalty", self.penalty, _PENALTIES)
         if not (np.isscalar(self.C) and float(self.C) > 0):
             raise SchemaError(f"C must be a positive number; got {self.C!r}.")
         if self.n_components is not None and int(self.n_components) < 1:

@@ -117,11 +117,9 @@ class DecodeResult:
         re-running the whole nested CV (``ci_method``, ``p_method`` name the methods; default
         grouped-jackknife interval and permutation test, see
         :mod:`tario_clinical.decode.inference`); ``q_value`` is Benjamini-Hochberg across
-        targets (statsmodels) of those p-values. ``auprc``, ``brier`` and calibration use the
+        targets (:func:`tario_clinical.metrics.bh_qvalues`) of those p-values. ``auprc``, ``brier`` and calibration use the
         per-patient mean probability over repeats. ``note`` flags small or degenerate targets.
         """
-        from statsmodels.stats.multitest import multipletests
-
         inf = self.inference
         if inf is None:
             raise AnalysisError("this DecodeResult carries no inference table.")
@@ -187,10 +185,7 @@ class DecodeResult:
             row["note"] = "; ".join(notes)
             rows.append(row)
         out = pd.DataFrame(rows)
-        ok = out["p_value"].notna().to_numpy()
-        q = np.full(len(out), np.nan)
-        if ok.any():
-            q[ok] = multipletests(out.loc[ok, "p_value"].to_numpy(), method="fdr_bh")[1]
+        q = metrics.bh_qvalues(out["p_value"].to_numpy(dtype=float))
         out.insert(out.columns.get_loc("p_value") + 1, "q_value", q)
         return out
 

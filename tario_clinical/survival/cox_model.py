@@ -21,13 +21,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .._checks import renamed_parameters
 from ..errors import AnalysisError, SchemaError
 from . import kernels
 from .formatting import html_table
 from .validation import (
     as_pandas,
     check_choice,
-    check_conf_level,
+    check_level,
     level_order,
     norm_ppf,
     require_columns,
@@ -257,6 +258,7 @@ class CoxModel:
         return html_table(self.table, f"Cox model (n={self.n}, events={self.events})")
 
 
+@renamed_parameters(conf_level="level")
 def cox_fit(
     df: pd.DataFrame,
     time: str,
@@ -265,7 +267,7 @@ def cox_fit(
     *,
     strata: str | Sequence[str] | None = None,
     reference: Mapping[str, Any] | None = None,
-    conf_level: float = 0.95,
+    level: float = 0.95,
     tol: float = 1e-10,
 ) -> CoxModel:
     """Fit a Cox model with Efron ties (and strata); the full model object.
@@ -278,16 +280,17 @@ def cox_fit(
     -------
     CoxModel
     """
-    check_conf_level(conf_level)
+    check_level(level)
     df = as_pandas(df)
     covariates = [covariates] if isinstance(covariates, str) else list(covariates)
     require_columns(df, covariates)
     t, e = survival_arrays(df, time, event)
     x, names = design_matrix(df, covariates, reference)
     terms = design_terms(covariates, names)
-    return _fit(df, t, e, event, x, names, terms, strata, conf_level, tol)
+    return _fit(df, t, e, event, x, names, terms, strata, level, tol)
 
 
+@renamed_parameters(conf_level="level")
 def fit_cox_design(
     df: pd.DataFrame,
     time: str,
@@ -297,7 +300,7 @@ def fit_cox_design(
     *,
     terms: Sequence[str] | None = None,
     strata: str | Sequence[str] | None = None,
-    conf_level: float = 0.95,
+    level: float = 0.95,
     tol: float = 1e-10,
 ) -> CoxModel:
     """Fit a Cox model on design columns built by the caller (e.g. arm x biomarker terms).
@@ -315,7 +318,7 @@ def fit_cox_design(
     terms : sequence of str, optional
         Model term of each column, for the per-term rows of :meth:`CoxModel.ph_test`
         (default: one term per column).
-    strata, conf_level, tol
+    strata, level, tol
         As in :func:`cox_fit`.
 
     Returns
@@ -329,7 +332,7 @@ def fit_cox_design(
     SchemaError, AnalysisError
         As :func:`cox`.
     """
-    check_conf_level(conf_level)
+    check_level(level)
     df = as_pandas(df)
     t, e = survival_arrays(df, time, event)
     x = np.asarray(x, dtype=float)
@@ -340,7 +343,7 @@ def fit_cox_design(
             f"{len(names)} names; got {x.shape}"
         )
     terms = tuple(names) if terms is None else tuple(terms)
-    return _fit(df, t, e, event, x, names, terms, strata, conf_level, tol)
+    return _fit(df, t, e, event, x, names, terms, strata, level, tol)
 
 
 def _fit(
@@ -352,7 +355,7 @@ def _fit(
     names: list[str],
     terms: tuple[str, ...],
     strata: str | Sequence[str] | None,
-    conf_level: float,
+    level: float,
     tol: float,
 ) -> CoxModel:
     """The Efron fit of validated arrays: strata codes, degenerate-design checks, the table."""
@@ -381,7 +384,7 @@ def _fit(
     fit = kernels.efron_fit(xs, ts, es, ss, names=names, tol=tol)
     se = np.sqrt(np.diag(fit.cov))
     z = fit.beta / se
-    q = norm_ppf(conf_level)
+    q = norm_ppf(level)
     table = pd.DataFrame(
         {
             "coef": fit.beta,
@@ -406,7 +409,7 @@ def _fit(
         lr_p_value=float(stats.chi2.sf(lr, len(names))),
         score_statistic=fit.score_statistic,
         covariance=pd.DataFrame(fit.cov, index=names, columns=names),
-        conf_level=float(conf_level),
+        conf_level=float(level),
         _x=xs,
         _time=ts,
         _event=es,
@@ -415,6 +418,7 @@ def _fit(
     )
 
 
+@renamed_parameters(conf_level="level")
 def cox(
     df: pd.DataFrame,
     time: str,
@@ -423,7 +427,7 @@ def cox(
     *,
     strata: str | Sequence[str] | None = None,
     reference: Mapping[str, Any] | None = None,
-    conf_level: float = 0.95,
+    level: float = 0.95,
 ) -> pd.DataFrame:
     """Cox proportional-hazards regression with Efron ties.
 
@@ -439,7 +443,7 @@ def cox(
         Column(s) defining strata with separate baseline hazards.
     reference : mapping, optional
         Reference level per categorical covariate.
-    conf_level : float
+    level : float
 
     Returns
     -------
@@ -456,5 +460,5 @@ def cox(
         events: the HR is infinite and not reported).
     """
     return cox_fit(
-        df, time, event, covariates, strata=strata, reference=reference, conf_level=conf_level
+        df, time, event, covariates, strata=strata, reference=reference, level=level
     ).table

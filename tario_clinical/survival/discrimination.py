@@ -11,12 +11,13 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from .._checks import renamed_parameters
 from ..errors import AnalysisError, SchemaError
 from . import kernels
 from .validation import (
     as_pandas,
     check_choice,
-    check_conf_level,
+    check_level,
     norm_ppf,
     require_columns,
     row_labels,
@@ -26,6 +27,7 @@ from .validation import (
 __all__ = ["concordance", "time_dependent_auc"]
 
 
+@renamed_parameters(conf_level="level")
 def concordance(
     df: pd.DataFrame,
     time: str,
@@ -34,7 +36,7 @@ def concordance(
     *,
     tau: float | None = None,
     train: pd.DataFrame | None = None,
-    conf_level: float = 0.95,
+    level: float = 0.95,
     tied_tol: float = 1e-8,
 ) -> pd.DataFrame:
     """Harrell's and Uno's concordance of a risk score (higher score = higher risk).
@@ -48,7 +50,7 @@ def concordance(
     train : DataFrame, optional
         Table (with the same ``time``/``event`` columns) for the censoring distribution of
         Uno's weights; default ``df``.
-    conf_level : float
+    level : float
     tied_tol : float
         Scores closer than this are tied and count 1/2.
 
@@ -72,7 +74,7 @@ def concordance(
     uncensored concordance by up to 0.008 (coverage of that value 0.931-0.937). Prefer Uno's C
     when censoring is heavy or differs between cohorts.
     """
-    check_conf_level(conf_level)
+    check_level(level)
     df = as_pandas(df)
     t, e = survival_arrays(df, time, event)
     require_columns(df, [score])
@@ -82,7 +84,7 @@ def concordance(
         raise SchemaError(
             f"column {score!r}: missing or non-finite score(s) at rows {row_labels(df, bad)}"
         )
-    q = norm_ppf(conf_level)
+    q = norm_ppf(level)
     rows = []
     c, se, npairs = kernels.pair_concordance(t, e, s, np.ones(t.size), tied_tol=tied_tol)
     rows.append(("harrell", c, se, npairs))
@@ -111,6 +113,7 @@ def _expit(x: float) -> float:
     return float(1.0 / (1.0 + np.exp(-x)))
 
 
+@renamed_parameters(conf_level="level")
 def time_dependent_auc(
     df: pd.DataFrame,
     time: str,
@@ -119,7 +122,7 @@ def time_dependent_auc(
     times: Sequence[float],
     *,
     train: pd.DataFrame | None = None,
-    conf_level: float = 0.95,
+    level: float = 0.95,
     tied_tol: float = 1e-8,
     ci: Literal["logit", "plain"] = "logit",
 ) -> pd.DataFrame:
@@ -137,7 +140,7 @@ def time_dependent_auc(
         Horizons, each inside the follow-up range.
     train : DataFrame, optional
         Table for the censoring distribution; default ``df``.
-    conf_level : float
+    level : float
     tied_tol : float
         Score differences up to this size count as ties (1/2).
     ci : {"logit", "plain"}
@@ -153,7 +156,7 @@ def time_dependent_auc(
         ``time, auc, se, low, high, n_cases, n_controls`` (influence-function SE with the
         censoring weights held fixed).
     """
-    check_conf_level(conf_level)
+    check_level(level)
     check_choice("ci", ci, ("logit", "plain"))
     df = as_pandas(df)
     t, e = survival_arrays(df, time, event)
@@ -165,7 +168,7 @@ def time_dependent_auc(
     tt, te = survival_arrays(tr, time, event)
     gt, gv = kernels.censoring_survival(tt, te)
     g = kernels.step_at(gt, gv, t)
-    q = norm_ppf(conf_level)
+    q = norm_ppf(level)
     rows = []
     for h in np.asarray(times, dtype=float):
         case = e & (t <= h)

@@ -44,12 +44,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .._checks import renamed_parameters
 from ..errors import AnalysisError, SchemaError
 from .cox_model import CoxModel, design_matrix, design_terms, fit_cox_design
 from .formatting import html_table, json_safe, records
 from .validation import (
     as_pandas,
-    check_conf_level,
+    check_level,
     level_order,
     norm_ppf,
     require_columns,
@@ -297,6 +298,7 @@ class SteppResult:
         }
 
 
+@renamed_parameters(conf_level="level")
 def stepp(
     df: Any,
     score: str,
@@ -308,7 +310,7 @@ def stepp(
     r1: int | None = None,
     r2: int | None = None,
     n_permutations: int = 1000,
-    conf_level: float = 0.95,
+    level: float = 0.95,
     seed: int = 0,
 ) -> SteppResult:
     """STEPP: the treatment HR in overlapping subpopulations along a continuous score.
@@ -333,7 +335,7 @@ def stepp(
         score.
     n_permutations : int, default 1000
         Permutations of the interaction test (at least 19).
-    conf_level : float, default 0.95
+    level : float, default 0.95
         Level of the pointwise intervals.
     seed : int, default 0
         Seeds the permutations (``SeedSequence(seed)``).
@@ -359,7 +361,7 @@ def stepp(
     >>> res.r2, int(res.table["n"].iloc[0])  # ages are whole years: ties widen a window
     (50, 57)
     """
-    check_conf_level(conf_level)
+    check_level(level)
     if int(n_permutations) < 19:
         raise ValueError(f"n_permutations must be at least 19; got {n_permutations!r}")
     d = _data(df, score, time, event, arm, reference_arm)
@@ -370,7 +372,7 @@ def stepp(
         raise AnalysisError(
             f"STEPP: r1={r1}, r2={r2} give a single window over {n} patients; use a smaller r2"
         )
-    q = norm_ppf(conf_level)
+    q = norm_ppf(level)
     rows = []
     for k, m in enumerate(member):
         sub = d.df.loc[m].reset_index(drop=True)
@@ -412,7 +414,7 @@ def stepp(
     cols = {"statistic": observed, "n_permutations": int(n_permutations)}
     cols.update(n_degenerate=degenerate, p_value=p)
     test = pd.DataFrame(cols, index=pd.Index([_STEPP_TEST], name="test"))
-    return SteppResult(table, test, overall, r1, r2, float(conf_level), int(seed))
+    return SteppResult(table, test, overall, r1, r2, float(level), int(seed))
 
 
 # =============================================================================== spline model
@@ -499,6 +501,7 @@ class SplineEffect:
         }
 
 
+@renamed_parameters(conf_level="level")
 def spline_interaction(
     df: Any,
     score: str,
@@ -510,7 +513,7 @@ def spline_interaction(
     knots: Sequence[float] = (0.1, 0.5, 0.9),
     covariates: Sequence[str] = (),
     grid: Sequence[float] | None = None,
-    conf_level: float = 0.95,
+    level: float = 0.95,
 ) -> SplineEffect:
     """The treatment log HR as a smooth function of the score: Cox model with arm x spline.
 
@@ -531,7 +534,7 @@ def spline_interaction(
     grid : sequence of float, optional
         Scores at which the curve is evaluated; default 101 points from the 5th to the 95th
         percentile (beyond them the band is extrapolation).
-    conf_level : float, default 0.95
+    level : float, default 0.95
 
     Returns
     -------
@@ -542,7 +545,7 @@ def spline_interaction(
     SchemaError, AnalysisError
         As :func:`stepp`; knots that coincide (a score with many ties).
     """
-    check_conf_level(conf_level)
+    check_level(level)
     levels = np.asarray(knots, dtype=float)
     if levels.size < 3 or np.any(np.diff(levels) <= 0) or levels[0] <= 0 or levels[-1] >= 1:
         raise ValueError(
@@ -570,7 +573,7 @@ def spline_interaction(
         np.column_stack([d.a, basis, d.a[:, None] * basis, *extra]),
         [d.arm_name, *names, *i_names, *cnames],
         terms=(d.arm_name, *[score] * len(names), *[f"arm:{score}"] * len(names), *cterms),
-        conf_level=conf_level,
+        level=level,
     )
     reduced = fit_cox_design(
         d.df,
@@ -578,7 +581,7 @@ def spline_interaction(
         event,
         np.column_stack([d.a, basis, *extra]),
         [d.arm_name, *names, *cnames],
-        conf_level=conf_level,
+        level=level,
     )
     lr = max(0.0, 2.0 * (full.loglik - reduced.loglik))
     df_i = len(i_names)
@@ -589,7 +592,7 @@ def spline_interaction(
     idx = [d.arm_name, *i_names]
     beta = full.table.loc[idx, "coef"].to_numpy()
     cov = full.covariance.loc[idx, idx].to_numpy()
-    q = norm_ppf(conf_level)
+    q = norm_ppf(level)
 
     def curve(x: np.ndarray) -> pd.DataFrame:
         c = np.column_stack([np.ones(x.size), spline_basis(x, kn)])
@@ -614,7 +617,7 @@ def spline_interaction(
         test=test,
         knots=pd.DataFrame({"quantile": levels, "score": kn}),
         model=full,
-        conf_level=float(conf_level),
+        conf_level=float(level),
     )
 
 
@@ -721,6 +724,7 @@ class TreatmentEffectCurve:
         return "".join(parts)
 
 
+@renamed_parameters(conf_level="level")
 def treatment_effect_curve(
     df: Any,
     score: str,
@@ -733,7 +737,7 @@ def treatment_effect_curve(
     r2: int | None = None,
     n_permutations: int = 1000,
     knots: Sequence[float] = (0.1, 0.5, 0.9),
-    conf_level: float = 0.95,
+    level: float = 0.95,
     seed: int = 0,
 ) -> TreatmentEffectCurve:
     """The treatment HR as a function of a continuous score: STEPP and a spline interaction.
@@ -754,7 +758,7 @@ def treatment_effect_curve(
         STEPP windows and permutation test (:func:`stepp`).
     knots : sequence of float
         Quantile levels of the spline knots (:func:`spline_interaction`).
-    conf_level : float, default 0.95
+    level : float, default 0.95
 
     Returns
     -------
@@ -779,7 +783,7 @@ def treatment_effect_curve(
     d = _data(df, score, time, event, arm, reference_arm)
     notes: list[str] = [EXPLORATORY_CUTOFF]
     common = dict(time=time, event=event, arm=arm, reference_arm=reference_arm)
-    common["conf_level"] = conf_level
+    common["level"] = level
     st = sp = None
     try:
         st = stepp(df, score, **common, r1=r1, r2=r2, n_permutations=n_permutations, seed=seed)

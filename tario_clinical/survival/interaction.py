@@ -19,12 +19,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .._checks import renamed_parameters
 from ..errors import AnalysisError, SchemaError
 from .cox_model import CoxModel, design_matrix, design_terms, fit_cox_design
 from .formatting import html_table, json_safe, records
 from .validation import (
     as_pandas,
-    check_conf_level,
+    check_level,
     level_order,
     norm_ppf,
     require_columns,
@@ -108,6 +109,7 @@ class InteractionResult:
         )
 
 
+@renamed_parameters(conf_level="level")
 def treatment_interaction(
     df: pd.DataFrame,
     time: str,
@@ -120,7 +122,7 @@ def treatment_interaction(
     reference_arm: Any | None = None,
     reference_level: Any | None = None,
     subgroups: Sequence[str] = ("cancer_type",),
-    conf_level: float = 0.95,
+    level: float = 0.95,
 ) -> InteractionResult:
     """Cox model with an arm x biomarker interaction: is the treatment effect different
     across biomarker levels (a predictive biomarker)?
@@ -146,7 +148,7 @@ def treatment_interaction(
         Reference biomarker level (default first level).
     subgroups : sequence of str
         Columns whose levels get a row in the forest plot (skipped when absent).
-    conf_level : float
+    level : float
 
     Returns
     -------
@@ -157,7 +159,7 @@ def treatment_interaction(
     AnalysisError
         One arm only, no events, or a model that cannot be fitted.
     """
-    check_conf_level(conf_level)
+    check_level(level)
     df = as_pandas(df).reset_index(drop=True)
     covariates = [covariates] if isinstance(covariates, str) else list(covariates)
     require_columns(df, [biomarker, *covariates])
@@ -167,14 +169,12 @@ def treatment_interaction(
     arm_name = f"{arm}[{exp_arm}]"
     coding = _biomarker_coding(df[biomarker], biomarker, reference_level)
     full, reduced, i_names = _interaction_models(
-        df, time, event, a, arm_name, biomarker, coding, covariates, strata, conf_level
+        df, time, event, a, arm_name, biomarker, coding, covariates, strata, level
     )
     itest = _interaction_test(full, reduced, i_names)
     notes: list[str] = []
     if coding.categorical:
-        sub_df = _subgroup_effects(
-            full, arm_name, biomarker, df[biomarker], coding, events, conf_level
-        )
+        sub_df = _subgroup_effects(full, arm_name, biomarker, df[biomarker], coding, events, level)
     else:
         sub_df = pd.DataFrame([], columns=_SUBGROUP_COLUMNS)
         notes.append(
@@ -186,7 +186,7 @@ def treatment_interaction(
         + [c for c in subgroups if c in df.columns]
         + [c for c in covariates if not pd.api.types.is_numeric_dtype(df[c])]
     )
-    forest = _forest(df, time, event, a, events, forest_columns, strata, conf_level, notes)
+    forest = _forest(df, time, event, a, events, forest_columns, strata, level, notes)
     return InteractionResult(
         table=full.table,
         subgroups=sub_df,
@@ -254,7 +254,7 @@ def _interaction_models(
     coding: _BiomarkerCoding,
     covariates: list[str],
     strata: str | None,
-    conf_level: float,
+    level: float,
 ) -> tuple[CoxModel, CoxModel, list[str]]:
     """The model with the interaction terms, the one without, and the interaction terms' names."""
     cx, cnames = design_matrix(df, covariates, None)
@@ -274,7 +274,7 @@ def _interaction_models(
             *design_terms(covariates, cnames),
         ),
         strata=strata,
-        conf_level=conf_level,
+        level=level,
     )
     reduced = fit_cox_design(
         df,
@@ -283,7 +283,7 @@ def _interaction_models(
         np.column_stack([a, *coding.columns, *covariate_cols]),
         [arm_name, *coding.names, *cnames],
         strata=strata,
-        conf_level=conf_level,
+        level=level,
     )
     return full, reduced, i_names
 
@@ -312,10 +312,10 @@ def _subgroup_effects(
     bm: pd.Series,
     coding: _BiomarkerCoding,
     events: np.ndarray,
-    conf_level: float,
+    level: float,
 ) -> pd.DataFrame:
     """Treatment HR within each biomarker level, from the interaction model's coefficients."""
-    q = norm_ppf(conf_level)
+    q = norm_ppf(level)
     cov = full.covariance
     rows = []
     for lv in coding.levels:
@@ -351,7 +351,7 @@ def _forest(
     events: np.ndarray,
     columns: list[str],
     strata: str | None,
-    conf_level: float,
+    level: float,
     notes: list[str],
 ) -> pd.DataFrame:
     """Treatment HR from separate Cox fits in all patients and in each level of ``columns``
@@ -368,7 +368,7 @@ def _forest(
     rows = []
     for var, lv, m in specs:
         sub = df.loc[m].reset_index(drop=True)
-        hr, lo, hi, p, note = _arm_only_hr(sub, time, event, a[m], conf_level, strata)
+        hr, lo, hi, p, note = _arm_only_hr(sub, time, event, a[m], level, strata)
         if note:
             notes.append(f"forest {var}={lv}: {note}")
         rows.append(
@@ -392,15 +392,13 @@ def _arm_only_hr(
     time: str,
     event: str,
     ind: np.ndarray,
-    conf_level: float,
+    level: float,
     strata: str | None,
 ) -> tuple[float, float, float, float, str]:
     """HR, CI and p of the arm indicator ``ind`` alone in ``sub``; NaNs and the first clause
     of the error message when the model cannot be fitted."""
     try:
-        m = fit_cox_design(
-            sub, time, event, ind[:, None], ["_arm"], strata=strata, conf_level=conf_level
-        )
+        m = fit_cox_design(sub, time, event, ind[:, None], ["_arm"], strata=strata, level=level)
     except AnalysisError as err:
         return (np.nan, np.nan, np.nan, np.nan, str(err).split(";")[0])
     r = m.table.iloc[0]

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from .._checks import renamed_parameters
 from ..errors import AnalysisError
 
 __all__ = [
@@ -66,8 +67,9 @@ class KMCurve:
         return out
 
 
+@renamed_parameters(conf_level="level")
 def kaplan_meier(
-    time: np.ndarray, event: np.ndarray, *, conf_level: float = 0.95, conf_type: str = "log"
+    time: np.ndarray, event: np.ndarray, *, level: float = 0.95, conf_type: str = "log"
 ) -> KMCurve:
     """Kaplan–Meier with Greenwood variance; ``conf_type`` as R ``survfit`` (log, log-log, plain)."""
     time = np.asarray(time, dtype=float)
@@ -87,7 +89,7 @@ def kaplan_meier(
         )
         var_log = np.cumsum(term)
         std_err = np.sqrt(var_log)
-        z = stats.norm.ppf(0.5 + conf_level / 2.0)
+        z = stats.norm.ppf(0.5 + level / 2.0)
         if conf_type == "log":
             low = survival * np.exp(-z * std_err)
             high = survival * np.exp(z * std_err)

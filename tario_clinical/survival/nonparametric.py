@@ -17,13 +17,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .._checks import renamed_parameters
 from ..errors import AnalysisError
 from . import kernels
 from .formatting import html_table
 from .validation import (
     as_pandas,
     check_choice,
-    check_conf_level,
+    check_level,
     group_codes,
     norm_ppf,
     survival_arrays,
@@ -85,13 +86,14 @@ class KaplanMeier:
         return html_table(self.summary, "Kaplan–Meier")
 
 
+@renamed_parameters(conf_level="level")
 def km(
     df: pd.DataFrame,
     time: str,
     event: str,
     group: str | None = None,
     *,
-    conf_level: float = 0.95,
+    level: float = 0.95,
     conf_type: ConfType = "log",
 ) -> KaplanMeier:
     """Kaplan–Meier survival per group.
@@ -104,7 +106,7 @@ def km(
         Column names: follow-up time (>= 0) and event indicator (1 event, 0 censored).
     group : str, optional
         Column defining the groups; ``None`` for one curve labelled ``"all"``.
-    conf_level : float
+    level : float
         Confidence level of the pointwise bands and of the median CI.
     conf_type : {"log", "log-log", "plain"}
         Band transform; ``"log"`` is R ``survfit``'s default.
@@ -128,7 +130,7 @@ def km(
     2.0
     """
     check_choice("conf_type", conf_type, _CONF_TYPES)
-    check_conf_level(conf_level)
+    check_level(level)
     df = as_pandas(df)
     t, e = survival_arrays(df, time, event)
     if group is None:
@@ -139,7 +141,7 @@ def km(
     summ, tabs = [], []
     for i, lv in enumerate(levels):
         m = codes == i
-        c = kernels.kaplan_meier(t[m], e[m], conf_level=conf_level, conf_type=conf_type)
+        c = kernels.kaplan_meier(t[m], e[m], level=level, conf_type=conf_type)
         curves[lv] = c
         summ.append(
             {
@@ -168,7 +170,7 @@ def km(
         )
     summary = pd.DataFrame(summ)
     table = pd.concat(tabs, ignore_index=True)
-    return KaplanMeier(summary, table, float(conf_level), conf_type, curves, group)
+    return KaplanMeier(summary, table, float(level), conf_type, curves, group)
 
 
 def _trend_scores(
@@ -293,6 +295,7 @@ def logrank_table(
     )
 
 
+@renamed_parameters(conf_level="level")
 def rmst(
     df: pd.DataFrame,
     time: str,
@@ -300,7 +303,7 @@ def rmst(
     group: str | None = None,
     *,
     tau: float | None = None,
-    conf_level: float = 0.95,
+    level: float = 0.95,
 ) -> pd.DataFrame:
     """Restricted mean survival time up to ``tau`` per group and differences between groups.
 
@@ -311,7 +314,7 @@ def rmst(
     tau : float, optional
         Truncation time; default the smallest of the groups' largest observed times (the
         largest ``tau`` at which every group's KM curve is defined, as ``survRM2``).
-    conf_level : float
+    level : float
 
     Returns
     -------
@@ -324,7 +327,7 @@ def rmst(
     AnalysisError
         When ``tau`` exceeds a group's largest observed time.
     """
-    check_conf_level(conf_level)
+    check_level(level)
     df = as_pandas(df)
     t, e = survival_arrays(df, time, event)
     if group is None:
@@ -344,7 +347,7 @@ def rmst(
             f"(largest times {dict(zip(map(str, levels), maxes, strict=True))}); choose tau <= "
             f"{min(maxes):g}"
         )
-    q = norm_ppf(conf_level)
+    q = norm_ppf(level)
     rows = []
     est = {}
     for i, lv in enumerate(levels):

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from .._checks import renamed_parameters
 from ..errors import AnalysisError, SchemaError
 from .cox_model import cox_fit
 from .cutpoint import maxstat_cutpoint, search_corrected_logrank
@@ -44,7 +45,7 @@ from .risk_groups import (
     group_labels,
     scores_series,
 )
-from .validation import as_pandas, check_choice, check_conf_level, require_columns, survival_arrays
+from .validation import as_pandas, check_choice, check_level, require_columns, survival_arrays
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -239,6 +240,7 @@ class StratificationResult:
         return "".join(parts)
 
 
+@renamed_parameters(conf_level="level")
 def stratify(
     cohort_or_df: Any,
     scores: Any,
@@ -257,7 +259,7 @@ def stratify(
     subgroups: Sequence[str] = ("cancer_type",),
     tau: float | None = None,
     min_prop: float = 0.1,
-    conf_level: float = 0.95,
+    level: float = 0.95,
     target: str | None = None,
     time_unit: str | None = None,
 ) -> StratificationResult:
@@ -299,7 +301,7 @@ def stratify(
         RMST horizon (default: the largest time every group reaches).
     min_prop : float
         Smallest group fraction for the optimal cut-point search.
-    conf_level : float
+    level : float
     target : str, optional
         Target to take from a multi-target decoder OOF table (``DecodeResult.oof``).
     time_unit : str, optional
@@ -328,7 +330,7 @@ def stratify(
     AnalysisError
         Fewer than two non-empty risk groups.
     """
-    check_conf_level(conf_level)
+    check_level(level)
     if not isinstance(cutoff, (int, float)) or isinstance(cutoff, bool):
         check_choice("cutoff", cutoff, CUTOFFS)
     cohort, clinical, time_unit = _clinical_table(cohort_or_df, time_unit)
@@ -380,7 +382,7 @@ def stratify(
         covariates=covariates,
         subgroups=subgroups,
         tau=tau,
-        conf_level=conf_level,
+        level=level,
         optimal=optimal,
         analysis=analysis,
         notes=notes,
@@ -404,7 +406,7 @@ def stratify(
         "covariates": list(covariates),
         "tau": tau,
         "min_prop": min_prop,
-        "conf_level": conf_level,
+        "conf_level": level,
         "folds_given": folds is not None,
         "target": target,
         "time_unit": time_unit or "months",
@@ -523,7 +525,7 @@ def _group_analyses(
     covariates: Sequence[str],
     subgroups: Sequence[str],
     tau: float | None,
-    conf_level: float,
+    level: float,
     optimal: pd.DataFrame | None,
     analysis: str,
     notes: list[str],
@@ -543,7 +545,7 @@ def _group_analyses(
             logger.info("%s not available: %s", what, err)
             return None
 
-    kmr = km(data, time, event, GROUP_COLUMN, conf_level=conf_level)
+    kmr = km(data, time, event, GROUP_COLUMN, level=level)
     for _, r in kmr.summary.iterrows():
         if r["events"] < 10:
             notes.append(
@@ -555,7 +557,7 @@ def _group_analyses(
     models: dict[str, Any] = {}
     mu = attempt(
         "Cox (unadjusted)",
-        lambda: cox_fit(data, time, event, [GROUP_COLUMN], conf_level=conf_level),
+        lambda: cox_fit(data, time, event, [GROUP_COLUMN], level=level),
     )
     models["unadjusted"] = mu
     ca = None
@@ -563,22 +565,18 @@ def _group_analyses(
         sub = _covariates_complete(data, covariates, f"{analysis}:cox_adjusted", excl_rows)
         ma = attempt(
             "Cox (adjusted)",
-            lambda: cox_fit(sub, time, event, [GROUP_COLUMN, *covariates], conf_level=conf_level),
+            lambda: cox_fit(sub, time, event, [GROUP_COLUMN, *covariates], level=level),
         )
         ca = None if ma is None else ma.table
         models["adjusted"] = ma
-    rm = attempt(
-        "RMST", lambda: rmst(data, time, event, GROUP_COLUMN, tau=tau, conf_level=conf_level)
-    )
-    cc = attempt(
-        "concordance", lambda: concordance(data, time, event, "score", conf_level=conf_level)
-    )
+    rm = attempt("RMST", lambda: rmst(data, time, event, GROUP_COLUMN, tau=tau, level=level))
+    cc = attempt("concordance", lambda: concordance(data, time, event, "score", level=level))
     inter = None
     if arm:
         inter = attempt(
             "interaction",
             lambda: treatment_interaction(
-                data, time, event, arm, GROUP_COLUMN, subgroups=subgroups, conf_level=conf_level
+                data, time, event, arm, GROUP_COLUMN, subgroups=subgroups, level=level
             ),
         )
         if inter is not None:

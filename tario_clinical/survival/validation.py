@@ -2,7 +2,8 @@
 
 Every public survival function validates its table here before it computes anything: the
 survival columns (:func:`survival_arrays`), group columns (:func:`group_codes`), option values
-(:func:`check_choice`, :func:`check_conf_level`). Messages name the column, the count, the first
+(:func:`~tario_clinical._checks.check_choice`, :func:`~tario_clinical._checks.check_level`,
+the package's own). Messages name the column, the count, the first
 patient ids (or row labels), what is allowed and how to fix it. Used by the modules of
 :mod:`tario_clinical.survival`; not re-exported by its face.
 """
@@ -16,11 +17,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .._checks import check_choice, check_level
 from ..errors import SchemaError
 
 __all__ = [
     "check_choice",
-    "check_conf_level",
+    "check_level",
     "as_pandas",
     "require_columns",
     "row_labels",
@@ -29,21 +31,6 @@ __all__ = [
     "group_codes",
     "norm_ppf",
 ]
-
-
-def check_choice(name: str, value: Any, allowed: Sequence[str]) -> None:
-    """Raise ``ValueError`` naming ``name``, ``value`` and the ``allowed`` values unless
-    ``value`` is one of them."""
-    if value not in allowed:
-        raise ValueError(
-            f"{name}={value!r} is not allowed; choose one of {', '.join(map(repr, allowed))}"
-        )
-
-
-def check_conf_level(conf_level: float) -> None:
-    """Raise ``ValueError`` unless ``0 < conf_level < 1``."""
-    if not (0.0 < float(conf_level) < 1.0):
-        raise ValueError(f"conf_level must be in (0, 1); got {conf_level!r}")
 
 
 def as_pandas(df: Any, what: str = "df") -> pd.DataFrame:
@@ -153,6 +140,6 @@ def group_codes(df: pd.DataFrame, group: str) -> tuple[np.ndarray, list[Any]]:
     return codes, levels
 
 
-def norm_ppf(conf_level: float) -> float:
-    """Two-sided standard normal quantile of ``conf_level`` (1.96 for 0.95)."""
-    return float(stats.norm.ppf(0.5 + conf_level / 2.0))
+def norm_ppf(level: float) -> float:
+    """Two-sided standard normal quantile of ``level`` (1.96 for 0.95)."""
+    return float(stats.norm.ppf(0.5 + level / 2.0))
