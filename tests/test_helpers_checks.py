@@ -63,14 +63,13 @@ def test_bh_qvalues_match_statsmodels_and_keep_nan():
         metrics.bh_qvalues([0.5, 1.5])
 
 
-def test_embedding_maps_and_decode_use_metrics_bh():
+def test_decode_summary_uses_metrics_bh():
     import inspect
 
-    from tario_clinical import embedding_maps
     from tario_clinical.decode import result
 
-    assert "bh_qvalues" in inspect.getsource(embedding_maps._bh)
     assert "multipletests" not in inspect.getsource(result)
+    assert "bh_qvalues" in inspect.getsource(result.DecodeResult.summary)
 
 
 def test_one_sha256_helper(tmp_path):
