@@ -50,6 +50,8 @@ __all__ = [
     "CohortConfig",
     "EncodeConfig",
     "DecodeConfig",
+    "SurvivalDecoderConfig",
+    "BenefitDecoderConfig",
     "SurvivalConfig",
     "DesignConfig",
     "ExpressionQCConfig",
@@ -146,10 +148,132 @@ class EncodeConfig(_Strict):
         return self.model_copy(update=updates)
 
 
+class SurvivalDecoderConfig(_Strict):
+    """A time-to-event decoder (penalised Cox, ``tario_clinical.decode_survival``).
+
+    ``endpoint: os`` is short for ``time: os_time, event: os_event``; ``name`` is the decoder's
+    name in the results (default the endpoint, or ``time`` without ``_time``). ``horizon`` is
+    the calibration time (default the median event time), ``times`` the horizons of the
+    time-dependent AUC (default the event-time quartiles).
+    """
+
+    endpoint: str | None = None
+    time: str | None = None
+    event: str | None = None
+    name: str | None = None
+    penalty: Literal["l2", "elasticnet"] = "l2"
+    l1_ratio: float = Field(default=0.5, gt=0, le=1)
+    horizon: float | None = Field(default=None, gt=0)
+    times: list[float] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _columns(self) -> SurvivalDecoderConfig:
+        if self.endpoint is None and (self.time is None or self.event is None):
+            raise ValueError("give 'endpoint' (e.g. os) or both 'time' and 'event' (column names)")
+        if self.endpoint is not None and (self.time is not None or self.event is not None):
+            raise ValueError("give either 'endpoint' or 'time' and 'event', not both")
+        return self
+
+    @property
+    def time_column(self) -> str:
+        return self.time if self.time is not None else f"{self.endpoint}_time"
+
+    @property
+    def event_column(self) -> str:
+        return self.event if self.event is not None else f"{self.endpoint}_event"
+
+    @property
+    def result_name(self) -> str:
+        if self.name:
+            return self.name
+        if self.endpoint:
+            return self.endpoint
+        t = self.time_column
+        return t[: -len("_time")] if t.endswith("_time") else t
+
+
+class BenefitDecoderConfig(_Strict):
+    """A treatment-benefit decoder of a two-arm trial (``tario_clinical.decode_benefit``,
+    modified-covariate method, cross-fitted).
+
+    The outcome is a binary ``response`` column (1 = response) or time to event (``endpoint:
+    os``, or ``time`` and ``event``). ``experimental`` is the experimental arm's value (default:
+    the arm not called control / placebo / standard). ``cutoff``: ``median`` (cross-fitted) or a
+    number on the standardised score scale. ``name`` defaults to ``benefit:<outcome column>``.
+    """
+
+    arm: str = "arm"
+    experimental: str | None = None
+    response: str | None = None
+    endpoint: str | None = None
+    time: str | None = None
+    event: str | None = None
+    name: str | None = None
+    cutoff: Literal["median"] | float = "median"
+
+    @model_validator(mode="after")
+    def _one_outcome(self) -> BenefitDecoderConfig:
+        survival = self.endpoint is not None or self.time is not None or self.event is not None
+        if (self.response is None) == (not survival):
+            raise ValueError(
+                "give one outcome: 'response' (a binary column) or time to event ('endpoint', "
+                "or 'time' and 'event')"
+            )
+        if self.endpoint is not None and (self.time is not None or self.event is not None):
+            raise ValueError("give either 'endpoint' or 'time' and 'event', not both")
+        if self.endpoint is None and survival and (self.time is None or self.event is None):
+            raise ValueError("time to event needs both 'time' and 'event'")
+        return self
+
+    @property
+    def time_column(self) -> str | None:
+        if self.time is not None:
+            return self.time
+        return None if self.endpoint is None else f"{self.endpoint}_time"
+
+    @property
+    def event_column(self) -> str | None:
+        if self.event is not None:
+            return self.event
+        return None if self.endpoint is None else f"{self.endpoint}_event"
+
+    @property
+    def result_name(self) -> str:
+        return self.name or f"benefit:{self.response or self.time_column}"
+
+
 class DecodeConfig(_Strict):
+    """The ``decode`` section: which targets, of which kinds, and the cross-validation settings.
+
+    Every target is binary unless ``target_types`` names its kind (``binary``, ``categorical``,
+    ``continuous``) or ``infer_target_types: true`` infers the kinds of the others from the
+    cohort (two levels -> binary, text with more -> categorical, numbers -> continuous). The
+    choice and its reason are logged and reported. ``survival`` (one mapping or a list) adds
+    penalised Cox decoders of time to event, ``benefit`` (one or a list) treatment-benefit
+    decoders; ``targets`` may then be empty.
+
+    Example::
+
+        decode:
+          targets: [EGFR, KRAS, histology, tmb]
+          target_types: {histology: categorical, tmb: continuous}
+          survival: {endpoint: os}
+          benefit: {arm: arm, endpoint: os}
+          p_method: jackknife
+    """
+
     targets: list[str] = Field(
-        default_factory=lambda: ["EGFR", "KRAS", "STK11", "PTEN", "responder"], min_length=1
+        default_factory=lambda: ["EGFR", "KRAS", "STK11", "PTEN", "responder"]
     )
+    target_types: dict[str, Literal["binary", "categorical", "continuous"]] = Field(
+        default_factory=dict
+    )
+    infer_target_types: bool = False
+    multi_class: Literal["ovr", "multinomial"] = "ovr"
+    merge_rare: bool = False
+    min_class_size: int = Field(default=10, ge=1)
+    survival: SurvivalDecoderConfig | list[SurvivalDecoderConfig] | None = None
+    benefit: BenefitDecoderConfig | list[BenefitDecoderConfig] | None = None
     n_splits: int = Field(default=5, ge=2, le=20)
     n_repeats: int = Field(default=5, ge=1, le=50)
     n_inner_splits: int = Field(default=3, ge=2, le=10)
@@ -165,6 +289,40 @@ class DecodeConfig(_Strict):
     n_jackknife: int = Field(default=10, ge=5, le=200)
     n_bootstrap: int = Field(default=200, ge=20, le=100_000)
     n_jobs: int | None = Field(default=None, ge=-1)
+
+    @model_validator(mode="after")
+    def _targets_and_kinds(self) -> DecodeConfig:
+        if not self.targets and not self.survival_decoders and not self.benefit_decoders:
+            raise ValueError("give at least one target (or a 'survival' or 'benefit' decoder)")
+        dup = sorted({t for t in self.targets if self.targets.count(t) > 1})
+        if dup:
+            raise ValueError(f"targets listed twice: {', '.join(dup)}")
+        unknown = [t for t in self.target_types if t not in self.targets]
+        if unknown:
+            raise ValueError(
+                f"target_types names {', '.join(map(repr, unknown))}, not among targets "
+                f"({', '.join(self.targets) or 'none'})"
+            )
+        names = [d.result_name for d in (*self.survival_decoders, *self.benefit_decoders)]
+        clash = sorted({n for n in names if names.count(n) > 1 or n in self.targets})
+        if clash:
+            raise ValueError(
+                f"decoder name(s) {', '.join(map(repr, clash))} used twice (targets and the "
+                "survival/benefit decoders need distinct names; set 'name')"
+            )
+        return self
+
+    @property
+    def survival_decoders(self) -> list[SurvivalDecoderConfig]:
+        """The ``survival`` decoders as a list (empty without any)."""
+        s = self.survival
+        return [] if s is None else list(s) if isinstance(s, list) else [s]
+
+    @property
+    def benefit_decoders(self) -> list[BenefitDecoderConfig]:
+        """The ``benefit`` decoders as a list (empty without any)."""
+        b = self.benefit
+        return [] if b is None else list(b) if isinstance(b, list) else [b]
 
 
 class SurvivalConfig(_Strict):

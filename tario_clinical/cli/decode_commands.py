@@ -12,6 +12,39 @@ __all__ = ["decode_cmd", "survival_cmd"]
 
 
 # ------------------------------------------------------------------------------ decode
+def parse_target_types(value: str | None) -> dict[str, str]:
+    """``--target-types histology=categorical,tmb=continuous`` as a mapping."""
+    out: dict[str, str] = {}
+    for item in (value or "").split(","):
+        if not item.strip():
+            continue
+        name, sep, kind = item.partition("=")
+        kind = kind.strip()
+        if not sep or not name.strip() or kind not in ("binary", "categorical", "continuous"):
+            raise click.BadParameter(
+                f"{item.strip()!r}: use TARGET=KIND with KIND binary, categorical or continuous, "
+                "separated by commas",
+                param_hint="--target-types",
+            )
+        out[name.strip()] = kind
+    return out
+
+
+def _names(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+def _benefit_blocks(outcomes: list[str], arm: str, columns: set[str]) -> list[dict[str, str]]:
+    """``--benefit os,responder``: an endpoint (``os_time``/``os_event``) or a binary column."""
+    blocks = []
+    for o in outcomes:
+        if f"{o}_time" in columns and f"{o}_event" in columns:
+            blocks.append({"arm": arm, "endpoint": o})
+        else:
+            blocks.append({"arm": arm, "response": o})
+    return blocks
+
+
 @cli.command("decode")
 @click.option("--clinical", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--representations", required=True, type=click.Path(dir_okay=False, path_type=Path))
@@ -19,8 +52,35 @@ __all__ = ["decode_cmd", "survival_cmd"]
     "--targets",
     default="EGFR,KRAS,STK11,PTEN,responder",
     show_default=True,
-    help="Comma-separated binary columns to decode.",
+    help="Comma-separated columns to decode (binary unless --target-types or --infer-types "
+    "says otherwise; '' for none).",
 )
+@click.option(
+    "--target-types",
+    default=None,
+    help="Kinds of targets, e.g. histology=categorical,tmb=continuous (binary, categorical, "
+    "continuous).",
+)
+@click.option(
+    "--infer-types",
+    is_flag=True,
+    help="Infer the kinds of the other targets from the cohort (two levels: binary; text: "
+    "categorical; numbers: continuous); the choice is logged and written.",
+)
+@click.option(
+    "--survival",
+    "survival_endpoints",
+    default=None,
+    help="Comma-separated endpoints decoded with penalised Cox (os uses os_time, os_event).",
+)
+@click.option(
+    "--benefit",
+    "benefit_outcomes",
+    default=None,
+    help="Comma-separated outcomes of treatment-benefit decoders: an endpoint (os) or a binary "
+    "response column.",
+)
+@click.option("--benefit-arm", default="arm", show_default=True, help="Arm column of --benefit.")
 @click.option("--n-splits", type=click.IntRange(2, 20), default=5, show_default=True)
 @click.option("--n-repeats", type=click.IntRange(1, 50), default=5, show_default=True)
 @click.option("--group-by", type=click.Choice(["site", "cancer_type"]), default=None)
@@ -50,6 +110,11 @@ def decode_cmd(
     clinical: Path,
     representations: Path,
     targets: str,
+    target_types: str | None,
+    infer_types: bool,
+    survival_endpoints: str | None,
+    benefit_outcomes: str | None,
+    benefit_arm: str,
     n_splits: int,
     n_repeats: int,
     group_by: str | None,
@@ -61,57 +126,118 @@ def decode_cmd(
     seed: int,
     out: Path,
 ) -> None:
-    """Decode binary targets from representations with patient-level nested CV."""
+    """Decode targets from representations with patient-level nested CV.
+
+    Binary targets by default; categorical and continuous targets with --target-types (or
+    --infer-types), time to event with --survival, treatment benefit with --benefit. Every
+    input is checked before anything is written.
+    """
     import json
 
+    import pandas as pd
+
+    from .._lock import staged_output
+    from ..cohort import read_table
     from ..config import config_from_dict
     from ..pipeline import prepare
+    from ..pipeline.endpoints import endpoints_record, endpoints_summary, log_kinds, run_endpoints
     from ..provenance import atomic_write, atomic_write_text, ensure_output_dir
 
+    kinds_given = parse_target_types(target_types)
+    benefit = _names(benefit_outcomes)
+    columns = set(read_table(clinical).columns) if benefit else set()
+    decode_block: dict[str, object] = {
+        "targets": _names(targets),
+        "target_types": kinds_given,
+        "infer_target_types": infer_types,
+        "n_splits": n_splits,
+        "n_repeats": n_repeats,
+        "group_by": group_by,
+    }
+    if _names(survival_endpoints):
+        decode_block["survival"] = [{"endpoint": e} for e in _names(survival_endpoints)]
+    if benefit:
+        decode_block["benefit"] = _benefit_blocks(benefit, benefit_arm, columns)
     cfg = config_from_dict(
         {
             "seed": seed,
             "cohort": {"clinical": str(clinical)},
             "representations": str(representations),
-            "decode": {
-                "targets": [t.strip() for t in targets.split(",") if t.strip()],
-                "n_splits": n_splits,
-                "n_repeats": n_repeats,
-                "group_by": group_by,
-            },
+            "decode": decode_block,
             "survival": None,
             "design": None,
         },
         source="command line",
     )
+    # the test settings as given (the CLI allows fewer permutations than the YAML)
+    cfg = cfg.model_copy(
+        update={
+            "decode": cfg.decode.model_copy(
+                update={
+                    "ci_method": ci_method,
+                    "p_method": p_method,
+                    "n_permutations": n_permutations,
+                    "n_jobs": jobs,
+                }
+            )
+        }
+    )
     prepared = prepare(cfg)
+    kinds = prepared.target_kinds
+    log_kinds(kinds)
+    binary = [t for t, (k, _) in kinds.items() if k == "binary"]
     import tario_clinical.decode as decode_mod
 
-    res = decode_mod.decode(
-        prepared.representations,
-        prepared.cohort,
-        targets=list(cfg.decode.targets),
-        n_splits=n_splits,
-        n_repeats=n_repeats,
-        group_by=group_by,
-        ci_method=ci_method,  # type: ignore[arg-type]
-        p_method=p_method,  # type: ignore[arg-type]
-        n_permutations=n_permutations,
-        n_jobs=jobs,
-        progress=False if no_progress else None,
-        seed=seed,
-    )
+    res = None
+    if binary:
+        res = decode_mod.decode(
+            prepared.representations,
+            prepared.cohort,
+            targets=binary,
+            target_types=dict.fromkeys(binary, "binary"),
+            n_splits=n_splits,
+            n_repeats=n_repeats,
+            group_by=group_by,
+            ci_method=ci_method,  # type: ignore[arg-type]
+            p_method=p_method,  # type: ignore[arg-type]
+            n_permutations=n_permutations,
+            n_jobs=jobs,
+            progress=False if no_progress else None,
+            seed=seed,
+        )
+    endpoints = {}
+    if len(binary) < len(kinds) or cfg.decode.survival_decoders or cfg.decode.benefit_decoders:
+        endpoints = run_endpoints(
+            cfg, prepared.cohort, prepared.representations, kinds, progress=not no_progress
+        )
     ensure_output_dir(out)
-    summary = res.summary()
-    atomic_write(out / "decode_summary.csv", lambda p: summary.to_csv(p, index=False))
-    atomic_write(out / "oof_scores.csv", lambda p: res.oof.to_csv(p, index=False))
-    atomic_write(
-        out / "exclusions.csv", lambda p: prepared.cohort.exclusions.to_csv(p, index=False)
-    )
-    atomic_write_text(
-        out / "decode.json", json.dumps(res.to_dict(), indent=1, sort_keys=True, default=str)
-    )
-    click.echo(summary.to_string(index=False))
+    with staged_output(out, purpose="tario-clinical decode") as stage:
+        if res is not None:
+            summary = res.summary()
+            atomic_write(stage / "decode_summary.csv", lambda p: summary.to_csv(p, index=False))
+            atomic_write(stage / "oof_scores.csv", lambda p: res.oof.to_csv(p, index=False))
+            atomic_write_text(
+                stage / "decode.json",
+                json.dumps(res.to_dict(), indent=1, sort_keys=True, default=str),
+            )
+        if endpoints:
+            table = endpoints_summary(res, endpoints)
+            oof = pd.concat([r.oof for r in endpoints.values()], ignore_index=True, sort=False)
+            record = endpoints_record(cfg, kinds, res, endpoints)
+            atomic_write(stage / "endpoint_summary.csv", lambda p: table.to_csv(p, index=False))
+            atomic_write(stage / "endpoint_oof.csv", lambda p: oof.to_csv(p, index=False))
+            atomic_write_text(
+                stage / "endpoints.json", json.dumps(record, indent=1, sort_keys=True) + "\n"
+            )
+        atomic_write(
+            stage / "exclusions.csv", lambda p: prepared.cohort.exclusions.to_csv(p, index=False)
+        )
+    if endpoints:
+        shown = endpoints_summary(res, endpoints)
+        cols = ["target", "kind", "n", "metric", "estimate", "low", "high", "p_value"]
+        click.echo(shown[cols].to_string(index=False))
+    else:
+        click.echo(summary.to_string(index=False))
 
 
 # ------------------------------------------------------------------------------ survival
