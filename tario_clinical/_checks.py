@@ -5,7 +5,9 @@
 :class:`~tario_clinical.errors.SchemaError` (a ``ValueError``), naming the parameter, what is
 allowed and the value received. :func:`renamed_parameters` keeps an old keyword working for one
 release with a :class:`DeprecationWarning` (the package's names: ``level`` for a confidence
-level, ``n_jobs`` for parallelism).
+level, ``n_jobs`` for parallelism), and :func:`positional_deprecated` keeps positional calls of
+a parameter that became keyword-only working for one release (at most two positional
+parameters per public function, scanpy-style).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any, TypeVar
 
 from .errors import SchemaError
 
-__all__ = ["check_choice", "check_level", "renamed_parameters"]
+__all__ = ["check_choice", "check_level", "renamed_parameters", "positional_deprecated"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -137,6 +139,67 @@ def renamed_parameters(**renames: str) -> Callable[[F], F]:
             return func(*args, **kwargs)
 
         wrapper.__deprecated_parameters__ = dict(renames)  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def positional_deprecated(*names: str) -> Callable[[F], F]:
+    """Decorator: accept the keyword-only ``names`` positionally for one release, with a warning.
+
+    Parameters
+    ----------
+    *names : str
+        The keyword-only parameters that used to follow the positional ones, in their old
+        order.
+
+    Returns
+    -------
+    callable
+        The decorator; the decorated function's signature is unchanged (keyword-only).
+
+    Examples
+    --------
+    >>> import warnings
+    >>> @positional_deprecated("threshold")
+    ... def summary(y, s, *, threshold=0.5):
+    ...     return threshold
+    >>> with warnings.catch_warnings(record=True) as w:
+    ...     warnings.simplefilter("always")
+    ...     summary(1, 2, 0.3), w[0].category.__name__
+    (0.3, 'DeprecationWarning')
+    """
+
+    def decorate(func: F) -> F:
+        import inspect
+
+        params = inspect.signature(func).parameters.values()
+        n_pos = sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            extra = args[n_pos:]
+            if extra:
+                if len(extra) > len(names):
+                    raise TypeError(
+                        f"{func.__qualname__}() takes {n_pos} positional arguments but "
+                        f"{len(args)} were given"
+                    )
+                moved = names[: len(extra)]
+                dup = [n for n in moved if n in kwargs]
+                if dup:
+                    raise TypeError(f"{func.__qualname__}() got multiple values for {dup}")
+                warnings.warn(
+                    f"{func.__qualname__}(): passing {', '.join(moved)} positionally is "
+                    f"deprecated and will be an error in the next release; pass "
+                    + ", ".join(f"{n}=" for n in moved),
+                    DeprecationWarning,
+                    stacklevel=2,
+                )
+                kwargs.update(zip(moved, extra, strict=True))
+                args = args[:n_pos]
+            return func(*args, **kwargs)
+
         return wrapper  # type: ignore[return-value]
 
     return decorate

@@ -262,7 +262,7 @@ class DecodeResult:
                 )
             per_rep.append(
                 metrics.triage_summary(
-                    dr["y_true"].to_numpy(int), dr["score"].to_numpy(), thr, level=level
+                    dr["y_true"].to_numpy(int), dr["score"].to_numpy(), threshold=thr, level=level
                 )
             )
         allr = pd.concat(per_rep)

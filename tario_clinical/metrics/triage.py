@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .._checks import check_level
+from .._checks import check_level, positional_deprecated
 from ..errors import SchemaError
 from .inputs import check_binary
 
@@ -96,8 +96,9 @@ def triage_threshold(
     return float(cand[np.flatnonzero(ok)[-1]])
 
 
+@positional_deprecated("threshold")
 def triage_summary(
-    y_true: Any, y_score: Any, threshold: Any, *, level: float = 0.95
+    y_true: Any, y_score: Any, *, threshold: Any, level: float = 0.95
 ) -> pd.DataFrame:
     """Triage performance of pre-specified thresholds on held-out patients.
 
