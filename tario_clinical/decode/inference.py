@@ -42,6 +42,20 @@ Grouped jackknife interval (``ci_method="jackknife"``)
     jackknife variance ``(G - 1) / G * sum (T_(g) - mean)^2`` is formed on the logit scale and
     the interval is ``expit(logit T -/+ t_{G-1} * se)``. Cost: ``G`` re-runs.
 
+Second-order-corrected jackknife (``ci_method="jackknife2"``)
+    The delete-a-group jackknife over-estimates the variance of a statistic with interaction
+    terms (Efron & Stein, Ann. Statist. 1981): at the group level, a ``k``-th order term of the
+    Hoeffding decomposition is counted ``k (G - 1) / (G - k)`` times (2.25 for pairs at
+    G = 10), and a CV statistic is far from additive (every patient's score depends on the
+    training rows through the fitted model). The same ``G`` groups are also deleted in pairs
+    (``C(G, 2)`` more re-runs); the double differences ``T - T_(g) - T_(h) + T_(gh)`` isolate
+    the pairwise interactions, and ``lambda_1 v1 + lambda_2 mean(I^2)`` (weights computed
+    exactly for ``G``, :func:`jackknife2_weights`) is unbiased when third- and higher-order
+    terms vanish; kept between "all interaction" and the plain jackknife. Higher-order terms
+    remain over-counted, so it is still conservative where they matter (e.g. noise-fitting
+    under the null), and no estimator of the variance of K-fold CV is unbiased in general
+    (Bengio & Grandvalet, JMLR 2004). Cost: ``G + G (G - 1) / 2`` re-runs (55 at G = 10).
+
 Bootstrap interval (``ci_method="bootstrap"``)
     Patients are resampled with replacement (stratified on the first target's labels, seeded);
     copies of one patient stay in one fold; the whole procedure (fold assignment included) is
