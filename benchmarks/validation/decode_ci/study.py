@@ -102,6 +102,21 @@ FIELDS = [
 
 BOOT_FIELDS = ["cell", "rep", "T", "boot_lo", "boot_hi", "boot_t_lo", "boot_t_hi", "seconds"]
 
+# the second-order-corrected jackknife pass (``--j2``): G = 10 delete-one and 45 delete-pair
+# re-runs per replicate, all kept (``reps``, JSON) so other estimators can be formed from the CSV
+J2_FIELDS = [
+    "cell",
+    "rep",
+    "T",
+    "truth_cond",
+    "jack_lo",
+    "jack_hi",
+    "j2_lo",
+    "j2_hi",
+    "reps",
+    "seconds",
+]
+
 N_LOADINGS = 10
 
 
@@ -156,6 +171,66 @@ def _pooled_truth(models, delta, L) -> float:
     return float(stats.norm.cdf(z).mean())
 
 
+def one_j2(cell: Cell, rep: int) -> dict:
+    """The ``--j2`` pass: same data, plan and jackknife groups as the main pass's replicate."""
+    import json
+
+    from threadpoolctl import threadpool_limits
+
+    from tario_clinical.decode import default_Cs
+    from tario_clinical.decode import inference as inf
+
+    t0 = time.perf_counter()
+    ss = np.random.SeedSequence([zlib.crc32(cell.name.encode()), rep])
+    s_data, s_plan, s_jack, _s_perm, _s_boot = ss.spawn(5)
+    X, y, delta, L = _simulate(cell, np.random.default_rng(s_data))
+    Y = y[:, None]
+    n = X.shape[0]
+    kw = dict(n_splits=5, n_repeats=5, n_inner_splits=5, stratify_jointly=True, groups=None)
+    Cs = default_Cs(10, n, X.shape[1])
+    problem = inf.CVProblem(X=X, codes=np.arange(n), Cs=Cs, feature_map=delta is not None)
+    plan = inf.make_plan(Y, seed_seq=s_plan, **kw)
+    models: dict[int, list] = {}
+
+    def hook(r, k, train, test, basis, ff):  # noqa: ANN001
+        if delta is not None:
+            models.setdefault(r, []).append(_fold_model(basis, ff))
+
+    with threadpool_limits(1):
+        T = inf.cv_statistic(problem, Y, plan, fold_hook=hook)
+        jr = inf.jackknife_replicates(problem, Y, plan, n_groups=10, seed_seq=s_jack, pairs=True)
+    truth = (
+        float(np.mean([_pooled_truth(models[r], delta, L) for r in range(5)]))
+        if delta is not None
+        else 0.5
+    )
+    lo, hi, _ = inf.jackknife_interval(T, jr[:10], 0.95)
+    lo2, hi2, _ = inf.jackknife2_interval(T, jr, 0.95, 10)
+    return {
+        "cell": cell.name,
+        "rep": rep,
+        "T": float(T[0]),
+        "truth_cond": truth,
+        "jack_lo": float(lo[0]),
+        "jack_hi": float(hi[0]),
+        "j2_lo": float(lo2[0]),
+        "j2_hi": float(hi2[0]),
+        "reps": json.dumps([round(float(v), 6) for v in jr[:, 0]]),
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+
+
+def _fold_model(basis, ff) -> tuple[np.ndarray, float]:  # noqa: ANN001
+    """The fold's standardised score as ``x . u + c`` in the raw feature space."""
+    w = basis.feature_map @ ff.coef[:, 0]
+    ftr = basis.F @ ff.coef[:, 0] + ff.intercept[0]
+    mu, sd = ftr.mean(), ftr.std()
+    sd = sd if sd > 0 else 1.0
+    u = (w / basis.scale) / sd
+    c = (-(basis.mean / basis.scale) @ w + ff.intercept[0] - mu) / sd
+    return u, float(c)
+
+
 def one(cell: Cell, rep: int, *, boot_only: bool = False) -> dict:
     from threadpoolctl import threadpool_limits
 
@@ -183,14 +258,7 @@ def one(cell: Cell, rep: int, *, boot_only: bool = False) -> dict:
         if 0 < yt.sum() < yt.size:
             fold_auc.append(metrics.auroc(yt.astype(int), ff.test_std[:, 0]))
         if delta is not None:
-            # standardised score = x . u + c  (raw feature space)
-            w = basis.feature_map @ ff.coef[:, 0]
-            ftr = basis.F @ ff.coef[:, 0] + ff.intercept[0]
-            mu, sd = ftr.mean(), ftr.std()
-            sd = sd if sd > 0 else 1.0
-            u = (w / basis.scale) / sd
-            c = (-(basis.mean / basis.scale) @ w + ff.intercept[0] - mu) / sd
-            models.setdefault(r, []).append((u, float(c)))
+            models.setdefault(r, []).append(_fold_model(basis, ff))
 
     with threadpool_limits(1):
         if boot_only:
@@ -249,8 +317,10 @@ def one(cell: Cell, rep: int, *, boot_only: bool = False) -> dict:
 
 
 def _task(args):  # noqa: ANN001, ANN202
-    cell, rep, boot_only = args
-    return one(cell, rep, boot_only=boot_only)
+    cell, rep, mode = args
+    if mode == "j2":
+        return one_j2(cell, rep)
+    return one(cell, rep, boot_only=mode == "boot")
 
 
 def main() -> None:
@@ -265,9 +335,19 @@ def main() -> None:
         help="bootstrap pass: B = 20 bootstrap intervals for the first boot_reps replicates of "
         "each cell (same data and T as the main pass), into replicates_boot.csv",
     )
+    ap.add_argument(
+        "--j2",
+        action="store_true",
+        help="second-order-corrected jackknife pass (G = 10 groups and their 45 pairs) over "
+        "the first j2_reps replicates of each cell, into replicates_j2.csv",
+    )
+    ap.add_argument("--j2-reps", type=int, default=400, help="replicates per cell in --j2")
     args = ap.parse_args()
     if args.boot and args.out == str(OUT):
         args.out = str(HERE / "replicates_boot.csv")
+    if args.j2 and args.out == str(OUT):
+        args.out = str(HERE / "replicates_j2.csv")
+    mode = "boot" if args.boot else "j2" if args.j2 else "main"
     cells = [c for c in CELLS if not args.cells or c.name in args.cells.split(",")]
     out = Path(args.out)
     done = set()
@@ -277,17 +357,17 @@ def main() -> None:
                 done.add((r["cell"], int(r["rep"])))
     # interleave cells so every cell fills up at the same pace
     tasks = []
-    max_reps = max(c.reps for c in cells)
+    max_reps = max(max(c.reps for c in cells), args.j2_reps)
     for rep in range(max_reps):
         for c in cells:
-            cap = c.boot_reps if args.boot else c.reps
+            cap = c.boot_reps if args.boot else args.j2_reps if args.j2 else c.reps
             cap = cap if not args.max_reps else min(cap, args.max_reps)
             if rep < cap and (c.name, rep) not in done:
-                tasks.append((c, rep, args.boot))
+                tasks.append((c, rep, mode))
     print(f"{len(tasks)} replicates to run ({len(done)} done)", file=sys.stderr, flush=True)
     new = not out.exists()
     with out.open("a", newline="") as fh:
-        fields = BOOT_FIELDS if args.boot else FIELDS
+        fields = BOOT_FIELDS if args.boot else J2_FIELDS if args.j2 else FIELDS
         w = csv.DictWriter(fh, fieldnames=fields)
         if new:
             w.writeheader()
