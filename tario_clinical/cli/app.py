@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,15 @@ import click
 from .. import __version__
 from ..errors import TarioClinicalError
 
-__all__ = ["cli", "handle_errors", "fail", "setup_logging", "prepare_from_yaml", "print_written"]
+__all__ = [
+    "cli",
+    "handle_errors",
+    "fail",
+    "setup_logging",
+    "prepare_from_yaml",
+    "print_written",
+    "writing_into",
+]
 
 log = logging.getLogger("tario_clinical")
 
@@ -96,3 +105,16 @@ def print_written(written: dict[str, Path]) -> None:
     """One ``name: path`` line per written file."""
     for name, path in written.items():
         click.echo(f"{name}: {path}")
+
+
+@contextmanager
+def writing_into(out: Path, command: str) -> Iterator[Path]:
+    """Hold the output folder's advisory lock (:func:`tario_clinical._lock.output_lock`) while a
+    command writes into it: a second run into the same folder stops at once with exit 2, naming
+    the folder and the holder. The folder is created (and checked writable) first."""
+    from .._lock import output_lock
+    from ..provenance import ensure_output_dir
+
+    ensure_output_dir(out)
+    with output_lock(out, purpose=f"tario-clinical {command}") as folder:
+        yield folder

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..encode._cli import slide_options, write_slides_from_options
-from .app import cli, handle_errors
+from .app import cli, handle_errors, writing_into
 
 __all__ = ["validate", "simulate"]
 
@@ -65,31 +65,33 @@ def simulate(
     """Write a synthetic trial cohort (clinical.csv, representations.h5ad, truth.json[, slides])."""
     import json
 
-    from ..provenance import atomic_write_text, ensure_output_dir
+    from ..provenance import atomic_write_text
     from ..simulate import simulate_trial
 
-    ensure_output_dir(out)
-    trial = simulate_trial(n_patients, seed=seed, n_genes=n_genes, snr=snr)
-    paths = trial.write(out)
-    truth = {
-        "seed": seed,
-        "attainable_auroc": trial.truth.attainable_auroc,
-        "attainable_auroc_linear": trial.truth.attainable_auroc_linear,
-        "effects": trial.truth.effects,
-        "params": trial.truth.params,
-    }
-    atomic_write_text(out / "truth.json", json.dumps(truth, indent=2, sort_keys=True, default=str))
-    manifest = write_slides_from_options(
-        trial,
-        str(out),
-        seed=seed,
-        with_slides=with_slides,
-        slides_per_patient=slides_per_patient,
-        slide_px=slide_px,
-        slide_mpp=slide_mpp,
-    )
-    if manifest is not None:
-        paths["slides"] = str(out / "slides.csv")
-        click.echo(f"wrote {len(manifest)} slides")
+    with writing_into(out, "simulate"):
+        trial = simulate_trial(n_patients, seed=seed, n_genes=n_genes, snr=snr)
+        paths = trial.write(out)
+        truth = {
+            "seed": seed,
+            "attainable_auroc": trial.truth.attainable_auroc,
+            "attainable_auroc_linear": trial.truth.attainable_auroc_linear,
+            "effects": trial.truth.effects,
+            "params": trial.truth.params,
+        }
+        atomic_write_text(
+            out / "truth.json", json.dumps(truth, indent=2, sort_keys=True, default=str)
+        )
+        manifest = write_slides_from_options(
+            trial,
+            str(out),
+            seed=seed,
+            with_slides=with_slides,
+            slides_per_patient=slides_per_patient,
+            slide_px=slide_px,
+            slide_mpp=slide_mpp,
+        )
+        if manifest is not None:
+            paths["slides"] = str(out / "slides.csv")
+            click.echo(f"wrote {len(manifest)} slides")
     for name, path in paths.items():
         click.echo(f"{name}: {path}")

@@ -279,6 +279,7 @@ def survival_cmd(
     import pandas as pd
 
     from .. import survival
+    from .._lock import staged_output
     from ..cohort import load_cohort, read_table
     from ..errors import SchemaError
     from ..provenance import atomic_write, atomic_write_text, ensure_output_dir
@@ -305,12 +306,14 @@ def survival_cmd(
         cohort, series, f"{endpoint}_time", f"{endpoint}_event", cutoff=cutoff, arm=arm, seed=seed
     )
     ensure_output_dir(out)
-    atomic_write_text(
-        out / "survival.json", json.dumps(res.to_dict(), indent=1, sort_keys=True, default=str)
-    )
-    display = res.km_plot()
-    fig = getattr(display, "figure_", None) or getattr(display, "figure", None)
-    if fig is not None:
-        atomic_write(out / "km.png", lambda p: fig.savefig(p, format="png", dpi=120))
-    atomic_write(out / "exclusions.csv", lambda p: cohort.exclusions.to_csv(p, index=False))
+    with staged_output(out, purpose="tario-clinical survival") as stage:
+        atomic_write_text(
+            stage / "survival.json",
+            json.dumps(res.to_dict(), indent=1, sort_keys=True, default=str),
+        )
+        display = res.km_plot()
+        fig = getattr(display, "figure_", None) or getattr(display, "figure", None)
+        if fig is not None:
+            atomic_write(stage / "km.png", lambda p: fig.savefig(p, format="png", dpi=120))
+        atomic_write(stage / "exclusions.csv", lambda p: cohort.exclusions.to_csv(p, index=False))
     click.echo(f"wrote {out / 'survival.json'}")

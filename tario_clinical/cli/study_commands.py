@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .app import cli, handle_errors, prepare_from_yaml, print_written
+from .app import cli, handle_errors, prepare_from_yaml, print_written, writing_into
 
 __all__ = ["run", "report", "demo"]
 
@@ -27,8 +27,10 @@ def run(config_path: Path, out: Path, no_progress: bool) -> None:
     """Run the whole pipeline from one YAML file (encode if configured, decode, survival, report)."""
     from ..pipeline import run_study
 
-    prepared = prepare_from_yaml(config_path)
-    print_written(run_study(prepared, out, progress=not no_progress))
+    prepared = prepare_from_yaml(config_path)  # every input checked; nothing written yet
+    with writing_into(out, "run"):
+        written = run_study(prepared, out, progress=not no_progress)
+    print_written(written)
 
 
 @cli.command()
@@ -47,7 +49,9 @@ def report(config_path: Path, out: Path) -> None:
         raise ConfigError(
             f"{config_path}: key 'representations' is required by `report` (use `run` to encode first)"
         )
-    print_written(run_study(prepared, out, progress=False))
+    with writing_into(out, "report"):
+        written = run_study(prepared, out, progress=False)
+    print_written(written)
 
 
 # ------------------------------------------------------------------------------ demo
@@ -67,14 +71,21 @@ def demo(out: Path, n_patients: int, seed: int, no_progress: bool) -> None:
     """The embedded default: synthetic trial with slides -> encode (demo model) -> decode -> survival -> report."""
     import time
 
+    t0 = time.perf_counter()
+    with writing_into(out, "demo"):
+        written = _demo(out, n_patients, seed, no_progress, t0)
+    click.echo(f"[{time.perf_counter() - t0:5.1f}s] done")
+    print_written(written)
+
+
+def _demo(out: Path, n_patients: int, seed: int, no_progress: bool, t0: float) -> dict[str, Path]:
+    import time
+
     from ..config import config_from_dict
     from ..pipeline import prepare, run_study
-    from ..provenance import ensure_output_dir
     from ..simulate import simulate_trial
     from ..simulate.slides import write_synthetic_slides
 
-    t0 = time.perf_counter()
-    ensure_output_dir(out)
     data = out / "data"
     trial = simulate_trial(n_patients, seed=seed, n_genes=500)
     trial.write(data)
@@ -101,6 +112,4 @@ def demo(out: Path, n_patients: int, seed: int, no_progress: bool) -> None:
         source="demo",
         base=out.resolve(),
     )
-    written = run_study(prepare(cfg), out, progress=not no_progress)
-    click.echo(f"[{time.perf_counter() - t0:5.1f}s] done")
-    print_written(written)
+    return run_study(prepare(cfg), out, progress=not no_progress)
