@@ -32,6 +32,15 @@ artefact (``artefact:``) and validates it on another trial::
       endpoint: os
       arm: arm
       covariates: [age, ecog]
+
+Targets other than binary ones, time to event and treatment benefit (see :class:`DecodeConfig`)::
+
+    decode:
+      targets: [EGFR, histology, tmb]
+      target_types: {histology: categorical, tmb: continuous}
+      survival: {endpoint: os}            # penalised Cox on os_time / os_event
+      benefit: {arm: arm, endpoint: os}   # modified-covariate benefit score, cross-fitted
+    survival: {score_target: os}          # stratify by the Cox decoder's risk score
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ decode:
   benefit: {arm: arm, endpoint: os}
 """
     + CV
-    + """survival: {score_target: EGFR, arm: arm}
+    + """survival: {score_target: os, arm: arm}
 design: null
 analyses: {effect_curve: null}
 """
@@ -130,6 +130,16 @@ def test_results_json_has_every_kind_in_one_table(study):
     (auroc,) = [r for r in ep["summary"] if r["target"] == "EGFR" and r["metric"] == "auroc"]
     (binary,) = [r for r in results["decode"]["summary"] if r["target"] == "EGFR"]
     assert auroc["estimate"] == pytest.approx(binary["auroc"], abs=1e-12)
+
+
+def test_patients_are_stratified_by_the_survival_decoders_risk_score(study):
+    """survival.score_target may name a survival decoder: its cross-validated risk score feeds
+    the stratification as a decoded target's score does."""
+    results = json.loads((study["out"] / "results.json").read_text())
+    assert results["survival"] is not None
+    assert "stratifying os by the os score" in study["output"]
+    html = (study["out"] / "report.html").read_text()
+    assert "os score" in html
 
 
 def test_the_choice_of_kind_is_logged(study):

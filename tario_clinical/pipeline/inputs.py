@@ -147,16 +147,18 @@ def prepare(config: StudyConfig) -> PreparedStudy:
         )
     s = config.survival
     if s is not None:
-        if s.score_target not in config.decode.targets:
+        risk_scores = [d.result_name for d in config.decode.survival_decoders]
+        if s.score_target not in config.decode.targets and s.score_target not in risk_scores:
+            also = f"; survival decoders: {', '.join(risk_scores)}" if risk_scores else ""
             raise ConfigError(
                 f"key 'survival.score_target': {s.score_target!r} is not one of decode.targets "
-                f"({', '.join(config.decode.targets)})"
+                f"({', '.join(config.decode.targets)}){also}"
             )
-        if kinds[s.score_target][0] not in ("binary", "continuous"):
+        if s.score_target in kinds and kinds[s.score_target][0] not in ("binary", "continuous"):
             raise ConfigError(
                 f"key 'survival.score_target': {s.score_target!r} is a "
                 f"{kinds[s.score_target][0]} target; patients are stratified by the score of a "
-                "binary or continuous target"
+                "binary or continuous target, or by a survival decoder's risk score"
             )
         needed = [
             f"{s.endpoint}_time",
