@@ -5,6 +5,45 @@ patient-level cross-validation, stratify survival, and report.
 
 ``import tario_clinical`` is light: heavy modules (pandas-based analyses, torch encoders) load
 on first use of the attribute that needs them.
+
+Module map
+----------
+Data flows one way, left to right: slides → ``encode`` → representations (AnnData) →
+``decode`` / ``survival`` / ``expression_qc`` → ``design`` → ``report``; ``pipeline`` runs a
+study and ``cli`` is its command line. Each module has one job and imports only the modules
+upstream of it.
+
+Shared helpers (leaves, imported by everything else)
+    ``errors`` exception types (all derive from :class:`TarioClinicalError`; bad input is exit
+    code 2) · ``_checks`` the one option / confidence-level checker and the deprecation of
+    renamed or positional parameters · ``_json`` the one JSON-safe converter · ``tables`` the
+    one table reader (CSV / TSV / Parquet / Excel, one error type :class:`~.errors.TableError`)
+    · ``provenance`` provenance records, SHA-256 hashes, atomic writes · ``_lock`` one writer
+    per output folder and a run's files landing as one set · ``progress``, ``palette``.
+Data
+    ``schemas`` data contracts (``data_schemas/*.json``) · ``cohort`` :class:`Cohort`: clinical
+    table, slide manifest, labels, exclusion log · ``simulate/`` synthetic trials, slides and
+    paired spatial transcriptomics with known truth.
+Slides and encoding
+    ``slides/`` WSI readers (OpenSlide, tiffslide, DICOM, images), tissue mask, tiling grid,
+    slide manifest · ``encode/`` model cards and presets, loaders, the DataLoader engine and the
+    Ray runner over shared run-folder outputs, pooling to patients.
+Analyses (return DataFrames, result objects and matplotlib figures; never print, never change
+their inputs)
+    ``metrics/`` AUROC with DeLong / bootstrap intervals, calibration, decision curves,
+    triage, Benjamini–Hochberg q-values · ``decode/`` linear decoders (scikit-learn
+    estimators) for binary, categorical, continuous, survival and benefit targets, patient-level
+    splitters, the fast CV engine, inference, the decoding analyses · ``survival/`` KM,
+    log-rank, RMST, Cox, concordance, treatment interaction and effect curve, stratification,
+    plots · ``design/`` events, sample sizes, design comparison, power · ``expression_qc/``
+    predicted vs measured spatial expression (grid, binning, Moran's I, comparison, plots) ·
+    ``embedding_maps`` PCA / t-SNE / UMAP maps, genotype co-occurrence · ``biomarker/`` locked
+    biomarkers and their external validation.
+Study and output
+    ``config`` the study YAML (pydantic) · ``pipeline/`` validates every input first, then runs
+    the study and computes everything the report shows · ``report/`` results model, sections,
+    HTML render, checklist (shows computed results, computes nothing) · ``cli/`` the
+    ``tario-clinical`` commands.
 """
 
 from __future__ import annotations
@@ -12,6 +51,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from ._version import __version__
 from .errors import (
     AnalysisError,
     CohortError,
@@ -22,8 +62,6 @@ from .errors import (
     SlideError,
     TarioClinicalError,
 )
-
-__version__ = "0.1.0"
 
 # attribute -> (module, attribute in module or None for the module itself)
 _LAZY: dict[str, tuple[str, str | None]] = {

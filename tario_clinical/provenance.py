@@ -97,7 +97,7 @@ def dependency_versions(names: Iterable[str] = _KEY_DEPENDENCIES) -> dict[str, s
 
 def code_version() -> str:
     """Package version plus the git commit of the source tree when it is a checkout."""
-    from . import __version__
+    from ._version import __version__
 
     here = Path(__file__).resolve().parent
     try:
@@ -146,7 +146,7 @@ def provenance_record(
     extra
         Further keys (model card, weights_sha256, device, dtype ...).
     """
-    from . import __version__
+    from ._version import __version__
 
     rec: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
