@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import OutputError, OutputLockedError
+from .provenance import ensure_output_dir
 
 try:  # POSIX
     import fcntl as _fcntl
@@ -253,7 +254,7 @@ def output_lock(
         The folder is locked by another run (message and attributes name the folder and the
         holder's pid, host, start time and purpose).
     OutputError
-        The folder cannot be created or the lock file cannot be written.
+        The folder cannot be created or written, or the lock file cannot be written.
 
     Examples
     --------
@@ -263,13 +264,7 @@ def output_lock(
     ...         lock_holder(d)["purpose"]
     'doctest'
     """
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise OutputError(f"output folder {folder} exists and is not a folder; choose another")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise OutputError(f"cannot create output folder {folder}: {err.strerror or err}") from err
+    folder = ensure_output_dir(folder)
     key = _key(folder)
     with _held_guard:
         entry = _held.get(key)

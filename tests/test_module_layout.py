@@ -57,6 +57,24 @@ def _top_level_imports(module: str) -> list[tuple[str, list[str]]]:
     return out
 
 
+def _assert_no_circle(graph: dict[str, set[str]], modules: list[str]) -> None:
+    """Depth-first search of the import graph; an AssertionError names the first circle."""
+    state: dict[str, int] = {}
+
+    def visit(m: str, path: list[str]) -> None:
+        state[m] = 1
+        for d in sorted(graph[m]):
+            if state.get(d) == 1:
+                raise AssertionError("import circle: " + " -> ".join([*path, m, d]))
+            if d not in state:
+                visit(d, [*path, m])
+        state[m] = 2
+
+    for m in modules:
+        if m not in state:
+            visit(m, [])
+
+
 def test_the_module_list_covers_both_packages():
     assert "tario_clinical.survival.stratification" in MODULES
     assert "tario_clinical.expression_qc.spatial_stats" in MODULES
@@ -86,20 +104,7 @@ def test_no_import_circle_between_modules():
     for m, deps in graph.items():
         if m not in faces:
             assert not deps & faces, f"{m} imports its package face {deps & faces}"
-    state: dict[str, int] = {}
-
-    def visit(m: str, path: list[str]) -> None:
-        state[m] = 1
-        for d in sorted(graph[m]):
-            if state.get(d) == 1:
-                raise AssertionError("import circle: " + " -> ".join([*path, m, d]))
-            if d not in state:
-                visit(d, [*path, m])
-        state[m] = 2
-
-    for m in MODULES:
-        if m not in state:
-            visit(m, [])
+    _assert_no_circle(graph, MODULES)
 
 
 def test_no_private_name_crosses_a_module_boundary():
@@ -213,20 +218,7 @@ def test_split_package_has_no_circle_and_no_module_imports_its_face(pkg):
         graph[m] = deps
     for m, deps in graph.items():
         assert m == face or face not in deps, f"{m} imports its package face"
-    state: dict[str, int] = {}
-
-    def visit(m: str, path: list[str]) -> None:
-        state[m] = 1
-        for d in sorted(graph[m]):
-            if state.get(d) == 1:
-                raise AssertionError("import circle: " + " -> ".join([*path, m, d]))
-            if d not in state:
-                visit(d, [*path, m])
-        state[m] = 2
-
-    for m in modules:
-        if m not in state:
-            visit(m, [])
+    _assert_no_circle(graph, modules)
 
 
 @pytest.mark.parametrize("module", [m for m in SPLIT_MODULES if m not in SPLIT_EXCEPTIONS])
