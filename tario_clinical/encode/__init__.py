@@ -2,7 +2,8 @@
 
 A model is described by a model card (``data_schemas/model_card.schema.json``) and loaded frozen
 (:func:`load_encoder`); an :class:`ExpressionHead` stacked on any backbone turns its embedding
-into predicted expression; :func:`encode_slides` runs the batched, resumable inference and writes
+into predicted expression (ridge with GCV, or the HEST-Benchmark PCA + ridge protocol;
+:func:`compare_expression_heads` compares them on held-out folds); :func:`encode_slides` runs the batched, resumable inference and writes
 ``representations.h5ad``. ``encode_slides_ray`` (in :mod:`tario_clinical.encode.ray_runner`) runs
 the same model code under Ray Data. ``"demo"`` names the demo model (not a pathology model).
 
@@ -20,7 +21,7 @@ from .engine import (
     encode_slides,
     pool_patients,
 )
-from .head import ExpressionHead, fit_expression_head
+from .head import ExpressionHead, compare_expression_heads, fit_expression_head
 from .loaders import DEVICES, FrozenEncoder, load_encoder, resolve_device
 from .model_card import FORMATS, ModelCard, load_model_card, validate_model_card
 
@@ -33,6 +34,7 @@ __all__ = [
     "FrozenEncoder",
     "ModelCard",
     "build_architecture",
+    "compare_expression_heads",
     "default_batch_size",
     "default_num_workers",
     "encode_slides",

@@ -115,6 +115,36 @@ def _fail(err: TarioClinicalError) -> None:
     default=None,
     help="With --engine ray: tile-reading actors (default: the cluster's CPUs left, 1-16).",
 )
+@click.option(
+    "--gpu-decode",
+    type=click.Choice(["auto", "on", "off"]),
+    default="auto",
+    show_default=True,
+    help="Decode the slides' JPEG tiles in batches on the model's device (torchvision "
+    "decode_jpeg; auto: on CUDA when torchvision is installed). --engine local only.",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "float32", "bfloat16"]),
+    default="auto",
+    show_default=True,
+    help="Model compute dtype (auto: bf16 autocast on CUDA, float32 on CPU). --engine local only.",
+)
+@click.option(
+    "--compile",
+    "compile_",
+    is_flag=True,
+    help="torch.compile the model (falls back to eager, recorded, where it fails). "
+    "--engine local only.",
+)
+@click.option(
+    "--grid-um",
+    default="head",
+    show_default=True,
+    help="Prediction grid: tile centres every N µm (e.g. 18 or 35), 'head' (the spacing the "
+    "model's ExpressionHead was fitted on; non-overlapping without one) or 'tile' "
+    "(non-overlapping tiles).",
+)
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def encode(
     slides: str,
@@ -132,6 +162,10 @@ def encode(
     ray_address: str | None,
     ray_actors: int | None,
     ray_readers: int | None,
+    gpu_decode: str,
+    precision: str,
+    compile_: bool,
+    grid_um: str,
     no_progress: bool,
 ) -> None:
     """Encode H&E slides with a frozen model into patient representations (resumable)."""
@@ -142,6 +176,19 @@ def encode(
     if engine != "ray" and any(v is not None for v in ray_opts.values()):
         given = ", ".join(k for k, v in ray_opts.items() if v is not None)
         raise click.UsageError(f"{given} needs --engine ray")
+    local_only = {"--gpu-decode": gpu_decode != "auto", "--precision": precision != "auto",
+                  "--compile": compile_}  # fmt: skip
+    if engine == "ray" and any(local_only.values()):
+        given = ", ".join(k for k, v in local_only.items() if v)
+        raise click.UsageError(f"{given} applies to --engine local only")
+    grid: Any = grid_um
+    if grid_um not in ("head", "tile"):
+        try:
+            grid = float(grid_um)
+        except ValueError:
+            raise click.BadParameter(
+                f"{grid_um!r}: give a number of µm, 'head' or 'tile'", param_hint="--grid-um"
+            ) from None
     if engine == "ray" and workers is not None:
         raise click.UsageError(
             "--workers sets DataLoader workers of --engine local; with --engine ray use "
@@ -163,6 +210,7 @@ def encode(
             "tile_output": tile_output,
             "fusion": fusion,
             "allow_outside": allow_outside,
+            "grid_um": grid,
         }
         if engine == "ray":
             from .ray_runner import encode_slides_ray
@@ -179,7 +227,9 @@ def encode(
                 **common,
             )
         else:
-            res = encode_slides(slides, model_arg, out, num_workers=workers, **common)
+            res = encode_slides(slides, model_arg, out, num_workers=workers,
+                                gpu_decode=gpu_decode, precision=precision, compile=compile_,
+                                **common)  # fmt: skip
     except TarioClinicalError as err:
         _fail(err)
         return

@@ -40,6 +40,7 @@ from .run_folder import (
 )
 
 __all__ = [
+    "GPU_DECODE",
     "EncodeResult",
     "encode_slides",
     "FUSIONS",
@@ -49,6 +50,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+GPU_DECODE = ("auto", "on", "off")
 
 
 class _TileDataset:
@@ -61,10 +64,14 @@ class _TileDataset:
         *,
         max_open: int = 4,
         decode_threads: int = 1,
+        jpeg: bool = False,
     ) -> None:
         self.jobs = list(jobs)
         self.backend = backend
         self.decode_threads = decode_threads
+        #: hand over the compressed JPEG tiles of a batch (decoded on the model's device)
+        #: where the slide level allows it, instead of pixels
+        self.jpeg = jpeg
         self.offsets = np.cumsum([0] + [len(j.xy) for j in self.jobs])
         self.max_open = max_open
         self._open: OrderedDict[int, Any] = OrderedDict()
@@ -128,6 +135,10 @@ class _TileDataset:
         except Exception:  # noqa: BLE001 - let the per-tile path report the failure
             return [self[i] for i in idx]
         xy = job.xy[ks]
+        if self.jpeg and job.read_px == job.tile_px:
+            jt = slide.jpeg_tiles(xy, job.level, (job.read_px, job.read_px))
+            if jt is not None:
+                return _Batch(jt, j, np.asarray(ks, dtype=np.int64))  # type: ignore[return-value]
         if slide.decodes_directly(job.level):
             # tiled TIFF: the TIFF tiles this batch shares are decoded once
             try:
@@ -164,6 +175,16 @@ class _TileDataset:
                     out[r] = (resize_tile(region, job.tile_px), j, int(ks[r]), "")
         return [out[r] for r in range(len(idx))]
 
+    def read_pixels(self, j: int, ks: Any) -> tuple[Any, list[str]]:
+        """Tiles ``ks`` of slide ``j`` read as pixels in this process (no JPEG hand-over):
+        a uint8 ``(n, px, px, 3)`` tensor and the read errors."""
+        jpeg, self.jpeg = self.jpeg, False
+        try:
+            tiles, _, _, errs = _collate(self.__getitems__([int(self.offsets[j] + k) for k in ks]))
+        finally:
+            self.jpeg = jpeg
+        return tiles, errs
+
     def close(self) -> None:
         """Close the slides this process opened."""
         while self._open:
@@ -181,10 +202,11 @@ class _TileDataset:
 
 @dataclass(frozen=True)
 class _Batch:
-    """A whole batch of one slide read at once: tiles already stacked (no per-tile copies);
-    :func:`_collate` passes it on as it is."""
+    """A whole batch of one slide read at once: tiles already stacked (no per-tile copies), or
+    the slide's compressed JPEG tiles (:class:`~tario_clinical.slides._tiffdirect.JpegTiles`)
+    for decoding on the model's device; :func:`_collate` passes it on as it is."""
 
-    tiles: np.ndarray
+    tiles: Any
     job: int
     ks: np.ndarray
 
@@ -195,12 +217,102 @@ def _collate(
     import torch
 
     if isinstance(items, _Batch):
-        return torch.from_numpy(items.tiles), items.job, torch.from_numpy(items.ks), []
+        tiles = items.tiles
+        if isinstance(tiles, np.ndarray):
+            tiles = torch.from_numpy(tiles)
+        return tiles, items.job, torch.from_numpy(items.ks), []
     tiles = torch.from_numpy(np.stack([t[0] for t in items]))
     job = items[0][1]
     idx = torch.tensor([t[2] for t in items], dtype=torch.int64)
     errs = [t[3] for t in items if t[3]]
     return tiles, job, idx, errs
+
+
+class _DeviceTiles:
+    """Turns the JPEG hand-overs of the tile loader into tiles on the model's device.
+
+    The first batch of every slide is checked: its first tile, decoded on the device, is
+    compared with the same tile read by the slide reader on the CPU. A slide whose tile differs
+    by more than ``tolerance`` grey levels on average (a decoder reading the colour space
+    differently would differ by tens), or whose JPEG tiles fail to decode, is read as pixels
+    from then on (in this process), so decoding on the device cannot change which colours a
+    slide has; the differences seen are recorded in provenance.
+    """
+
+    def __init__(self, decoder: Any, ds: _TileDataset, *, tolerance: float = 1.0) -> None:
+        self.decoder = decoder
+        self.ds = ds
+        self.tolerance = float(tolerance)
+        self.checked: set[int] = set()
+        self.fallback: dict[int, str] = {}
+        self.max_abs_diff = 0
+        self.mean_abs_diff = 0.0
+        self.n_tiles = 0
+
+    def __call__(self, jt: Any, j: int, idx: Any) -> tuple[Any, list[str]]:
+        if j in self.fallback:
+            return self.ds.read_pixels(j, idx.tolist())
+        try:
+            tiles = self.decoder.regions(jt)
+        except Exception as err:  # noqa: BLE001 - read the slide's pixels instead
+            self.fallback[j] = f"decoding failed: {err}"
+            logger.warning("slide %s: JPEG decoding on the device failed (%s); reading pixels",
+                           self.ds.jobs[j].slide_id, err)  # fmt: skip
+            return self.ds.read_pixels(j, idx.tolist())
+        if j not in self.checked:
+            self.checked.add(j)
+            job = self.ds.jobs[j]
+            x, y = job.xy[int(idx[0])]
+            try:
+                ref = read_tile_at(
+                    self.ds._slide(j), int(x), int(y), job.level, job.read_px, job.tile_px
+                )
+            except Exception as err:  # noqa: BLE001 - the pixel path reports the read error
+                self.fallback[j] = f"reference read failed: {err}"
+                return self.ds.read_pixels(j, idx.tolist())
+            diff = np.abs(tiles[0].cpu().numpy().astype(np.int16) - ref.astype(np.int16))
+            mad = float(diff.mean())
+            self.max_abs_diff = max(self.max_abs_diff, int(diff.max()))
+            self.mean_abs_diff = max(self.mean_abs_diff, mad)
+            if mad > self.tolerance:
+                self.fallback[j] = f"mean |difference| {mad:.2f} > {self.tolerance}"
+                logger.warning("slide %s: JPEG tiles decoded on the device differ from the "
+                               "reader's (mean |diff| %.2f); reading pixels", job.slide_id, mad)  # fmt: skip
+                return self.ds.read_pixels(j, idx.tolist())
+        self.n_tiles += len(idx)
+        return tiles, []
+
+    def record(self) -> dict[str, Any]:
+        """What happened, for provenance."""
+        return {
+            "decoder": f"{self.decoder.decoder} on {self.decoder.device}",
+            "tiles_decoded_on_device": int(self.n_tiles),
+            "slides_checked": len(self.checked),
+            "check_max_abs_diff": int(self.max_abs_diff),
+            "check_mean_abs_diff": round(self.mean_abs_diff, 4),
+            "slides_read_as_pixels": {
+                self.ds.jobs[j].slide_id: r for j, r in self.fallback.items()
+            },
+        }
+
+
+def _device_decoder(mode: str, device: str) -> tuple[Any, str]:
+    """The JPEG decoder on ``device`` for ``gpu_decode=mode`` (or None) and a description."""
+    from . import jpeg_decode
+
+    if mode not in GPU_DECODE:
+        raise EncoderError(f"gpu_decode={mode!r} is not allowed; allowed: {', '.join(GPU_DECODE)}")
+    if mode == "off":
+        return None, "off"
+    name = jpeg_decode.DEFAULT_DECODER
+    if mode == "auto":
+        if not device.startswith("cuda"):
+            return None, "off (auto: not on CUDA)"
+        why = jpeg_decode.gpu_decode_unavailable() if name == "torchvision" else None
+        if why:
+            logger.info("JPEG tiles are decoded on the CPU: %s", why)
+            return None, f"off (auto: {why})"
+    return jpeg_decode.JpegBatchDecoder(device, decoder=name), "on"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -281,6 +393,10 @@ def encode_slides(
     backend: Literal["auto", "openslide", "tiffslide", "wsidicom", "image"] = "auto",
     allow_outside: bool = False,
     weights: str | os.PathLike[str] | None = None,
+    gpu_decode: Literal["auto", "on", "off"] = "auto",
+    precision: Literal["auto", "float32", "bfloat16"] = "auto",
+    compile: bool | str = False,  # noqa: A002 - torch's word for it
+    grid_um: float | Literal["head", "tile"] = "head",
 ) -> EncodeResult:
     """Encode slides with a frozen model and pool to patients; resumable.
 
@@ -317,6 +433,25 @@ def encode_slides(
     weights : path, optional
         Local weights for a preset (Hugging Face snapshot folder or weight file), or a
         replacement for a model card's ``weights`` (see :func:`load_encoder`).
+    gpu_decode : {"auto", "on", "off"}
+        Decode the slides' JPEG tiles on the model's device in batches
+        (``torchvision.io.decode_jpeg``; see :mod:`~tario_clinical.encode.jpeg_decode`): the
+        readers only fetch compressed tiles. ``auto``: on CUDA when torchvision is importable.
+        ``on``: also on CPU (torchvision's libjpeg-turbo decoder). Used where a slide level
+        stores JPEG tiles read at the model's size; other slides are read as pixels. The first
+        tile of every slide is compared with the CPU reader's (see provenance
+        ``parameters.gpu_decode_check``).
+    precision : {"auto", "float32", "bfloat16"}
+        Compute dtype of the model (see :func:`load_encoder`); ``auto``: bf16 autocast on CUDA.
+    compile : bool or str
+        ``torch.compile`` the model (a string names the compile backend); falls back to eager
+        execution, with a warning, where compiling fails (see :func:`load_encoder`).
+    grid_um : float, "head" or "tile"
+        Prediction grid: tiles of the model's field of view centred every ``grid_um`` µm
+        (e.g. 18 or 35 µm bins; tiles overlap when this is below the tile's side).
+        ``"head"``: the spacing the model's ExpressionHead was fitted on, non-overlapping
+        tiles when it records none; ``"tile"``: non-overlapping tiles. Recorded in provenance
+        (``parameters.tiling.grid_um`` and ``head_grid_um``) and in the folder's fingerprint.
 
     Returns
     -------
@@ -352,7 +487,10 @@ def encode_slides(
     # inputs are validated before anything is written
     manifest = read_slide_manifest(slides, allow_outside=allow_outside)
     check_manifest(manifest)
-    encoder = load_encoder(model, device=device, weights=weights)
+    encoder = load_encoder(
+        model, device=device, weights=weights, precision=precision, compile=compile
+    )
+    decoder, decode_mode = _device_decoder(gpu_decode, encoder.device)
     bs = int(
         batch_size
         or encoder.card.data.get("batch_size")
@@ -366,12 +504,16 @@ def encode_slides(
         raise EncoderError(f"num_workers must be >= 0; got {num_workers}")
     out = ensure_output_dir(out_dir)
     clean_stale_tmp(out)
-    fp, jobs, done, excluded = start_run(manifest, encoder, out, min_tissue, backend)
+    fp, jobs, done, excluded = start_run(manifest, encoder, out, min_tissue, backend, grid_um)
     # read in the main process (no workers): the model's threads are idle while a batch is
     # read, so its TIFF tiles are decoded in as many threads
     ds = _TileDataset(
-        jobs, backend, decode_threads=torch.get_num_threads() if num_workers == 0 else 1
+        jobs,
+        backend,
+        decode_threads=torch.get_num_threads() if num_workers == 0 else 1,
+        jpeg=decoder is not None,
     )
+    device_tiles = _DeviceTiles(decoder, ds) if decoder is not None else None
     n_total = len(ds)
     t0 = time.perf_counter()
     n_done = 0
@@ -409,6 +551,8 @@ def encode_slides(
                     tiles_buf = [] if tile_output else None
                     failed = None
                     nonfinite = torch.zeros((), dtype=torch.bool, device=dev)
+                if device_tiles is not None and not isinstance(tiles, torch.Tensor):
+                    tiles, errs = device_tiles(tiles, j, idx)  # JPEG tiles -> device tiles
                 if errs and failed is None:
                     failed = errs[0]
                 if failed is None:
@@ -457,4 +601,9 @@ def encode_slides(
         num_workers=num_workers,
         batch_size=bs,
         manifest_source=None if isinstance(slides, pd.DataFrame) else str(slides),
+        engine={
+            "engine": "local",
+            "gpu_decode": decode_mode,
+            **({"gpu_decode_check": device_tiles.record()} if device_tiles else {}),
+        },
     )

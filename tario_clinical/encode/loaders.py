@@ -6,7 +6,9 @@ key must match the architecture, missing and unexpected keys are listed), and
 ONNX (onnxruntime). The weight file's SHA-256 is computed (and checked against the card when
 the card gives one); the model is put in eval mode with gradients off and run under
 ``torch.inference_mode``. On CUDA the forward pass runs in channels-last memory format under
-bf16 autocast; on CPU in float32.
+bf16 autocast; on CPU in float32 (both can be chosen: ``precision``, ``channels_last``).
+``compile=True`` wraps the model in ``torch.compile``; where that fails (no compiler, an
+unsupported model or platform) the model runs eagerly and the reason is recorded.
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ from .architectures import build_architecture, builds_on_meta
 from .head import ExpressionHead
 from .model_card import ModelCard, load_model_card
 
-__all__ = ["FrozenEncoder", "load_encoder", "resolve_device", "DEVICES"]
+__all__ = ["FrozenEncoder", "load_encoder", "resolve_device", "DEVICES", "PRECISIONS"]
 
 logger = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 def _first(keys: Any, n: int = 8) -> str:
@@ -74,14 +77,32 @@ class FrozenEncoder:
     head_sha256 : str or None
     feature_names : list of str
         Gene symbols (expression output) or ``f0..`` (embedding output).
+    channels_last : bool
+        Whether the forward pass runs in channels-last memory format.
+    compile_status : str
+        ``"off"``, ``"on (<backend>)"`` or ``"fallback: <reason>"`` (running eagerly).
     """
 
-    def __init__(self, card: ModelCard, *, device: str = "auto") -> None:
+    def __init__(
+        self,
+        card: ModelCard,
+        *,
+        device: str = "auto",
+        precision: Literal["auto", "float32", "bfloat16"] = "auto",
+        channels_last: bool | None = None,
+        compile: bool | str = False,  # noqa: A002 - torch's word for it
+    ) -> None:
         import torch
 
+        if precision not in PRECISIONS:
+            raise EncoderError(
+                f"precision={precision!r} is not allowed; allowed: {', '.join(PRECISIONS)}"
+            )
         self.card = card
         self.device = resolve_device(device)
         self._torch_device = torch.device(self.device)
+        is_cuda = self._torch_device.type == "cuda"
+        self.channels_last = is_cuda if channels_last is None else bool(channels_last)
         wpath = card.weights_path
         if not wpath.is_file():
             raise EncoderError(
@@ -100,9 +121,13 @@ class FrozenEncoder:
         if fmt == "onnx":
             self._onnx = self._load_onnx(wpath)
             self.dtype: Literal["float32", "bfloat16"] = "float32"
+            self.channels_last = False
         else:
             self._module = self._load_torch(fmt, wpath)
-            self.dtype = "bfloat16" if self._torch_device.type == "cuda" else "float32"
+            auto = "bfloat16" if is_cuda else "float32"
+            self.dtype = auto if precision == "auto" else precision  # type: ignore[assignment]
+        self._compiled: Any = None
+        self.compile_status = "off"
         self.head: ExpressionHead | None = None
         self._head_torch = None
         self.head_sha256: str | None = None
@@ -126,6 +151,8 @@ class FrozenEncoder:
         self._mean = mean.to(self._torch_device)
         self._std = std.to(self._torch_device)
         self.feature_names = self._check_output()
+        if compile:
+            self._compile("inductor" if compile is True else str(compile))
 
     # -- loading --------------------------------------------------------------------------------
     def _load_torch(self, fmt: str, wpath: os.PathLike[str]) -> Any:
@@ -162,7 +189,7 @@ class FrozenEncoder:
         for p in getattr(module, "parameters", lambda: [])():
             p.requires_grad_(False)
         module = module.to(self._torch_device)
-        if self._torch_device.type == "cuda":
+        if self.channels_last:
             try:
                 module = module.to(memory_format=torch.channels_last)
             except (TypeError, RuntimeError):
@@ -234,6 +261,29 @@ class FrozenEncoder:
         except Exception as err:  # noqa: BLE001
             raise EncoderError(f"cannot load ONNX model {wpath}: {err}") from err
 
+    def _compile(self, backend: str) -> None:
+        """Wrap the module in ``torch.compile``; record why not where that is impossible."""
+        import torch
+
+        if self._module is None:
+            self.compile_status = "fallback: ONNX models are not compiled"
+            return
+        if isinstance(self._module, torch.jit.ScriptModule):
+            self.compile_status = "fallback: TorchScript models are not compiled"
+            return
+        try:
+            self._compiled = torch.compile(self._module, backend=backend, dynamic=False)
+        except Exception as err:  # noqa: BLE001 - unsupported Python/platform/backend
+            self._compile_failed(err)
+            return
+        self.compile_status = f"on ({backend})"
+
+    def _compile_failed(self, err: BaseException) -> None:
+        self._compiled = None
+        self.compile_status = f"fallback: {type(err).__name__}: {str(err)[:200]}"
+        logger.warning("torch.compile is not available for %r (%s); running the model eagerly",
+                       self.card.name, err)  # fmt: skip
+
     # -- inference ------------------------------------------------------------------------------
     def _raw(self, x: Any) -> Any:
         """Backbone forward on a normalised float32 NCHW tensor; returns a float32 tensor."""
@@ -244,12 +294,19 @@ class FrozenEncoder:
             name = self._onnx.get_inputs()[0].name
             res = self._onnx.run(None, {name: x.detach().cpu().numpy().astype(np.float32)})
             return torch.from_numpy(np.asarray(res[out_idx], dtype=np.float32)).to(x.device)
-        if self._torch_device.type == "cuda":
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast("cuda", dtype=torch.bfloat16):
+        with torch.autocast(
+            self._torch_device.type, dtype=torch.bfloat16, enabled=self.dtype == "bfloat16"
+        ):
+            y = None
+            if self._compiled is not None:
+                try:
+                    y = self._compiled(x)
+                except Exception as err:  # noqa: BLE001 - compiler errors surface on first call
+                    self._compile_failed(err)
+            if y is None:
                 y = self._module(x)
-        else:
-            y = self._module(x)
         if isinstance(y, tuple | list):
             y = y[out_idx]
         elif isinstance(y, dict):
@@ -343,6 +400,9 @@ class FrozenEncoder:
             "head_sha256": self.head_sha256,
             "device": self.device,
             "dtype": self.dtype,
+            "channels_last": bool(self.channels_last),
+            "compile": self.compile_status,
+            "head_fit": None if self.head is None else self.head.fit_record(),
         }
 
     def __repr__(self) -> str:
@@ -353,7 +413,13 @@ class FrozenEncoder:
 
 
 def load_encoder(
-    model: Any, *, device: str = "auto", weights: str | os.PathLike[str] | None = None
+    model: Any,
+    *,
+    device: str = "auto",
+    weights: str | os.PathLike[str] | None = None,
+    precision: Literal["auto", "float32", "bfloat16"] = "auto",
+    channels_last: bool | None = None,
+    compile: bool | str = False,  # noqa: A002 - torch's word for it
 ) -> FrozenEncoder:
     """Load a frozen encoder.
 
@@ -368,6 +434,14 @@ def load_encoder(
     weights : path, optional
         Local weights for a preset (Hugging Face snapshot folder or the weight file), or a
         replacement for a card's ``weights``.
+    precision : {"auto", "float32", "bfloat16"}
+        ``auto``: bf16 autocast on CUDA, float32 on CPU (ONNX models: float32).
+    channels_last : bool, optional
+        Channels-last memory format for the forward pass (default: on CUDA).
+    compile : bool or str
+        ``torch.compile`` the model (``True``: the inductor backend; a string names another
+        backend). Where compiling is not possible the model runs eagerly, with a warning, and
+        :attr:`FrozenEncoder.compile_status` (also in provenance) says why.
 
     Returns
     -------
@@ -378,7 +452,10 @@ def load_encoder(
     EncoderError
         If the card is invalid, the weights are missing, corrupt or do not match the card.
     """
+    options = {"precision": precision, "channels_last": channels_last, "compile": compile}
     if isinstance(model, FrozenEncoder) and weights is None:
+        if compile and model.compile_status == "off":
+            model._compile("inductor" if compile is True else str(compile))
         return model
     if isinstance(model, FrozenEncoder):
         model = model.card
@@ -386,4 +463,4 @@ def load_encoder(
         from .demo import demo_card_path
 
         model = demo_card_path()
-    return FrozenEncoder(load_model_card(model, weights=weights), device=device)
+    return FrozenEncoder(load_model_card(model, weights=weights), device=device, **options)

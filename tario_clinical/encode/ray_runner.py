@@ -255,13 +255,14 @@ def encode_slides_ray(
     address: str | None = None,
     ray_init: dict[str, Any] | None = None,
     progress: bool = True,
+    grid_um: float | Literal["head", "tile"] = "head",
 ) -> EncodeResult:
     """Encode slides under Ray Data; same outputs, resume and representations as
     :func:`~tario_clinical.encode.encode_slides`.
 
     Parameters
     ----------
-    slides, out_dir, seed, fusion, min_tissue, backend, allow_outside, tile_output, weights
+    slides, out_dir, seed, fusion, min_tissue, backend, allow_outside, tile_output, weights, grid_um
         As in :func:`~tario_clinical.encode.encode_slides`.
     model : "demo", preset name, model card path, dict, ModelCard or FrozenEncoder
         As in :func:`~tario_clinical.encode.encode_slides`; each Ray actor loads its own frozen
@@ -318,7 +319,7 @@ def encode_slides_ray(
         raise EncoderError(f"batch_size must be >= 1; got {batch_size}")
     out = ensure_output_dir(out_dir)
     clean_stale_tmp(out)
-    fp, jobs, done, excluded = start_run(manifest, encoder, out, min_tissue, backend)
+    fp, jobs, done, excluded = start_run(manifest, encoder, out, min_tissue, backend, grid_um)
     n_total = sum(len(j.xy) for j in jobs)
     t0 = time.perf_counter()
     plan: tuple[str, int, int, float] = ("cpu", 0, 0, 0.0)

@@ -163,15 +163,44 @@ def exclusion(job: SlideJob, failed: str) -> dict[str, str]:
     }
 
 
-def tiling_settings(encoder: Any, min_tissue: float) -> dict[str, Any]:
-    """Tiling settings recorded in provenance and in the output folder's fingerprint."""
-    return {
+def tiling_settings(
+    encoder: Any, min_tissue: float, grid_um: float | str = "head"
+) -> dict[str, Any]:
+    """Tiling settings recorded in provenance and in the output folder's fingerprint.
+
+    ``grid_um``: spacing of the prediction grid in µm (tiles of the model's field of view
+    centred every ``grid_um``), ``"head"`` for the spacing the encoder's ExpressionHead was
+    fitted on (non-overlapping tiles when it records none) or ``"tile"`` for non-overlapping
+    tiles.
+    """
+    head = getattr(encoder, "head", None)
+    head_grid = getattr(head, "grid_um_", None) if head is not None else None
+    if grid_um == "head":
+        step = head_grid
+    elif grid_um == "tile":
+        step = None
+    else:
+        try:
+            step = float(grid_um)
+        except (TypeError, ValueError):
+            step = float("nan")
+        if not (np.isfinite(step) and step > 0):
+            raise EncoderError(
+                f"grid_um={grid_um!r} is not allowed; give a positive number of µm, 'head' or "
+                "'tile'"
+            )
+    out: dict[str, Any] = {
         "tile_px": encoder.card.tile_px,
         "mpp": encoder.card.mpp,
         "min_tissue": float(min_tissue),
         "tissue": "saturation-otsu thumbnail 8 um/px",
         "grid": "non-overlapping",
     }
+    if step is not None:
+        out["grid"] = f"tile centres every {step:g} um"
+        out["grid_um"] = float(step)
+        out["head_grid_um"] = None if head_grid is None else float(head_grid)
+    return out
 
 
 def claim_output(out: Path, fp: dict[str, Any]) -> None:
@@ -341,11 +370,16 @@ def prepare_slides(
 
 
 def start_run(
-    manifest: pd.DataFrame, encoder: Any, out: Path, min_tissue: float, backend: str
+    manifest: pd.DataFrame,
+    encoder: Any,
+    out: Path,
+    min_tissue: float,
+    backend: str,
+    grid_um: float | str = "head",
 ) -> tuple[dict[str, Any], list[SlideJob], dict[str, dict[str, Any]], list[dict[str, str]]]:
     """Claim ``out`` for this model and tiling, then split the slides into pending jobs,
     finished (resumed) results and exclusions (shared by the DataLoader engine and Ray)."""
-    tiling_params = tiling_settings(encoder, min_tissue)
+    tiling_params = tiling_settings(encoder, min_tissue, grid_um)
     fp = run_fingerprint(encoder, tiling_params)
     claim_output(out, fp)
     jobs, done, excluded = prepare_slides(
@@ -387,6 +421,7 @@ def prepare_slide(
                 mpp=encoder.card.mpp,
                 min_tissue=tiling_params["min_tissue"],
                 mask=mask,
+                step_um=tiling_params.get("grid_um"),
             )
             if len(grid) == 0:
                 raise SlideError(

@@ -267,6 +267,23 @@ class Slide:
         dec = self._direct_decoder()
         return dec is not None and dec.supports(level)
 
+    def jpeg_tiles(
+        self, locations: np.ndarray | Sequence[tuple[int, int]], level: int, size: tuple[int, int]
+    ) -> Any:
+        """The undecoded JPEG tiles that regions of ``level`` cover, for decoding elsewhere
+        (e.g. in batches on a GPU): a :class:`~._tiffdirect.JpegTiles`, or ``None`` when the
+        level is not a JPEG-tiled TIFF level read directly or a position is not a whole pixel
+        of the level (then read the pixels with :meth:`read_regions`)."""
+        if self.backend == "image" or not 0 <= level < self.level_count:
+            return None
+        dec = self._direct_decoder()
+        if dec is None or not dec.supports(level):
+            return None
+        lxy = self._level_xy(np.asarray(locations, dtype=np.int64).reshape(-1, 2), level)
+        if lxy is None:
+            return None
+        return dec.jpeg_tiles(level, lxy, int(size[0]), int(size[1]))
+
     def _direct_decoder(self) -> Any:
         """The slide's :class:`~._tiffdirect.TiffTileDecoder`, created on first use, or None."""
         dec = self._direct

@@ -37,7 +37,56 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TiffTileDecoder"]
+__all__ = ["JpegTiles", "TiffTileDecoder", "jpeg_stream"]
+
+_JPEG = 7  # TIFF Compression tag value of (new-style) JPEG
+_RGB, _YCBCR = 2, 6  # PhotometricInterpretation
+#: APP14 "Adobe" segment with transform 0: the three components are RGB, not YCbCr
+_ADOBE_RGB = b"\xff\xee\x00\x0eAdobe\x00\x64\x00\x00\x00\x00\x00"
+
+
+def jpeg_stream(tile: bytes, tables: bytes | None, *, rgb: bool) -> bytes:
+    """A complete JPEG stream from one TIFF JPEG tile.
+
+    TIFF files keep the quantisation and Huffman tables shared by all tiles in the
+    ``JPEGTables`` tag (an abbreviated stream: SOI, tables, EOI); each tile is an abbreviated
+    image stream (SOI, frame, scan, EOI). Any JPEG decoder reads the concatenation of the
+    tables and the tile without the markers between them. ``rgb``: the TIFF stores the JPEG
+    components as RGB (PhotometricInterpretation 2, as Aperio SVS does): an Adobe APP14
+    segment with transform 0 says so, otherwise decoders assume YCbCr.
+    """
+    if tile[:2] != b"\xff\xd8":
+        raise ValueError("TIFF JPEG tile does not start with SOI")
+    head = b"\xff\xd8"
+    if rgb and b"Adobe" not in tile[:64]:
+        head += _ADOBE_RGB
+    if tables:
+        if tables[:2] != b"\xff\xd8" or tables[-2:] != b"\xff\xd9":
+            raise ValueError("JPEGTables is not an abbreviated table stream (SOI ... EOI)")
+        head += tables[2:-2]
+    return head + tile[2:]
+
+
+@dataclass(frozen=True)
+class JpegTiles:
+    """The compressed JPEG tiles a set of equal-size regions of one level needs.
+
+    Decode ``streams`` with any JPEG decoder (e.g. in batches on a GPU), then cut the regions
+    out of the decoded tiles: region ``i`` covers level pixels ``xy[i]`` to ``xy[i] + (w, h)``
+    and TIFF tile ``keys[s]`` (stream ``s``) covers columns ``(keys[s] % n_cols) * tile_w`` and
+    rows ``(keys[s] // n_cols) * tile_h`` onwards (every TIFF tile is ``tile_w x tile_h``,
+    edge tiles padded).
+    """
+
+    streams: list[bytes]
+    keys: np.ndarray
+    xy: np.ndarray
+    w: int
+    h: int
+    tile_w: int
+    tile_h: int
+    n_cols: int
+
 
 #: decoded-tile cache per open slide (bytes); enough for two rows of 256-px tiles on a
 #: 100k-px-wide slide would be ~150 MB, so wide slides may decode a shared tile twice
@@ -261,6 +310,62 @@ class TiffTileDecoder:
                     ay0 - ty : ay1 - ty, ax0 - tx : ax1 - tx
                 ]
         return out
+
+    def jpeg_tiles(self, level: int, xy: np.ndarray, w: int, h: int) -> JpegTiles | None:
+        """The JPEG streams of the TIFF tiles that ``w x h`` regions at ``xy`` (level pixels)
+        cover, undecoded; ``None`` unless ``level`` is read directly and its tiles are 3-sample
+        JPEG (RGB or YCbCr), or when a region leaves the level or reading fails."""
+        if not self.supports(level) or w <= 0 or h <= 0:
+            return None
+        lv = self._levels[level]
+        assert lv is not None
+        page = lv.page
+        if int(page.compression) != _JPEG or lv.samples != 3:
+            return None
+        if int(page.photometric) not in (_RGB, _YCBCR):
+            return None
+        xy = np.asarray(xy, dtype=np.int64).reshape(-1, 2)
+        if len(xy) == 0:
+            return None
+        xs, ys = xy[:, 0], xy[:, 1]
+        if xs.min() < 0 or ys.min() < 0 or xs.max() + w > lv.width or ys.max() + h > lv.height:
+            return None
+        keys = sorted(
+            {
+                r * lv.n_cols + c
+                for x, y in zip(xs.tolist(), ys.tolist(), strict=True)
+                for r in range(y // lv.tile_h, (y + h - 1) // lv.tile_h + 1)
+                for c in range(x // lv.tile_w, (x + w - 1) // lv.tile_w + 1)
+            }
+        )
+        rgb = int(page.photometric) == _RGB
+        try:
+            with self._lock:
+                if self._pid != os.getpid():
+                    self._reopen()
+                    if self._levels[level] is None:
+                        return None
+                segs = self._tf.filehandle.read_segments(
+                    [lv.offsets[k] for k in keys],
+                    [lv.bytecounts[k] for k in keys],
+                    indices=keys,
+                    sort=True,
+                )
+                data = dict((k, d) for d, k in segs)
+            streams = [jpeg_stream(data[k], page.jpegtables, rgb=rgb) for k in keys]
+        except Exception as err:  # noqa: BLE001 - the caller reads the pixels instead
+            logger.debug("JPEG tiles of %s level %d unavailable: %s", self.path, level, err)
+            return None
+        return JpegTiles(
+            streams=streams,
+            keys=np.asarray(keys, dtype=np.int64),
+            xy=xy,
+            w=int(w),
+            h=int(h),
+            tile_w=lv.tile_w,
+            tile_h=lv.tile_h,
+            n_cols=lv.n_cols,
+        )
 
     def _reopen(self) -> None:
         old = self._tf

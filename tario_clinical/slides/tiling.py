@@ -80,6 +80,7 @@ class TileGrid:
     min_tissue: float
     n_candidates: int
     dimensions: tuple[int, int] = (0, 0)
+    step_um: float | None = None
 
     def __len__(self) -> int:
         return len(self.tiles)
@@ -94,6 +95,7 @@ class TileGrid:
             "read_px": int(self.read_px),
             "footprint_px": float(self.footprint_px),
             "min_tissue": float(self.min_tissue),
+            **({"step_um": float(self.step_um)} if self.step_um is not None else {}),
         }
 
     def plot_tiles(self, *, thumbnail: np.ndarray | None = None, ax: Axes | None = None) -> Axes:
@@ -150,8 +152,9 @@ def tile_grid(
     mpp: float = 0.5,
     min_tissue: float = 0.5,
     mask: TissueMask | None = None,
+    step_um: float | None = None,
 ) -> TileGrid:
-    """Lay a non-overlapping tile grid over the tissue of ``slide``.
+    """Lay a tile grid over the tissue of ``slide`` (non-overlapping unless ``step_um``).
 
     Parameters
     ----------
@@ -165,6 +168,10 @@ def tile_grid(
         Keep tiles whose tissue fraction (from the mask) is at least this (0-1).
     mask : TissueMask, optional
         Precomputed mask; computed with :func:`detect_tissue` when omitted.
+    step_um : float, optional
+        Distance in µm between neighbouring tile centres (a prediction grid, e.g. 18 or 35 µm
+        bins: each tile is the model's field of view centred on its bin, so tiles overlap when
+        ``step_um`` is below the tile's side). Default: the tile's side (non-overlapping).
 
     Returns
     -------
@@ -191,7 +198,11 @@ def tile_grid(
     level = slide.best_level_for_downsample(target_ds)
     read_px = max(1, int(round(fp / slide.level_downsamples[level])))
     W, H = slide.dimensions
-    nx, ny = int(np.floor(W / fp + 1e-9)), int(np.floor(H / fp + 1e-9))
+    if step_um is not None and not (np.isfinite(step_um) and step_um > 0):
+        raise SlideError(f"step_um must be a positive number of µm; got {step_um!r}")
+    step = fp if step_um is None else float(step_um) / slide.mpp  # level-0 px between tiles
+    nx = int(np.floor((W - fp) / step + 1e-9)) + 1 if W >= fp - 1e-9 else 0
+    ny = int(np.floor((H - fp) / step + 1e-9)) + 1 if H >= fp - 1e-9 else 0
     if nx < 1 or ny < 1:
         raise SlideError(
             f"slide {slide.slide_id!r} ({W}x{H} px at {slide.mpp:.4g} µm/px) is smaller than one "
@@ -200,8 +211,8 @@ def tile_grid(
     if mask is None:
         mask = detect_tissue(slide)
     gx, gy = np.meshgrid(np.arange(nx), np.arange(ny))
-    x = np.round(gx.ravel() * fp).astype(np.int64)
-    y = np.round(gy.ravel() * fp).astype(np.int64)
+    x = np.round(gx.ravel() * step).astype(np.int64)
+    y = np.round(gy.ravel() * step).astype(np.int64)
     frac = _tissue_fraction(mask, x.astype(float), y.astype(float), fp)
     keep = frac >= min_tissue - 1e-12
     if min_tissue == 0.0:
@@ -233,6 +244,7 @@ def tile_grid(
         min_tissue=float(min_tissue),
         n_candidates=int(nx * ny),
         dimensions=(int(W), int(H)),
+        step_um=None if step_um is None else float(step_um),
     )
 
 
