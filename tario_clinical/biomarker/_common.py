@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._checks import check_level
 from .._json import json_safe, records
 from ..errors import SchemaError
 
@@ -60,13 +61,6 @@ def html_table(df: pd.DataFrame | None, caption: str, *, max_rows: int = 30) -> 
     )
     more = f" (first {max_rows} of {len(df)})" if len(df) > max_rows else ""
     return f"<table><caption>{html.escape(caption)}{more}</caption><tr>{head}</tr>{body}</table>"
-
-
-def check_level(level: float) -> float:
-    """A confidence level strictly between 0 and 1."""
-    if not isinstance(level, int | float) or not 0.0 < float(level) < 1.0:
-        raise SchemaError(f"level must be strictly between 0 and 1; got {level!r}.")
-    return float(level)
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
