@@ -765,7 +765,7 @@ class RepresentationMaps:
         if figure is None:
             from matplotlib.figure import Figure
 
-            figure = Figure(figsize=(4.4 * ncol, 2.9 * nrow), dpi=100)
+            figure = Figure(figsize=(4.4 * ncol, 2.6 * nrow), dpi=100)
         for i, c in enumerate(panels):
             ax = figure.add_subplot(nrow, ncol, i + 1)
             label = f"{method.upper()} by {c}" if c is not None else method.upper()

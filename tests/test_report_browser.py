@@ -424,6 +424,32 @@ def test_report_in_headless_chromium(report_html, tmp_path):
     assert (shots / "top.png").stat().st_size > 20_000
 
 
+@pytest.mark.slow
+@needs_chromium
+def test_demo_report_is_at_most_half_its_old_height(tmp_path):
+    """The demo as a new user runs it (``tario-clinical demo``, 120 patients, seed 0): at most
+    half the 17,007 px it was at 1400 px, every section still on the page, nothing wider than
+    the viewport (``benchmarks/bench_report_height.py`` records the numbers)."""
+    from click.testing import CliRunner
+
+    from tario_clinical.cli import cli
+
+    out = tmp_path / "demo"
+    r = CliRunner().invoke(cli, ["demo", "--out", str(out), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    seen = open_page(out / "report.html", tmp_path / "profile", width=1400)
+    assert seen["errors"] == [] and seen["requests"] == []
+    layout = seen["layout"]
+    _layout_ok(layout, 1400)
+    assert layout["overflowing"] == []
+    assert layout["height"] <= MAX_HEIGHT_1400, layout["height"]
+    shown = {s["id"] for s in layout["sections"] if s["height"] > 100}
+    expected = {"summary", "plan", "cohort", "flow", "decode", "embedding", "survival", "design"}
+    assert expected | {"provenance"} <= shown, shown
+    n_img, n_ok = seen["images"]
+    assert n_img >= 9 and n_ok == n_img  # ROC, calibration, PCA, t-SNE, co-occurrence, KM ...
+
+
 @needs_chromium
 def test_report_at_1000_px(report_html, tmp_path):
     seen = open_page(report_html, tmp_path / "profile", width=1000)

@@ -18,9 +18,13 @@ representation comparison; ``analyses=``) get their own section, the treatment H
 continuous score (``effect_curve=``) is shown in the survival section, and the summary's
 sentences are stored in ``results.json`` under ``findings``.
 
-Modules: ``model`` (the results dictionary and :class:`Report`), ``sections`` (section
-builders over computed results), ``findings`` (the summary's rules), ``views`` and
-``analyses_view`` (display tables), ``render`` (HTML), ``checklist`` (REMARK / TRIPOD+AI map).
+Modules: ``results_model`` (leaf: the results model every other module reads), ``sections``
+(section builders over computed results; the report computes no analysis, e.g. the
+representation maps come from :func:`tario_clinical.embedding_maps.representation_maps`),
+``findings`` (the summary's rules), ``views`` and ``analyses_view`` (display tables),
+``render`` (HTML; the table of contents lists every section on the page), ``checklist``
+(REMARK / TRIPOD+AI map), ``model`` (:func:`build_report` and :class:`Report`, which renders
+and writes itself).
 
 Examples
 --------

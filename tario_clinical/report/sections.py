@@ -65,7 +65,7 @@ def decode_section(decode: Any, figs: Figures) -> tuple[dict[str, Any], pd.DataF
         "ROC curves of the out-of-fold decoder scores, one line per target (one point per "
         "patient, mean score over repeats); the legend gives each target's AUROC and patients; "
         "the dashed diagonal is chance.",
-        lambda: call_plot(decode, ("plot_roc",), 5.0, 4.4),
+        lambda: call_plot(decode, ("plot_roc",), 5.0, 3.9),
         notes,
     )
     figs.attempt(
@@ -73,7 +73,7 @@ def decode_section(decode: Any, figs: Figures) -> tuple[dict[str, Any], pd.DataF
         "Calibration of the out-of-fold probabilities: observed fraction of positives against "
         "the mean predicted probability in deciles of patients; points on the dashed diagonal "
         "are perfectly calibrated.",
-        lambda: call_plot(decode, ("plot_calibration",), 5.0, 4.4),
+        lambda: call_plot(decode, ("plot_calibration",), 5.0, 3.9),
         notes,
     )
     oof = getattr(decode, "oof", None)
@@ -205,7 +205,7 @@ def embedding_section(maps: Any, figs: Figures) -> dict[str, Any]:
             "Genotype co-occurrence of every gene pair: colour is the log2 odds ratio (Haldane "
             "corrected; red co-occurring, blue mutually exclusive); cells give the patients "
             "mutated in both genes and the Fisher p-value (* q < 0.05).",
-            lambda: maps.plot_cooccurrence(ax=new_figure(5.0, 4.0).add_subplot(1, 1, 1)),
+            lambda: maps.plot_cooccurrence(ax=new_figure(4.4, 3.5).add_subplot(1, 1, 1)),
             notes,
         )
     notes = [str(n) for n in d.get("notes") or []] + notes
@@ -433,7 +433,7 @@ def design_section(design: Any, figs: Figures, *, time_unit: str = "") -> dict[s
             "design_power",
             "Power of each candidate design against the number of patients screened, at the "
             "assumed hazard ratios; the dashed line is the target power.",
-            lambda: call_plot(plotter, ("plot_power",), 6.0, 3.8),
+            lambda: call_plot(plotter, ("plot_power",), 5.6, 3.3),
             notes,
         )
     section["notes"] = notes
