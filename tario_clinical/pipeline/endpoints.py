@@ -359,7 +359,7 @@ def endpoints_record(
 
     Holds no patient identifiers (summaries, tables, folds and exclusion counts only).
     """
-    from ..decode.result import json_safe
+    from .._json import json_safe
 
     d = config.decode
     types = [{"target": t, "kind": k, "reason": why} for t, (k, why) in kinds.items()]
