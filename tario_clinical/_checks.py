@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 import warnings
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -94,6 +95,17 @@ def check_level(level: Any, *, name: str = "level") -> float:
     return v
 
 
+def _outside_stacklevel() -> int:
+    """The ``stacklevel`` of a warning raised in a wrapper of this module that points at the
+    first frame outside it (the user's call, through stacked wrappers)."""
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame = frame.f_back
+        level += 1
+    return level
+
+
 def renamed_parameters(**renames: str) -> Callable[[F], F]:
     """Decorator: accept old keyword names for one release, with a :class:`DeprecationWarning`.
 
@@ -133,7 +145,7 @@ def renamed_parameters(**renames: str) -> Callable[[F], F]:
                         f"{func.__qualname__}(): {old}= is deprecated and will be removed in "
                         f"the next release; use {new}=",
                         DeprecationWarning,
-                        stacklevel=2,
+                        stacklevel=_outside_stacklevel(),
                     )
                     kwargs[new] = kwargs.pop(old)
             return func(*args, **kwargs)
@@ -194,7 +206,7 @@ def positional_deprecated(*names: str) -> Callable[[F], F]:
                     f"deprecated and will be an error in the next release; pass "
                     + ", ".join(f"{n}=" for n in moved),
                     DeprecationWarning,
-                    stacklevel=2,
+                    stacklevel=_outside_stacklevel(),
                 )
                 kwargs.update(zip(moved, extra, strict=True))
                 args = args[:n_pos]

@@ -118,10 +118,10 @@ def surv_df():
 @pytest.mark.parametrize(
     "call",
     [
-        lambda d, kw: sv.km(d, "time", "event", "arm", **kw).summary,
-        lambda d, kw: sv.cox(d, "time", "event", ["x"], **kw),
-        lambda d, kw: sv.rmst(d, "time", "event", "arm", tau=5.0, **kw),
-        lambda d, kw: sv.concordance(d, "time", "event", "x", **kw),
+        lambda d, kw: sv.km(d, time="time", event="event", group="arm", **kw).summary,
+        lambda d, kw: sv.cox(d, time="time", event="event", covariates=["x"], **kw),
+        lambda d, kw: sv.rmst(d, time="time", event="event", group="arm", tau=5.0, **kw),
+        lambda d, kw: sv.concordance(d, time="time", event="event", score="x", **kw),
     ],
     ids=["km", "cox", "rmst", "concordance"],
 )
@@ -144,3 +144,27 @@ def test_public_survival_functions_take_level_not_conf_level():
             assert "conf_level" not in params, name
     assert "level" in inspect.signature(sv.stratify).parameters
     assert "level" in inspect.signature(sv.treatment_effect_curve).parameters
+
+
+def test_survival_positional_time_event_still_work_with_a_warning(surv_df):
+    new = sv.km(surv_df, time="time", event="event", group="arm").summary
+    with pytest.warns(DeprecationWarning, match="passing time, event, group positionally"):
+        old = sv.km(surv_df, "time", "event", "arm").summary
+    pd.testing.assert_frame_equal(old, new)
+    with pytest.warns(DeprecationWarning, match="passing time, event, covariates positionally"):
+        old_cox = sv.cox(surv_df, "time", "event", ["x"])
+    pd.testing.assert_frame_equal(
+        old_cox, sv.cox(surv_df, time="time", event="event", covariates=["x"])
+    )
+    with pytest.raises(TypeError, match="multiple values"):
+        sv.km(surv_df, "time", time="time", event="event")
+
+
+def test_survival_internals_make_no_deprecated_calls(surv_df):
+    """stratify() calls km, log-rank, Cox, RMST, C and the interaction with keywords only."""
+    scores = pd.Series(surv_df["x"].to_numpy(), index=[f"P{i}" for i in range(len(surv_df))])
+    df = surv_df.assign(patient_id=scores.index)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        res = sv.stratify(df, scores, time="time", event="event", arm="arm")
+    assert res.n == len(df)

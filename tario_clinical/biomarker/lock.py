@@ -128,12 +128,12 @@ def _development_survival(
     if len(d) < 4 or d[e].sum() == 0:
         out["note"] = "too few patients or no events"
         return out
-    fu = survival.km(d.assign(_cens=1 - d[e]), t, "_cens").summary
+    fu = survival.km(d.assign(_cens=1 - d[e]), time=t, event="_cens").summary
     out["median_follow_up"] = json_safe(fu["median"].iloc[0])
-    out["median_survival"] = json_safe(survival.km(d, t, e).summary["median"].iloc[0])
+    out["median_survival"] = json_safe(survival.km(d, time=t, event=e).summary["median"].iloc[0])
     try:
-        cx = survival.cox(d, t, e, ["biomarker"])
-        lr = survival.logrank(d, t, e, "biomarker")
+        cx = survival.cox(d, time=t, event=e, covariates=["biomarker"])
+        lr = survival.logrank(d, time=t, event=e, group="biomarker")
         out["cox"] = json_safe(cx.reset_index())
         out["logrank_p_value"] = json_safe(lr.loc["log-rank", "p_value"])
     except AnalysisError as err:

@@ -303,7 +303,13 @@ def survival_cmd(
         raise SchemaError(f"{scores}: column score is not a number at row(s) {rows}")
     series = sc.groupby("patient_id")["score"].mean()
     res = survival.stratify(
-        cohort, series, f"{endpoint}_time", f"{endpoint}_event", cutoff=cutoff, arm=arm, seed=seed
+        cohort,
+        series,
+        time=f"{endpoint}_time",
+        event=f"{endpoint}_event",
+        cutoff=cutoff,
+        arm=arm,
+        seed=seed,
     )
     ensure_output_dir(out)
     with staged_output(out, purpose="tario-clinical survival") as stage:

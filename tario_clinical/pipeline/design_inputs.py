@@ -58,15 +58,15 @@ def design_inputs_from_stratification(strat: Any, cohort: Any) -> dict[str, floa
     ):
         if part["_exp"].nunique() < 2 or part["event"].sum() < 2:
             return None
-        table = survival.cox(part, "time", "event", ["_exp"])
+        table = survival.cox(part, time="time", event="event", covariates=["_exp"])
         out[name] = float(table.loc["_exp", "hr"])
     ctrl = a[(a["_exp"] == 0) & (a["_positive"] == 1)]
     median = np.nan
     if len(ctrl) and ctrl["event"].sum():
-        median = float(survival.km(ctrl, "time", "event").summary["median"].iloc[0])
+        median = float(survival.km(ctrl, time="time", event="event").summary["median"].iloc[0])
     if not np.isfinite(median):
         ctrl = a[a["_exp"] == 0]
-        median = float(survival.km(ctrl, "time", "event").summary["median"].iloc[0])
+        median = float(survival.km(ctrl, time="time", event="event").summary["median"].iloc[0])
     out["median_control"] = median
     return out
 

@@ -175,8 +175,8 @@ def run_study(
                 (dec if s.score_target in binary else endpoints[s.score_target]).oof_scores(
                     s.score_target
                 ),
-                f"{s.endpoint}_time",
-                f"{s.endpoint}_event",
+                time=f"{s.endpoint}_time",
+                event=f"{s.endpoint}_event",
                 cutoff=cut,
                 arm=s.arm,
                 covariates=list(s.covariates),

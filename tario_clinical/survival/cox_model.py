@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .._checks import renamed_parameters
+from .._checks import positional_deprecated, renamed_parameters
 from ..errors import AnalysisError, SchemaError
 from . import kernels
 from .formatting import html_table
@@ -163,7 +163,7 @@ class CoxModel:
 
         Examples
         --------
-        >>> m = cox_fit(df, "os_time", "os_event", ["arm", "age"])  # doctest: +SKIP
+        >>> m = cox_fit(df, time="os_time", event="os_event", covariates=["arm", "age"])  # doctest: +SKIP
         >>> m.ph_test()  # doctest: +SKIP
         """
         check_choice("transform", transform, _TRANSFORMS)
@@ -259,12 +259,13 @@ class CoxModel:
 
 
 @renamed_parameters(conf_level="level")
+@positional_deprecated("time", "event", "covariates")
 def cox_fit(
     df: pd.DataFrame,
+    *,
     time: str,
     event: str,
     covariates: Sequence[str],
-    *,
     strata: str | Sequence[str] | None = None,
     reference: Mapping[str, Any] | None = None,
     level: float = 0.95,
@@ -419,12 +420,13 @@ def _fit(
 
 
 @renamed_parameters(conf_level="level")
+@positional_deprecated("time", "event", "covariates")
 def cox(
     df: pd.DataFrame,
+    *,
     time: str,
     event: str,
     covariates: Sequence[str],
-    *,
     strata: str | Sequence[str] | None = None,
     reference: Mapping[str, Any] | None = None,
     level: float = 0.95,
@@ -460,5 +462,11 @@ def cox(
         events: the HR is infinite and not reported).
     """
     return cox_fit(
-        df, time, event, covariates, strata=strata, reference=reference, level=level
+        df,
+        time=time,
+        event=event,
+        covariates=covariates,
+        strata=strata,
+        reference=reference,
+        level=level,
     ).table

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .._checks import positional_deprecated
 from ..errors import AnalysisError, SchemaError
 from . import kernels
 from .validation import as_pandas, survival_arrays
@@ -27,8 +28,14 @@ def _lausen_schumacher(b: float, min_prop: float) -> float:
     return float(min(1.0, max(p, 0.0)))
 
 
+@positional_deprecated("time", "event", "score")
 def maxstat_cutpoint(
-    df: pd.DataFrame, time: str, event: str, score: str, *, min_prop: float = 0.1
+    df: pd.DataFrame,
+    *,
+    time: str,
+    event: str,
+    score: str,
+    min_prop: float = 0.1,
 ) -> pd.DataFrame:
     """EXPLORATORY optimal cut-point by the maximally selected log-rank statistic.
 

@@ -11,7 +11,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from .._checks import renamed_parameters
+from .._checks import positional_deprecated, renamed_parameters
 from ..errors import AnalysisError, SchemaError
 from . import kernels
 from .validation import (
@@ -28,12 +28,13 @@ __all__ = ["concordance", "time_dependent_auc"]
 
 
 @renamed_parameters(conf_level="level")
+@positional_deprecated("time", "event", "score")
 def concordance(
     df: pd.DataFrame,
+    *,
     time: str,
     event: str,
     score: str,
-    *,
     tau: float | None = None,
     train: pd.DataFrame | None = None,
     level: float = 0.95,
@@ -114,13 +115,14 @@ def _expit(x: float) -> float:
 
 
 @renamed_parameters(conf_level="level")
+@positional_deprecated("time", "event", "score", "times")
 def time_dependent_auc(
     df: pd.DataFrame,
+    *,
     time: str,
     event: str,
     score: str,
     times: Sequence[float],
-    *,
     train: pd.DataFrame | None = None,
     level: float = 0.95,
     tied_tol: float = 1e-8,

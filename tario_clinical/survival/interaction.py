@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .._checks import renamed_parameters
+from .._checks import positional_deprecated, renamed_parameters
 from ..errors import AnalysisError, SchemaError
 from .cox_model import CoxModel, design_matrix, design_terms, fit_cox_design
 from .formatting import html_table, json_safe, records
@@ -110,14 +110,15 @@ class InteractionResult:
 
 
 @renamed_parameters(conf_level="level")
+@positional_deprecated("time", "event", "arm", "biomarker", "covariates")
 def treatment_interaction(
     df: pd.DataFrame,
+    *,
     time: str,
     event: str,
     arm: str,
     biomarker: str,
     covariates: Sequence[str] = (),
-    *,
     strata: str | None = None,
     reference_arm: Any | None = None,
     reference_level: Any | None = None,

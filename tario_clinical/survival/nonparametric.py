@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .._checks import renamed_parameters
+from .._checks import positional_deprecated, renamed_parameters
 from ..errors import AnalysisError
 from . import kernels
 from .formatting import html_table
@@ -87,12 +87,13 @@ class KaplanMeier:
 
 
 @renamed_parameters(conf_level="level")
+@positional_deprecated("time", "event", "group")
 def km(
     df: pd.DataFrame,
+    *,
     time: str,
     event: str,
     group: str | None = None,
-    *,
     level: float = 0.95,
     conf_type: ConfType = "log",
 ) -> KaplanMeier:
@@ -126,7 +127,7 @@ def km(
     --------
     >>> import pandas as pd
     >>> d = pd.DataFrame({"t": [1, 2, 3, 4], "e": [1, 1, 0, 1]})
-    >>> float(km(d, "t", "e").summary["median"].iloc[0])
+    >>> float(km(d, time="t", event="e").summary["median"].iloc[0])
     2.0
     """
     check_choice("conf_type", conf_type, _CONF_TYPES)
@@ -188,12 +189,13 @@ def _trend_scores(
     return np.arange(1, len(levels) + 1, dtype=float)
 
 
+@positional_deprecated("time", "event", "group")
 def logrank(
     df: pd.DataFrame,
+    *,
     time: str,
     event: str,
     group: str,
-    *,
     strata: str | None = None,
     trend_scores: Mapping[Any, float] | None = None,
 ) -> pd.DataFrame:
@@ -254,8 +256,14 @@ def logrank(
     return pd.DataFrame(rows).set_index("test")
 
 
+@positional_deprecated("time", "event", "group")
 def logrank_table(
-    df: pd.DataFrame, time: str, event: str, group: str, *, strata: str | None = None
+    df: pd.DataFrame,
+    *,
+    time: str,
+    event: str,
+    group: str,
+    strata: str | None = None,
 ) -> pd.DataFrame:
     """Observed and expected events per group (R ``survdiff`` table): ``group, n, observed,
     expected, o_minus_e, variance``.
@@ -296,12 +304,13 @@ def logrank_table(
 
 
 @renamed_parameters(conf_level="level")
+@positional_deprecated("time", "event", "group")
 def rmst(
     df: pd.DataFrame,
+    *,
     time: str,
     event: str,
     group: str | None = None,
-    *,
     tau: float | None = None,
     level: float = 0.95,
 ) -> pd.DataFrame:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .._checks import renamed_parameters
+from .._checks import positional_deprecated, renamed_parameters
 from ..errors import AnalysisError, SchemaError
 from .cox_model import cox_fit
 from .cutpoint import maxstat_cutpoint, search_corrected_logrank
@@ -241,12 +241,13 @@ class StratificationResult:
 
 
 @renamed_parameters(conf_level="level")
+@positional_deprecated("time", "event")
 def stratify(
     cohort_or_df: Any,
     scores: Any,
+    *,
     time: str = "os_time",
     event: str = "os_event",
-    *,
     cutoff: CutoffKind | float = "median",
     quantile: float | None = None,
     prevalence: float | None = None,
@@ -354,7 +355,9 @@ def stratify(
     else:
         fold = np.full(n, -1)
         if fixed is None:
-            optimal = maxstat_cutpoint(data, time, event, "score", min_prop=min_prop)
+            optimal = maxstat_cutpoint(
+                data, time=time, event=event, score="score", min_prop=min_prop
+            )
             fixed = np.array([float(optimal["cutoff"].iloc[0])])
             notes.append(_EXPLORATORY_NOTE)
         gidx = cut_groups(s, fixed)
@@ -545,19 +548,19 @@ def _group_analyses(
             logger.info("%s not available: %s", what, err)
             return None
 
-    kmr = km(data, time, event, GROUP_COLUMN, level=level)
+    kmr = km(data, time=time, event=event, group=GROUP_COLUMN, level=level)
     for _, r in kmr.summary.iterrows():
         if r["events"] < 10:
             notes.append(
                 f"risk group {r['group']}: only {r['events']} events; estimates are unstable"
             )
-    lr = attempt("log-rank", lambda: logrank(data, time, event, GROUP_COLUMN))
+    lr = attempt("log-rank", lambda: logrank(data, time=time, event=event, group=GROUP_COLUMN))
     if optimal is not None and lr is not None:
         lr = search_corrected_logrank(lr, optimal)
     models: dict[str, Any] = {}
     mu = attempt(
         "Cox (unadjusted)",
-        lambda: cox_fit(data, time, event, [GROUP_COLUMN], level=level),
+        lambda: cox_fit(data, time=time, event=event, covariates=[GROUP_COLUMN], level=level),
     )
     models["unadjusted"] = mu
     ca = None
@@ -565,18 +568,30 @@ def _group_analyses(
         sub = _covariates_complete(data, covariates, f"{analysis}:cox_adjusted", excl_rows)
         ma = attempt(
             "Cox (adjusted)",
-            lambda: cox_fit(sub, time, event, [GROUP_COLUMN, *covariates], level=level),
+            lambda: cox_fit(
+                sub, time=time, event=event, covariates=[GROUP_COLUMN, *covariates], level=level
+            ),
         )
         ca = None if ma is None else ma.table
         models["adjusted"] = ma
-    rm = attempt("RMST", lambda: rmst(data, time, event, GROUP_COLUMN, tau=tau, level=level))
-    cc = attempt("concordance", lambda: concordance(data, time, event, "score", level=level))
+    rm = attempt(
+        "RMST", lambda: rmst(data, time=time, event=event, group=GROUP_COLUMN, tau=tau, level=level)
+    )
+    cc = attempt(
+        "concordance", lambda: concordance(data, time=time, event=event, score="score", level=level)
+    )
     inter = None
     if arm:
         inter = attempt(
             "interaction",
             lambda: treatment_interaction(
-                data, time, event, arm, GROUP_COLUMN, subgroups=subgroups, level=level
+                data,
+                time=time,
+                event=event,
+                arm=arm,
+                biomarker=GROUP_COLUMN,
+                subgroups=subgroups,
+                level=level,
             ),
         )
         if inter is not None:
