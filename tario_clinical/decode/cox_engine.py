@@ -339,24 +339,25 @@ def nested_cox_fold(
     k = int(inner.max()) + 1
     L = lambdas.size
     w = np.ones(n) if weights is None else np.asarray(weights, float)
-    A = np.empty((n, (k + 1) * L))
+    A = np.empty((n, k * L))
     for m in range(k):
         A[:, m * L : (m + 1) * L] = (w * (inner != m))[:, None]
-    A[:, k * L :] = w[:, None]
-    lam = np.tile(lambdas, k + 1)
-    V, eta, _ = solve_cox_path(F, time, event, A, lam, s, tol=tol)
-    inner_eta = eta[:, : k * L]
+    # the inner-fold problems of the whole path at once; the refit on all rows only at the
+    # chosen penalty (refits at the other penalties -- among them the smallest, the nearly
+    # unpenalised fits that need the most Newton and CG iterations -- would be thrown away;
+    # every column's iterations are independent of the others', so this changes no result)
+    _, inner_eta, _ = solve_cox_path(F, time, event, A, np.tile(lambdas, k), s, tol=tol)
     ll_all = breslow_loglik(inner_eta, time, event, np.broadcast_to(w[:, None], inner_eta.shape))
-    ll_fit = breslow_loglik(inner_eta, time, event, A[:, : k * L])
+    ll_fit = breslow_loglik(inner_eta, time, event, A)
     cvpl = (ll_all - ll_fit).reshape(k, L).sum(axis=0)
     top = np.nanmax(cvpl)
     best = int(np.flatnonzero(cvpl >= top - 1e-10 * max(1.0, abs(top)))[-1])
-    col = k * L + best
-    v = V[:, col]
+    V, eta, _ = solve_cox_path(F, time, event, w[:, None], lambdas[[best]], s, tol=tol)
+    v = V[:, 0]
     return CoxFoldFit(
         best=best,
         cvpl=cvpl,
         coef=v,
-        train_eta=eta[:, col],
+        train_eta=eta[:, 0],
         test_eta=G @ v if G.shape[0] else np.empty(0),
     )
