@@ -103,6 +103,12 @@ def main() -> None:
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
     ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--", "tario_clinical"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    ).stdout.strip()
     h = pages["1400"]["height_px"]
     rec = {
         "benchmark": "report_height",
@@ -122,6 +128,7 @@ def main() -> None:
         "python": platform.python_version(),
         "machine": f"{platform.system()} {platform.machine()}",
         "commit": commit,
+        "working_tree_dirty": bool(dirty),
         "date_utc": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
     }
     line = json.dumps(rec, sort_keys=True)

@@ -170,3 +170,56 @@ def test_bh_matches_statsmodels():
     ok = np.isfinite(p)
     np.testing.assert_allclose(q[ok], multipletests(p[ok], method="fdr_bh")[1])
     assert np.isnan(q[~ok]).all()
+
+
+def test_plot_embedding_uses_the_okabe_ito_palette(trial, cohort):
+    """Every category is an Okabe–Ito colour (missing in grey); past the seven colours the
+    marker shape changes, so no two categories look alike."""
+    from matplotlib.colors import to_hex
+
+    from tario_clinical.palette import OKABE_ITO
+
+    coords = embedding_maps.pca_map(trial.representations, cohort)
+    assert coords["histology"].nunique() > len(OKABE_ITO)  # more levels than colours
+    coords.loc[coords.index[:3], "histology"] = None
+    fig, ax = plt.subplots()
+    embedding_maps.plot_embedding(coords, "histology", ax=ax)
+    seen = []
+    for coll, text in zip(ax.collections, ax.get_legend().get_texts(), strict=True):
+        colour = to_hex(coll.get_facecolor()[0]).upper()
+        path = coll.get_paths()[0]
+        seen.append((colour, len(path.vertices), text.get_text()))
+    palette = {c.upper() for c in OKABE_ITO}
+    missing = [s for s in seen if s[2].startswith("missing")]
+    assert len(missing) == 1 and missing[0][0] not in palette
+    shown = [s for s in seen if not s[2].startswith("missing")]
+    assert {c for c, _, _ in shown} <= palette
+    assert len({(c, n) for c, n, _ in shown}) == len(shown)  # colour + marker tell them apart
+    plt.close("all")
+
+
+def test_representation_maps_are_what_the_report_shows(trial, cohort):
+    maps = embedding_maps.representation_maps(trial.representations, cohort, seed=0)
+    d = maps.to_dict()
+    assert list(d["maps"]) == ["pca", "tsne"]
+    pca = embedding_maps.pca_map(trial.representations, cohort)
+    meta = pca.attrs["tario_clinical"]
+    assert d["maps"]["pca"]["explained_variance_ratio"] == meta["explained_variance_ratio"][:2]
+    assert d["maps"]["tsne"]["explained_variance_ratio"] is None
+    assert "kl_divergence" not in d["maps"]["tsne"]["parameters"]
+    np.testing.assert_array_equal(maps.coordinates["pca"][["x", "y"]], pca[["x", "y"]])
+    assert maps.color_by == ("cancer_type", "histology", "EGFR", "KRAS", "STK11", "PTEN")
+    pd.testing.assert_frame_equal(maps.cooccurrence, embedding_maps.genotype_cooccurrence(cohort))
+    fig = maps.plot_map("pca")
+    assert len(fig.axes) >= len(maps.color_by)
+    assert [a.get_title() for a in fig.axes[:2]] == ["PCA by cancer_type", "PCA by histology"]
+    assert maps.plot_cooccurrence().get_title() == "Genotype co-occurrence"
+    # a cohort without two genotype columns: no co-occurrence, with the reason
+    table = cohort.clinical.drop(columns=["KRAS", "STK11", "PTEN"])
+    one = embedding_maps.representation_maps(trial.representations, table, methods=["pca"], seed=0)
+    assert one.cooccurrence is None and "two genotype columns" in one.notes[0]
+    with pytest.raises(AnalysisError, match="co-occurrence"):
+        one.plot_cooccurrence()
+    with pytest.raises(ValueError, match="methods"):
+        embedding_maps.representation_maps(trial.representations, cohort, methods=["umap"])
+    plt.close("all")

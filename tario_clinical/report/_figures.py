@@ -1,9 +1,10 @@
 """Figures of the report: drawn by the analysis modules' ``plot_*`` functions, embedded as PNG.
 
-Every figure is drawn inside a matplotlib style context whose colour cycle is the Okabe–Ito
-palette (distinguishable with the common colour-vision deficiencies; Okabe & Ito, 2008), so
-plot functions that use the default colour cycle (the decoders' ROC and calibration curves)
-come out colour-blind safe. Plot functions that choose their own colours keep them.
+Every figure is drawn inside a matplotlib style context (:func:`figure_style`) whose colour
+cycle is the Okabe–Ito palette of :mod:`tario_clinical.palette` (distinguishable with the
+common colour-vision deficiencies; Okabe & Ito, 2008), so plot functions that use the default
+colour cycle (the decoders' ROC and calibration curves) come out colour-blind safe. Plot
+functions that choose their own colours keep them.
 """
 
 from __future__ import annotations
@@ -14,24 +15,25 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["OKABE_ITO", "Figures", "call_plot", "figure_of", "figure_to_data_uri", "new_figure"]
+from ..palette import OKABE_ITO
+
+__all__ = [
+    "OKABE_ITO",
+    "Figures",
+    "call_plot",
+    "figure_of",
+    "figure_style",
+    "figure_to_data_uri",
+    "new_figure",
+]
 
 logger = logging.getLogger("tario_clinical.report")
 
-#: Okabe–Ito colours (black last: it is the text colour too)
-OKABE_ITO = (
-    "#0072B2",  # blue
-    "#D55E00",  # vermillion
-    "#009E73",  # bluish green
-    "#E69F00",  # orange
-    "#CC79A7",  # reddish purple
-    "#56B4E9",  # sky blue
-    "#F0E442",  # yellow
-    "#000000",
-)
 
-
-def _style() -> Any:
+def figure_style() -> Any:
+    """The report's matplotlib style: a context manager with the Okabe–Ito colour cycle
+    (:data:`tario_clinical.palette.OKABE_ITO`, no yellow: too light on white), viridis and
+    the report's font sizes."""
     import matplotlib as mpl
     from cycler import cycler
 
@@ -102,7 +104,7 @@ class Figures:
         """Draw with ``draw()`` (returning a figure-like object) in the report's colour-blind
         safe style; a failure becomes a note."""
         try:
-            with _style():
+            with figure_style():
                 obj = draw()
                 self.add(key, obj, caption)
         except Exception as err:  # plotting code of other modules: report, do not crash

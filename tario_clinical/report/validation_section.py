@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import _format as fmt
-from ._figures import _style, figure_to_data_uri, new_figure
+from ._figures import figure_style, figure_to_data_uri, new_figure
 from ._tables import cell, humanize
 from .findings import CHANCE, MIN_CLASS
 
@@ -147,7 +147,7 @@ def _calibration_figure(val: Mapping[str, Any]) -> str | None:
     curve = [r for r in val.get("calibration_curve") or [] if fmt.is_number(r.get("observed"))]
     if not curve:
         return None
-    with _style():
+    with figure_style():
         fig = new_figure(4.6, 4.2)
         ax = fig.add_subplot(1, 1, 1)
         x = [r["mean_predicted"] for r in curve]
@@ -176,7 +176,7 @@ def _score_figure(val: Mapping[str, Any]) -> str | None:
     ]
     if not dist:
         return None
-    with _style():
+    with figure_style():
         fig = new_figure(5.0, 0.6 * len(dist) + 1.6)
         ax = fig.add_subplot(1, 1, 1)
         stats = [
