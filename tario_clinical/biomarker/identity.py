@@ -8,13 +8,13 @@ with :class:`EncoderMismatchWarning`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ..provenance import sha256_bytes
 from ._common import json_safe
 
 __all__ = [
@@ -107,7 +107,7 @@ def representation_identity(representations: Any) -> dict[str, Any]:
             "snr": sim.get("snr"),
             "genotype_effect": sim.get("genotype_effect"),
         }
-        digest = hashlib.sha256(json.dumps(biology, sort_keys=True).encode()).hexdigest()
+        digest = sha256_bytes(json.dumps(biology, sort_keys=True).encode())
         out.update(
             source="simulator",
             model_card_name="tario_clinical.simulate",

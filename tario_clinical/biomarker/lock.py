@@ -12,7 +12,6 @@ The artefact itself (format, reader, scoring) is :mod:`tario_clinical.biomarker.
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import AnalysisError, CohortError, SchemaError
+from ..provenance import sha256_bytes
 from ._common import align_features, as_matrix, json_safe, patient_means, sigmoid
 from .artefact import (
     ARTEFACT_FORMAT,
@@ -250,7 +250,7 @@ def lock_biomarker(
         "classes": [json_safe(c) for c in classes.tolist()],
         "feature_names": names,
         "n_features": len(names),
-        "feature_list_sha256": hashlib.sha256("\n".join(names).encode("utf-8")).hexdigest(),
+        "feature_list_sha256": sha256_bytes("\n".join(names).encode("utf-8")),
         "scaler_mean": encode_array(fm.scaler_.mean_),
         "scaler_scale": encode_array(fm.scaler_.scale_),
         "pca_mean": None if pca is None else encode_array(pca.mean_),

@@ -19,7 +19,6 @@ Output folder layout::
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import html
 import io
 import json
@@ -38,6 +37,7 @@ from ..provenance import (
     atomic_write_h5ad,
     atomic_write_text,
     provenance_record,
+    sha256_bytes,
 )
 from ..slides import detect_tissue, open_slide, slide_files, tile_grid
 
@@ -228,7 +228,7 @@ def run_fingerprint(encoder: Any, tiling: dict[str, Any]) -> dict[str, Any]:
         "model_card": encoder.card.to_dict(),
         "tiling": tiling,
     }
-    fp["id"] = hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()
+    fp["id"] = sha256_bytes(json.dumps(fp, sort_keys=True).encode())
     return fp
 
 
@@ -403,7 +403,7 @@ def input_sha256(path: str) -> str:
     if len(files) == 1:
         return sha256_file(files[0])
     lines = "".join(f"{f.name}\t{sha256_file(f)}\n" for f in files)
-    return hashlib.sha256(lines.encode()).hexdigest()
+    return sha256_bytes(lines.encode())
 
 
 def prepare_slide(

@@ -12,7 +12,6 @@ no wall-clock time (the creation time appears only in the HTML footer).
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import logging
 import math
@@ -24,7 +23,13 @@ import numpy as np
 import pandas as pd
 
 from ..errors import OutputError, SchemaError
-from ..provenance import atomic_write, atomic_write_text, ensure_output_dir, provenance_record
+from ..provenance import (
+    atomic_write,
+    atomic_write_text,
+    ensure_output_dir,
+    provenance_record,
+    sha256_bytes,
+)
 from ..schemas import load_schema
 from . import sections as _sections
 from ._figures import Figures
@@ -61,7 +66,7 @@ def _hide_slide_ids(rep_prov: dict[str, Any]) -> dict[str, Any]:
         slide_hashes = sorted(v for k, v in hashes.items() if str(k).startswith("slide:"))
         kept = {k: v for k, v in hashes.items() if not str(k).startswith("slide:")}
         if slide_hashes:
-            digest = hashlib.sha256("\n".join(map(str, slide_hashes)).encode()).hexdigest()
+            digest = sha256_bytes("\n".join(map(str, slide_hashes)).encode())
             kept["slides"] = {"n_files": len(slide_hashes), "sha256_of_sorted_file_hashes": digest}
         out["input_hashes"] = kept
     tiling = out.get("slide_tiling")
