@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from .app import cli, handle_errors, print_written
+from .app import cli, handle_errors, print_written, writing_into
 
 __all__ = ["parse_cutoff", "lock_cmd", "validate_biomarker_cmd", "demo_validation"]
 
@@ -236,10 +236,11 @@ def validate_biomarker_cmd(
     for w in caught:
         if issubclass(w.category, UserWarning):
             click.echo(f"warning: {w.message}", err=True)
-    written = res.write(out)
-    written["exclusions"] = atomic_write(
-        Path(out) / "exclusions.csv", lambda p: cohort.exclusions.to_csv(p, index=False)
-    )
+    with writing_into(out, "validate-biomarker"):
+        written = res.write(out)
+        written["exclusions"] = atomic_write(
+            Path(out) / "exclusions.csv", lambda p: cohort.exclusions.to_csv(p, index=False)
+        )
     d = res.discrimination.set_index("metric").loc["auroc"]
     c = res.calibration.set_index("metric")
     dev_perf = locked.development["performance"]
@@ -299,7 +300,7 @@ def demo_validation(
 
     from ..config import config_from_dict
     from ..pipeline import prepare, run_study
-    from ..provenance import atomic_write_text, ensure_output_dir
+    from ..provenance import atomic_write_text
     from ..simulate import GENOTYPES, simulate_trial
 
     if target not in (*GENOTYPES, "responder"):
@@ -308,55 +309,55 @@ def demo_validation(
             param_hint="--target",
         )
     t0 = time.perf_counter()
-    ensure_output_dir(out)
-    trial = simulate_trial(
-        n_patients,
-        seed=seed,
-        n_genes=500,
-        second_trial={"n_patients": n_validation, "seed": seed + 1, "site_shift": site_shift},
-    )
-    trial.write(out / "data" / "development")
-    second = trial.second_trial
-    second.write(out / "data" / "validation")
-    click.echo(
-        f"[{time.perf_counter() - t0:5.1f}s] simulated {n_patients} development and "
-        f"{n_validation} validation patients (site shift {site_shift:g})"
-    )
-    surv = {"endpoint": "os", "arm": "arm", "covariates": ["age", "ecog"]}
-    cfg = config_from_dict(
-        {
-            "seed": seed,
-            "cohort": {"clinical": "data/development/clinical.csv"},
-            "representations": "data/development/representations.h5ad",
-            "decode": {"targets": [*GENOTYPES, "responder"], "p_method": "jackknife"},
-            "survival": {"score_target": "responder", "cutoff": "median", **surv},
-            "design": {},
-            "validation": {
-                "lock": {"target": target, "cutoff": "prevalence"},
-                "cohort": {"clinical": "data/validation/clinical.csv"},
-                "representations": "data/validation/representations.h5ad",
-                **surv,
+    with writing_into(out, "demo-validation"):
+        trial = simulate_trial(
+            n_patients,
+            seed=seed,
+            n_genes=500,
+            second_trial={"n_patients": n_validation, "seed": seed + 1, "site_shift": site_shift},
+        )
+        trial.write(out / "data" / "development")
+        second = trial.second_trial
+        second.write(out / "data" / "validation")
+        click.echo(
+            f"[{time.perf_counter() - t0:5.1f}s] simulated {n_patients} development and "
+            f"{n_validation} validation patients (site shift {site_shift:g})"
+        )
+        surv = {"endpoint": "os", "arm": "arm", "covariates": ["age", "ecog"]}
+        cfg = config_from_dict(
+            {
+                "seed": seed,
+                "cohort": {"clinical": "data/development/clinical.csv"},
+                "representations": "data/development/representations.h5ad",
+                "decode": {"targets": [*GENOTYPES, "responder"], "p_method": "jackknife"},
+                "survival": {"score_target": "responder", "cutoff": "median", **surv},
+                "design": {},
+                "validation": {
+                    "lock": {"target": target, "cutoff": "prevalence"},
+                    "cohort": {"clinical": "data/validation/clinical.csv"},
+                    "representations": "data/validation/representations.h5ad",
+                    **surv,
+                },
+                "report": {"title": "tario_clinical demo: lock on one trial, validate on another"},
             },
-            "report": {"title": "tario_clinical demo: lock on one trial, validate on another"},
-        },
-        source="demo-validation",
-        base=out.resolve(),
-    )
-    written = run_study(prepare(cfg), out, progress=not no_progress)
-    from ..biomarker import load_locked_biomarker
+            source="demo-validation",
+            base=out.resolve(),
+        )
+        written = run_study(prepare(cfg), out, progress=not no_progress)
+        from ..biomarker import load_locked_biomarker
 
-    locked = load_locked_biomarker(written["locked_biomarker"])
-    truth = second.locked_truth(locked.predict_proba, target, seed=seed)
-    truth = {
-        "target": target,
-        "artefact_sha256": locked.sha256,
-        "locked_truth": truth,
-        "attainable_auroc_refitted": second.truth.attainable_auroc.get(target),
-        "population": second.truth.population,
-    }
-    written["validation_truth"] = atomic_write_text(
-        out / "validation_truth.json", json.dumps(truth, indent=1, sort_keys=True) + "\n"
-    )
+        locked = load_locked_biomarker(written["locked_biomarker"])
+        truth = second.locked_truth(locked.predict_proba, target, seed=seed)
+        truth = {
+            "target": target,
+            "artefact_sha256": locked.sha256,
+            "locked_truth": truth,
+            "attainable_auroc_refitted": second.truth.attainable_auroc.get(target),
+            "population": second.truth.population,
+        }
+        written["validation_truth"] = atomic_write_text(
+            out / "validation_truth.json", json.dumps(truth, indent=1, sort_keys=True) + "\n"
+        )
     click.echo(
         f"[{time.perf_counter() - t0:5.1f}s] done; true AUROC of the locked {target} biomarker "
         f"in the validation population: {truth['locked_truth']['auroc']:.3f}"
