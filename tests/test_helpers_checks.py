@@ -63,13 +63,17 @@ def test_bh_qvalues_match_statsmodels_and_keep_nan():
         metrics.bh_qvalues([0.5, 1.5])
 
 
-def test_decode_summary_uses_metrics_bh():
+def test_decode_and_embedding_maps_use_metrics_bh():
     import inspect
 
+    from tario_clinical import embedding_maps
     from tario_clinical.decode import result
 
     assert "multipletests" not in inspect.getsource(result)
     assert "bh_qvalues" in inspect.getsource(result.DecodeResult.summary)
+    assert "multipletests" not in inspect.getsource(embedding_maps)
+    q = embedding_maps._bh(np.array([0.01, np.nan, 0.04]))
+    np.testing.assert_array_equal(q, metrics.bh_qvalues([0.01, np.nan, 0.04]))
 
 
 def test_one_sha256_helper(tmp_path):
