@@ -232,7 +232,9 @@ def tile_centres_um(
     return xy
 
 
-def _check_affine(affine: np.ndarray | Sequence[Sequence[float]] | None) -> np.ndarray | None:
+def affine_matrix(affine: np.ndarray | Sequence[Sequence[float]] | None) -> np.ndarray | None:
+    """``affine`` checked as a 2 × 3 float64 matrix (``None`` stays ``None``); see
+    :func:`apply_affine` for what is allowed."""
     if affine is None:
         return None
     a = np.asarray(affine, dtype=np.float64)
@@ -273,8 +275,13 @@ def apply_affine(
     SchemaError
         If ``affine`` has the wrong shape or is not finite and invertible.
     """
-    a = _check_affine(affine)
+    a = affine_matrix(affine)
     xy = np.asarray(xy, dtype=np.float64)
     if a is None:
         return xy
-    return xy @ a[:, :2].T + a[:, 2]
+    # elementwise, not a matrix product: BLAS may fuse multiply-adds, and the streaming binner
+    # (polars) must put a point on a bin edge into the same bin as this in-memory path
+    x, y = xy[:, 0], xy[:, 1]
+    return np.column_stack(
+        [x * a[0, 0] + y * a[0, 1] + a[0, 2], x * a[1, 0] + y * a[1, 1] + a[1, 2]]
+    )

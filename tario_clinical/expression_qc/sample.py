@@ -8,6 +8,7 @@ object with ``sample_id``, ``predicted`` and ``measured`` attributes (and option
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +37,9 @@ class SpatialSample:
         :func:`tile_centres_um`) or their binned form (:func:`bin_predictions`).
     measured
         Either a binned AnnData (:func:`bin_transcripts` / :func:`bin_cells`), a transcript
-        table (binned with ``affine``), or a cell/spot AnnData (binned with ``affine``).
+        table — a DataFrame, or a file / folder / SpatialData object streamed by
+        :func:`bin_transcripts` — (binned with ``affine``), or a cell/spot AnnData (binned with
+        ``affine``).
     cancer_type
         Group of the sample for the per-cancer-type curves.
     affine
@@ -80,14 +83,19 @@ class SpatialSample:
                 f"({pred.uns[UNS_KEY]['grid']} vs {grid.to_dict()})"
             )
         if not meas_binned:
-            if isinstance(meas, pd.DataFrame) or hasattr(meas, "to_pandas"):
-                meas = bin_transcripts(meas, grid, affine=self.affine)
-            elif hasattr(meas, "obsm"):
+            if hasattr(meas, "obsm"):
                 meas = bin_cells(meas, grid, affine=self.affine)
+            elif (
+                isinstance(meas, (pd.DataFrame, str, os.PathLike))
+                or type(meas).__module__.startswith("polars")
+                or hasattr(meas, "points")  # SpatialData
+            ):
+                meas = bin_transcripts(meas, grid, affine=self.affine)
             else:
                 raise SchemaError(
-                    f"sample {self.sample_id!r}: measured must be a transcript DataFrame or an "
-                    f"AnnData; got {type(meas).__name__}"
+                    f"sample {self.sample_id!r}: measured must be a transcript table (DataFrame, "
+                    "file, Xenium / CosMx folder, SpatialData) or an AnnData; got "
+                    f"{type(meas).__name__}"
                 )
         return pred, meas
 
