@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from tario_clinical.decode import inference as inf
+from tario_clinical.decode import intervals as ivl
 
 
 def _statistic(a, b, groups_left, pair_index):
@@ -38,7 +39,7 @@ def test_corrected_variance_is_unbiased_where_the_plain_jackknife_is_not(s1, s2)
         T[i] = full
         one = reps[:G]
         v_plain[i] = (G - 1) / G * np.sum((one - one.mean()) ** 2)
-        lam1, lam2, _ = inf.jackknife2_weights(G)
+        lam1, lam2, _ = ivl.jackknife2_weights(G)
         pairs = list(combinations(range(G), 2))
         inter = np.array([full - one[g] - one[h] + reps[G + k] for k, (g, h) in enumerate(pairs)])
         v_corr[i] = lam1 * v_plain[i] + lam2 * np.mean(inter**2)
@@ -53,7 +54,7 @@ def test_corrected_variance_is_unbiased_where_the_plain_jackknife_is_not(s1, s2)
 
 def test_weights_match_the_closed_form_of_the_plain_jackknife():
     for G in (5, 8, 10):
-        lam1, lam2, b1 = inf.jackknife2_weights(G)
+        lam1, lam2, b1 = ivl.jackknife2_weights(G)
         assert b1 == pytest.approx(4 / (G * (G - 2)))
         assert lam1 > 1 and lam2 < 0
 
@@ -63,8 +64,8 @@ def test_interval_is_clipped_between_all_interaction_and_plain():
     rng = np.random.default_rng(3)
     reps = 0.7 + 0.02 * rng.normal(size=(G + G * (G - 1) // 2, 1))
     T = np.array([0.7])
-    lo, hi, _ = inf.jackknife_interval(T, reps[:G], 0.95)
-    lo2, hi2, _ = inf.jackknife2_interval(T, reps, 0.95, G)
+    lo, hi, _ = ivl.jackknife_interval(T, reps[:G], 0.95)
+    lo2, hi2, _ = ivl.jackknife2_interval(T, reps, 0.95, G)
     assert lo <= lo2 < T < hi2 <= hi
 
 
@@ -115,6 +116,6 @@ def test_binary_decoder_corrected_interval_shares_the_delete_one_replicates():
     np.testing.assert_array_equal(one, both[:5])
     assert both.shape == (15, 1)
     T = inf.cv_statistic(problem, y, plan)
-    lo, hi, _ = inf.jackknife_interval(T, one, 0.95)
-    lo2, hi2, _ = inf.jackknife2_interval(T, both, 0.95, 5)
+    lo, hi, _ = ivl.jackknife_interval(T, one, 0.95)
+    lo2, hi2, _ = ivl.jackknife2_interval(T, both, 0.95, 5)
     assert lo <= lo2 < T < hi2 <= hi

@@ -198,7 +198,7 @@ def jack_stats(stat_fn: Any, groups: np.ndarray, n_groups: int) -> np.ndarray:
 
 
 def auroc_jack(est: float, reps: np.ndarray, level: float) -> tuple[float, float]:
-    from .inference import jackknife_interval
+    from .intervals import jackknife_interval
 
     if not np.isfinite(est) or not np.all(np.isfinite(reps)):
         return float("nan"), float("nan")

@@ -47,7 +47,8 @@ import pandas as pd
 from scipy import stats
 
 from ..errors import AnalysisError, CohortError, SchemaError
-from .inference import CVPlan, jackknife2_variance, make_plan, run_replicates
+from .inference import CVPlan, make_plan, run_replicates
+from .intervals import jackknife2_variance
 from .splitters import LeaveOneGroupOut, PatientStratifiedGroupKFold, assign_folds
 
 __all__ = [

@@ -179,6 +179,7 @@ def one_j2(cell: Cell, rep: int) -> dict:
 
     from tario_clinical.decode import default_Cs
     from tario_clinical.decode import inference as inf
+    from tario_clinical.decode import intervals as ivl
 
     t0 = time.perf_counter()
     ss = np.random.SeedSequence([zlib.crc32(cell.name.encode()), rep])
@@ -204,8 +205,8 @@ def one_j2(cell: Cell, rep: int) -> dict:
         if delta is not None
         else 0.5
     )
-    lo, hi, _ = inf.jackknife_interval(T, jr[:10], 0.95)
-    lo2, hi2, _ = inf.jackknife2_interval(T, jr, 0.95, 10)
+    lo, hi, _ = ivl.jackknife_interval(T, jr[:10], 0.95)
+    lo2, hi2, _ = ivl.jackknife2_interval(T, jr, 0.95, 10)
     return {
         "cell": cell.name,
         "rep": rep,
@@ -237,6 +238,7 @@ def one(cell: Cell, rep: int, *, boot_only: bool = False) -> dict:
     from tario_clinical import metrics
     from tario_clinical.decode import default_Cs
     from tario_clinical.decode import inference as inf
+    from tario_clinical.decode import intervals as ivl
 
     t0 = time.perf_counter()
     ss = np.random.SeedSequence([zlib.crc32(cell.name.encode()), rep])
@@ -264,17 +266,17 @@ def one(cell: Cell, rep: int, *, boot_only: bool = False) -> dict:
         if boot_only:
             T = float(inf.cv_statistic(problem, Y, plan)[0])
             br = inf.bootstrap_replicates(problem, Y, kw, n_bootstrap=20, seed_seq=s_boot)
-            lo, hi, _ = inf.bootstrap_interval(np.array([T]), br, 0.95)
-            lb = inf._logit(br[:, 0])
-            sd, lt, qt = lb.std(ddof=1), inf._logit(np.array([T]))[0], stats.t.ppf(0.975, 19)
+            lo, hi, _ = ivl.bootstrap_interval(np.array([T]), br, 0.95)
+            lb = ivl.logit(br[:, 0])
+            sd, lt, qt = lb.std(ddof=1), ivl.logit(np.array([T]))[0], stats.t.ppf(0.975, 19)
             return {
                 "cell": cell.name,
                 "rep": rep,
                 "T": T,
                 "boot_lo": float(lo[0]),
                 "boot_hi": float(hi[0]),
-                "boot_t_lo": float(inf._expit(lt - qt * sd)),
-                "boot_t_hi": float(inf._expit(lt + qt * sd)),
+                "boot_t_lo": float(ivl.expit(lt - qt * sd)),
+                "boot_t_hi": float(ivl.expit(lt + qt * sd)),
                 "seconds": round(time.perf_counter() - t0, 3),
             }
         T = float(inf.cv_statistic(problem, Y, plan, fold_hook=hook)[0])
@@ -299,19 +301,17 @@ def one(cell: Cell, rep: int, *, boot_only: bool = False) -> dict:
             row["nb_lo"], row["nb_hi"] = T - 1.959964 * np.sqrt(v_nb), T + 1.959964 * np.sqrt(v_nb)
         # grouped jackknife (default)
         jr = inf.jackknife_replicates(problem, Y, plan, n_groups=10, seed_seq=s_jack)
-        lo, hi, _ = inf.jackknife_interval(np.array([T]), jr, 0.95)
+        lo, hi, _ = ivl.jackknife_interval(np.array([T]), jr, 0.95)
         row["jack_lo"], row["jack_hi"] = float(lo[0]), float(hi[0])
         jv = 0.9 * np.sum((jr[:, 0] - jr[:, 0].mean()) ** 2)
         q9 = stats.t.ppf(0.975, 9)
         row["jack_plain_lo"], row["jack_plain_hi"] = T - q9 * np.sqrt(jv), T + q9 * np.sqrt(jv)
-        lj = inf._logit(jr[:, 0])
+        lj = ivl.logit(jr[:, 0])
         se_l = np.sqrt(0.9 * np.sum((lj - lj.mean()) ** 2))
-        row["p_jack"] = (
-            float(stats.t.sf(inf._logit(np.array([T]))[0] / se_l, 9)) if se_l > 0 else ""
-        )
+        row["p_jack"] = float(stats.t.sf(ivl.logit(np.array([T]))[0] / se_l, 9)) if se_l > 0 else ""
         if rep < cell.perm_reps:
             null = inf.permutation_null(problem, Y, kw, n_permutations=19, seed_seq=s_perm)
-            row["p_perm"] = float(inf.permutation_pvalue(np.array([T]), null, "greater")[0])
+            row["p_perm"] = float(ivl.permutation_pvalue(np.array([T]), null, "greater")[0])
     row["seconds"] = round(time.perf_counter() - t0, 3)
     return row
 
