@@ -162,14 +162,13 @@ def test_cooccurrence_recovers_planted_exclusivity(cohort):
     plt.close("all")
 
 
-def test_bh_matches_statsmodels():
+def test_bh_matches_statsmodels(cohort):
     from statsmodels.stats.multitest import multipletests
 
-    p = np.array([0.01, 0.04, 0.03, 0.2, np.nan, 0.5, 0.001])
-    q = embedding_maps._bh(p)
-    ok = np.isfinite(p)
-    np.testing.assert_allclose(q[ok], multipletests(p[ok], method="fdr_bh")[1])
-    assert np.isnan(q[~ok]).all()
+    tab = embedding_maps.genotype_cooccurrence(cohort)
+    p = tab["p_value"].to_numpy()
+    assert np.isfinite(p).all() and len(p) == 6
+    np.testing.assert_allclose(tab["q_value"], multipletests(p, method="fdr_bh")[1])
 
 
 def test_plot_embedding_uses_the_okabe_ito_palette(trial, cohort):
