@@ -179,6 +179,7 @@ def test_endpoint_numbers_are_the_api_numbers(study):
 def test_report_has_the_endpoint_section_without_patient_ids(study):
     html = (study["out"] / "report.html").read_text()
     assert '<section id="endpoints">' in html and "Endpoint decoders" in html
+    assert 'href="#endpoints"' in html  # listed in the table of contents
     section = html[html.index('<section id="endpoints">') :]
     section = section[: section.index("</section>")]
     for words in ("How each target", "Harrell", "C-for-benefit", "macro AUROC", "R²"):
