@@ -51,6 +51,10 @@ SEED = 3
 #: scikit-survival's coordinate descent stops ("weights are too large"); our Newton solver does
 #: not, but the comparison needs both
 LAMBDAS = np.geomspace(0.01, 10.0, 10)
+#: logistic C path of the categorical comparison: the default path reaches C ~ 1, where the
+#: one-vs-rest problems (76 genes, ~125 training rows) are nearly separable and L-BFGS needs
+#: minutes to reach the tight tolerance of the comparison
+CS = np.geomspace(1e-6, 0.05, 8)
 
 
 @pytest.fixture(scope="module")
@@ -86,10 +90,11 @@ def _inner_folds(strata, clin, n_inner=5):
     return design.plan
 
 
+@pytest.mark.slow  # ~35 s of CPU: 765 tight-tolerance LogisticRegressionCV fits
 def test_categorical_nested_cv_equals_sklearn_on_the_same_folds(cohort):
     X, clin = cohort
     r = tario_clinical.decode_categorical(
-        X, clin, targets="grade", n_repeats=1, seed=SEED, **FAST
+        X, clin, targets="grade", n_repeats=1, seed=SEED, Cs=CS, **FAST
     ).results["grade"]
     cls = r.params["classes"]
     keep = clin["grade"].notna().to_numpy()
@@ -101,12 +106,16 @@ def test_categorical_nested_cv_equals_sklearn_on_the_same_folds(cohort):
     oof = r.oof.set_index("patient_id").loc[clin.loc[keep, "patient_id"]]
     np.testing.assert_array_equal(plan.outer[0], oof["fold"].to_numpy())
     Cs = np.asarray(r.params["Cs"], float)
+    np.testing.assert_allclose(Cs, CS)
+    chosen = r.folds.set_index("fold")["penalty"]
     P_ref = np.full((keep.sum(), len(cls)), np.nan)
+    picked = []
     for k in range(5):
         tr, te = np.flatnonzero(plan.outer[0] != k), np.flatnonzero(plan.outer[0] == k)
         inner = np.unique(plan.inner[k][tr], return_inverse=True)[1]
         splits = [(np.flatnonzero(inner != m), np.flatnonzero(inner == m)) for m in range(5)]
         dec = np.empty((te.size, len(cls)))
+        Cc = []
         for c in range(len(cls)):
             ref = make_pipeline(
                 StandardScaler(),
@@ -118,8 +127,14 @@ def test_categorical_nested_cv_equals_sklearn_on_the_same_folds(cohort):
                 warnings.simplefilter("ignore")
                 ref.fit(Xk[tr], (codes[tr] == c).astype(int))
             dec[:, c] = ref.decision_function(Xk[te])
+            Cc.append(float(ref[-1].C_[0]))
+        # the decoder reports the median over classes of the chosen C
+        assert np.median(Cc) == pytest.approx(chosen.loc[k], rel=1e-12), f"fold {k}"
+        picked += Cc
         p = 1.0 / (1.0 + np.exp(-dec))
         P_ref[te] = p / p.sum(axis=1, keepdims=True)
+    # mostly interior choices (the comparison is not decided by the ends of the path)
+    assert sum(CS[0] < c < CS[-1] for c in picked) >= len(picked) / 2
     P = oof[[f"p_{c}" for c in cls]].to_numpy()
     np.testing.assert_allclose(P, P_ref, atol=2e-4)
     s = r.summary().set_index("metric")
