@@ -365,3 +365,27 @@ def test_import_does_not_load_polars():
     code = "import sys, tario_clinical, tario_clinical.expression_qc;print('polars' in sys.modules)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "False"
+
+
+def test_study_sample_table_streams_a_xenium_folder(tmp_path):
+    from tario_clinical.pipeline.spatial import iter_spatial_samples, read_spatial_samples
+
+    sim = simulate_spatial_pairs(1, n_genes=10, grid_shape=(9, 11), seed=6)
+    s = sim.samples[0]
+    s.predicted.write_h5ad(tmp_path / "pred.h5ad")
+    (tmp_path / "xenium").mkdir()
+    _write(s.transcripts, tmp_path / "xenium" / "transcripts.parquet")
+    a = np.asarray(s.affine, dtype=float)[:2].ravel()
+    pd.DataFrame(
+        {
+            "sample_id": ["s0"],
+            "predicted": ["pred.h5ad"],
+            "measured": ["xenium"],
+            "affine": [" ".join(repr(float(v)) for v in a)],  # exact round trip
+        }
+    ).to_csv(tmp_path / "spatial.csv", index=False)
+    (sample,) = iter_spatial_samples(read_spatial_samples(tmp_path / "spatial.csv"))
+    assert isinstance(sample.measured, Path)  # handed on as a path, not read into memory
+    meas = sample.binned()[1]
+    ref = eq.SpatialSample("s0", s.predicted, s.transcripts, affine=s.affine).binned()[1]
+    assert_same(meas, ref)

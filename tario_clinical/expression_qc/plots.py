@@ -174,9 +174,8 @@ def plot_expression_maps(
             a_raw.set_ylim(extent[2], extent[3])
             a_raw.set_aspect("equal")
         else:
-            a_raw.text(
-                0.5, 0.5, "binned input only", ha="center", va="center", transform=a_raw.transAxes
-            )
+            what = "binned input only" if hasattr(raw, "uns") else "raw points not drawn (streamed)"
+            a_raw.text(0.5, 0.5, what, ha="center", va="center", transform=a_raw.transAxes)
         a_raw.set_title(f"{sid} · {gene}: measured raw", fontsize="small")
         im = a_bin.imshow(
             _grid_image(mv[pbins[keep]], pbins[keep], grid), extent=extent, cmap="viridis"
