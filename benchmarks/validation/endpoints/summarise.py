@@ -106,7 +106,9 @@ def add_variants(d: pd.DataFrame) -> pd.DataFrame:
         chk.append(float(inverse_transform(np.array([gt - q * np.sqrt(v)]), sc)[0]) - jl)
     d = d.assign(jack_int_lo=lo, jack_int_hi=hi, jack_var=var, jack_check=chk)
     bad = np.nanmax(np.abs(d["jack_check"].to_numpy(float))) if len(d) else 0.0
-    assert not np.isfinite(bad) or bad < 1e-4, f"jackknife replicates (8 digits) do not give jack_lo ({bad})"
+    assert not np.isfinite(bad) or bad < 1e-4, (
+        f"jackknife replicates (8 digits) do not give jack_lo ({bad})"
+    )
     return d
 
 
@@ -220,6 +222,21 @@ def main() -> None:
             for m in METHODS
         ]
         cells_.append(f"{r['miss_low_jack']:.3f}")
+        lines.append("| " + " | ".join(cells_) + " |")
+    lines += [
+        "",
+        "## Coverage pooled over the cells of an endpoint (signal and null cells together)",
+        "",
+    ]
+    head = ["endpoint", "metric", "reps", "SE ratio (mean)"] + [METHODS[m] for m in METHODS]
+    lines.append("| " + " | ".join(head) + " |")
+    lines.append("|" + "---|" * len(head))
+    for (ep, metric), g in cov.groupby(["endpoint", "metric"], sort=False):
+        cells_ = [ep, metric, str(int(g["reps"].sum())), f"{g['se_ratio'].mean():.2f}"]
+        for m in METHODS:
+            n = int(g[f"n_{m}"].sum())
+            p = float((g[f"cov_{m}"] * g[f"n_{m}"]).sum() / n) if n else np.nan
+            cells_.append(_fmt(p, float(np.sqrt(max(p * (1 - p), 1e-12) / n)) if n else np.nan, n))
         lines.append("| " + " | ".join(cells_) + " |")
     lines += [
         "",
