@@ -119,3 +119,24 @@ def test_binary_decoder_corrected_interval_shares_the_delete_one_replicates():
     lo, hi, _ = ivl.jackknife_interval(T, one, 0.95)
     lo2, hi2, _ = ivl.jackknife2_interval(T, both, 0.95, 5)
     assert lo <= lo2 < T < hi2 <= hi
+
+
+def test_decode_accepts_the_corrected_jackknife_by_name():
+    import tario_clinical
+
+    X, clin = _small_cohort(n=60, d=20)
+    res = tario_clinical.decode(
+        X,
+        clin,
+        targets=["G"],
+        n_repeats=1,
+        n_splits=3,
+        n_inner_splits=3,
+        n_c=4,
+        ci_method="jackknife2",
+        p_method="delong",
+        n_jackknife=4,
+    )
+    row = res.summary().iloc[0]
+    assert "second-order" in row["ci_method"]
+    assert row["low"] < row["auroc"] < row["high"]

@@ -86,11 +86,12 @@ def _benefit_blocks(outcomes: list[str], arm: str, columns: set[str]) -> list[di
 @click.option("--group-by", type=click.Choice(["site", "cancer_type"]), default=None)
 @click.option(
     "--ci-method",
-    type=click.Choice(["jackknife", "bootstrap", "delong"]),
+    type=click.Choice(["jackknife", "jackknife2", "bootstrap", "delong"]),
     default="jackknife",
     show_default=True,
-    help="AUROC interval: re-runs of the whole nested CV (jackknife, bootstrap) or DeLong on "
-    "out-of-fold scores (anti-conservative, comparison only).",
+    help="AUROC interval: re-runs of the whole nested CV (jackknife, bootstrap; jackknife2 "
+    "also deletes pairs of groups: comparison only) or DeLong on out-of-fold scores "
+    "(anti-conservative, comparison only).",
 )
 @click.option(
     "--p-method",

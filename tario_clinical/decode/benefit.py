@@ -367,7 +367,7 @@ def decode_benefit(
     n_repeats: int = 5,
     n_inner_splits: int = 5,
     pca: int | None = None,
-    ci_method: Literal["jackknife", "bootstrap", "oof"] = "jackknife",
+    ci_method: Literal["jackknife", "jackknife2", "bootstrap", "oof"] = "jackknife",
     p_method: Literal["jackknife", "oof"] = "jackknife",
     level: float = 0.95,
     n_jackknife: int = 10,
@@ -407,7 +407,7 @@ def decode_benefit(
     n_penalties : int, default 10
     cv, n_splits, n_repeats, n_inner_splits, pca
         As in :func:`tario_clinical.decode`; folds are stratified on arm x outcome.
-    ci_method : {"jackknife", "bootstrap", "oof"}, default "jackknife"
+    ci_method : {"jackknife", "jackknife2", "bootstrap", "oof"}, default "jackknife"
         ``oof``: model-based intervals that treat the cross-fitted scores as fixed.
     p_method : {"jackknife", "oof"}, default "jackknife"
         Jackknife Wald tests (one-sided, in the direction of benefit) of C-for-benefit > 0.5,

@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 _ENGINES = ("auto", "fast", "sklearn")
 _PENALTIES = ("l2", "elasticnet")
-_CI_METHODS = ("jackknife", "bootstrap", "delong")
+_CI_METHODS = ("jackknife", "jackknife2", "bootstrap", "delong")
 # decode() arguments that are not the binary decoder's options
 _DISPATCH_ONLY = (
     "representations",
@@ -95,7 +95,7 @@ def decode(
     class_weight: Literal["balanced"] | None = None,
     group_by: str | None = None,
     stratify_jointly: bool = True,
-    ci_method: Literal["jackknife", "bootstrap", "delong"] = "jackknife",
+    ci_method: Literal["jackknife", "jackknife2", "bootstrap", "delong"] = "jackknife",
     p_method: Literal["permutation", "jackknife", "delong"] = "permutation",
     alternative: Literal["greater", "two-sided"] = "greater",
     level: float = 0.95,
@@ -165,10 +165,12 @@ def decode(
         measure transfer (``n_repeats`` is then 1).
     stratify_jointly : bool, default True
         Stratify folds on all targets at once (multi-label); otherwise on the first target.
-    ci_method : {"jackknife", "bootstrap", "delong"}, default "jackknife"
+    ci_method : {"jackknife", "jackknife2", "bootstrap", "delong"}, default "jackknife"
         Interval of the cross-validated AUROC (see :mod:`tario_clinical.decode.inference`):
         ``jackknife`` re-runs the whole CV ``n_jackknife`` times, each without one stratified
-        group of patients (every other patient keeps its folds); ``bootstrap`` re-runs the whole
+        group of patients (every other patient keeps its folds); ``jackknife2`` also deletes
+        every pair of groups and subtracts the interaction variance (comparison only: it
+        under-covers with signal in the validation study); ``bootstrap`` re-runs the whole
         procedure on ``n_bootstrap`` patient-level resamples; ``delong`` is DeLong on the OOF
         scores (treats them as independent: anti-conservative, for comparison only). The
         estimand is the expected AUROC on new patients of the decoders this procedure fits to
@@ -264,7 +266,7 @@ def _decode_binary(
     class_weight: Literal["balanced"] | None = None,
     group_by: str | None = None,
     stratify_jointly: bool = True,
-    ci_method: Literal["jackknife", "bootstrap", "delong"] = "jackknife",
+    ci_method: Literal["jackknife", "jackknife2", "bootstrap", "delong"] = "jackknife",
     p_method: Literal["permutation", "jackknife", "delong"] = "permutation",
     alternative: Literal["greater", "two-sided"] = "greater",
     level: float = 0.95,

@@ -328,7 +328,7 @@ def decode_categorical(
     n_inner_splits: int = 5,
     pca: int | None = None,
     group_by: str | None = None,
-    ci_method: Literal["jackknife", "bootstrap", "oof"] = "jackknife",
+    ci_method: Literal["jackknife", "jackknife2", "bootstrap", "oof"] = "jackknife",
     p_method: Literal["permutation", "jackknife", "oof"] = "permutation",
     level: float = 0.95,
     n_permutations: int = 99,
@@ -361,7 +361,7 @@ def decode_categorical(
     class_weight : {"balanced"} or None
     cv, n_splits, n_repeats, n_inner_splits, pca, group_by
         As in :func:`tario_clinical.decode`; folds are stratified on the classes.
-    ci_method : {"jackknife", "bootstrap", "oof"}, default "jackknife"
+    ci_method : {"jackknife", "jackknife2", "bootstrap", "oof"}, default "jackknife"
         ``oof``: DeLong on the OOF probabilities (anti-conservative, comparison only).
     p_method : {"permutation", "jackknife", "oof"}, default "permutation"
         One-sided tests of every AUROC > 0.5 and of the balanced accuracy > 1/K.

@@ -309,7 +309,7 @@ def decode_continuous(
     n_inner_splits: int = 5,
     pca: int | None = None,
     group_by: str | None = None,
-    ci_method: Literal["jackknife", "bootstrap", "oof"] = "jackknife",
+    ci_method: Literal["jackknife", "jackknife2", "bootstrap", "oof"] = "jackknife",
     p_method: Literal["permutation", "jackknife", "oof"] = "permutation",
     level: float = 0.95,
     n_permutations: int = 99,
@@ -338,7 +338,7 @@ def decode_continuous(
     n_alphas : int, default 13
     cv, n_splits, n_repeats, n_inner_splits, pca, group_by
         As in :func:`tario_clinical.decode`; folds are stratified on fifths of the outcome.
-    ci_method : {"jackknife", "bootstrap", "oof"}, default "jackknife"
+    ci_method : {"jackknife", "jackknife2", "bootstrap", "oof"}, default "jackknife"
         See :mod:`tario_clinical.decode.endpoint_inference` (``oof`` is anti-conservative).
     p_method : {"permutation", "jackknife", "oof"}, default "permutation"
         One-sided tests of R^2 > 0 and of correlations > 0.

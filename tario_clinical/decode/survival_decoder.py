@@ -306,7 +306,7 @@ def decode_survival(
     n_inner_splits: int = 5,
     pca: int | None = None,
     group_by: str | None = None,
-    ci_method: Literal["jackknife", "bootstrap", "oof"] = "jackknife",
+    ci_method: Literal["jackknife", "jackknife2", "bootstrap", "oof"] = "jackknife",
     p_method: Literal["permutation", "jackknife", "oof"] = "permutation",
     level: float = 0.95,
     n_permutations: int = 99,
@@ -342,7 +342,7 @@ def decode_survival(
         Horizons of the time-dependent AUC (default: quartiles of the event times).
     cv, n_splits, n_repeats, n_inner_splits, pca, group_by
         As in :func:`tario_clinical.decode`; folds are stratified on the event indicator.
-    ci_method : {"jackknife", "bootstrap", "oof"}, default "jackknife"
+    ci_method : {"jackknife", "jackknife2", "bootstrap", "oof"}, default "jackknife"
     p_method : {"permutation", "jackknife", "oof"}, default "permutation"
         One-sided tests of C > 0.5 and td-AUC > 0.5; permutations move (time, event) pairs
         between patients.
