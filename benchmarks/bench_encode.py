@@ -398,7 +398,9 @@ def main() -> None:
                 raise RuntimeError(f"engine encoded {res.n_tiles} tiles, baseline has {len(tiles)}")
             loops.append(res.n_tiles / res.seconds)
             totals.append(res.n_tiles / total)
-        prov = res.representations.uns["tario_clinical"]["parameters"]
+        uns = res.representations.uns["tario_clinical"]
+        prov = {**uns["parameters"], "compile": uns.get("compile", "off"),
+                "channels_last": uns.get("channels_last", "")}  # fmt: skip
         f, lp, tt = np.array(fwds), np.array(loops), np.array(totals)
         _emit({"kind": "throughput", "model": name, "device": enc.device, "dtype": enc.dtype,
                "tile_px": enc.card.tile_px, "batch_size": bs, "workers": nw,
