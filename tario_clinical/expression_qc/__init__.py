@@ -4,8 +4,10 @@ Where some patients also have measured spatial transcriptomics (SpT), an encoder
 expression maps are compared with the measured ones on the slide's prediction grid:
 
 1. **Binning** — measured transcripts (a table of ``x, y`` in µm and ``gene``, as CosMx / Xenium
-   export them, :func:`bin_transcripts`) or cell / spot-level AnnData (:func:`bin_cells`) are
-   summed into the bins of the prediction grid (:class:`PredictionGrid`, one bin per tile). An
+   export them, :func:`bin_transcripts`: a pandas table in memory, or — streamed by polars in
+   batches, never held whole — a CSV / gzipped CSV / Parquet file, a Xenium or CosMx output
+   folder, a SpatialData zarr store or object, a polars frame) or cell / spot-level AnnData
+   (:func:`bin_cells`) are summed into the bins of the prediction grid (:class:`PredictionGrid`, one bin per tile). An
    affine registration (2 × 3 or 3 × 3 matrix) maps the measured frame onto the slide frame (µm).
 2. **Metrics**, vectorised over genes: :func:`grid_adjacency`, :func:`morans_i`,
    :func:`spatial_correlation` (per gene Pearson r across bins), and, over samples,
@@ -17,7 +19,8 @@ expression maps are compared with the measured ones on the slide's prediction gr
    :func:`plot_expression_maps`; a tidy table (:meth:`ExpressionQCResult.table`) and
    :func:`report_section` for the HTML report.
 
-Modules (one job each): :mod:`.grid` (prediction grid, coordinate frames), :mod:`.binning`,
+Modules (one job each): :mod:`.grid` (prediction grid, coordinate frames), :mod:`.transcripts`
+(finding and lazily opening transcript tables), :mod:`.binning`,
 :mod:`.adjacency` (spatial weights), :mod:`.moments` and :mod:`.parallel` (one-pass sums and
 their threading), :mod:`.spatial_stats` (Moran's I, spatial correlation), :mod:`.sample`,
 :mod:`.compare` (one sample), :mod:`.result` (over samples), :mod:`.plots`, :mod:`.section`

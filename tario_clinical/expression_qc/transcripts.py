@@ -130,11 +130,7 @@ class TranscriptTable:
 def _casts(lf: pl.LazyFrame, dtypes: Mapping[str, Any]) -> pl.LazyFrame:
     import polars as pl
 
-    exprs = []
-    for name, dt in dtypes.items():
-        e = pl.col(name)
-        exprs.append(e.cast(dt, strict=True))
-    return lf.select(exprs)
+    return lf.select([pl.col(name).cast(dt, strict=True) for name, dt in dtypes.items()])
 
 
 def _csv_opener(path: Path) -> Callable[[Mapping[str, Any]], Iterator[pl.LazyFrame]]:
