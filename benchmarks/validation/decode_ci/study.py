@@ -171,26 +171,34 @@ def _pooled_truth(models, delta, L) -> float:
     return float(stats.norm.cdf(z).mean())
 
 
+def _replicate_setup(cell: Cell, rep: int):  # noqa: ANN202
+    """Data, CV problem, plan and the remaining seeds of one replicate (identical in every pass)."""
+    from tario_clinical.decode import default_Cs
+    from tario_clinical.decode import inference as inf
+
+    ss = np.random.SeedSequence([zlib.crc32(cell.name.encode()), rep])
+    s_data, s_plan, s_jack, s_perm, s_boot = ss.spawn(5)
+    X, y, delta, L = _simulate(cell, np.random.default_rng(s_data))
+    n = X.shape[0]
+    kw = dict(n_splits=5, n_repeats=5, n_inner_splits=5, stratify_jointly=True, groups=None)
+    Cs = default_Cs(10, n, X.shape[1])
+    problem = inf.CVProblem(X=X, codes=np.arange(n), Cs=Cs, feature_map=delta is not None)
+    plan = inf.make_plan(y[:, None], seed_seq=s_plan, **kw)
+    return X, y, delta, L, problem, plan, kw, (s_jack, s_perm, s_boot)
+
+
 def one_j2(cell: Cell, rep: int) -> dict:
     """The ``--j2`` pass: same data, plan and jackknife groups as the main pass's replicate."""
     import json
 
     from threadpoolctl import threadpool_limits
 
-    from tario_clinical.decode import default_Cs
     from tario_clinical.decode import inference as inf
     from tario_clinical.decode import intervals as ivl
 
     t0 = time.perf_counter()
-    ss = np.random.SeedSequence([zlib.crc32(cell.name.encode()), rep])
-    s_data, s_plan, s_jack, _s_perm, _s_boot = ss.spawn(5)
-    X, y, delta, L = _simulate(cell, np.random.default_rng(s_data))
+    X, y, delta, L, problem, plan, kw, (s_jack, _s_perm, _s_boot) = _replicate_setup(cell, rep)
     Y = y[:, None]
-    n = X.shape[0]
-    kw = dict(n_splits=5, n_repeats=5, n_inner_splits=5, stratify_jointly=True, groups=None)
-    Cs = default_Cs(10, n, X.shape[1])
-    problem = inf.CVProblem(X=X, codes=np.arange(n), Cs=Cs, feature_map=delta is not None)
-    plan = inf.make_plan(Y, seed_seq=s_plan, **kw)
     models: dict[int, list] = {}
 
     def hook(r, k, train, test, basis, ff):  # noqa: ANN001
@@ -236,20 +244,13 @@ def one(cell: Cell, rep: int, *, boot_only: bool = False) -> dict:
     from threadpoolctl import threadpool_limits
 
     from tario_clinical import metrics
-    from tario_clinical.decode import default_Cs
     from tario_clinical.decode import inference as inf
     from tario_clinical.decode import intervals as ivl
 
     t0 = time.perf_counter()
-    ss = np.random.SeedSequence([zlib.crc32(cell.name.encode()), rep])
-    s_data, s_plan, s_jack, s_perm, s_boot = ss.spawn(5)
-    X, y, delta, L = _simulate(cell, np.random.default_rng(s_data))
+    X, y, delta, L, problem, plan, kw, (s_jack, s_perm, s_boot) = _replicate_setup(cell, rep)
     Y = y[:, None]
     n = X.shape[0]
-    kw = dict(n_splits=5, n_repeats=5, n_inner_splits=5, stratify_jointly=True, groups=None)
-    Cs = default_Cs(10, n, X.shape[1])
-    problem = inf.CVProblem(X=X, codes=np.arange(n), Cs=Cs, feature_map=delta is not None)
-    plan = inf.make_plan(Y, seed_seq=s_plan, **kw)
     models: dict[int, list] = {}
     scores = {r: np.full(n, np.nan) for r in range(5)}
     fold_auc = []
