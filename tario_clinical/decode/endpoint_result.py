@@ -21,6 +21,7 @@ import pandas as pd
 
 from .._json import json_safe
 from ..errors import AnalysisError, SchemaError
+from ..palette import OKABE_ITO
 from .result import DecodeResult
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -275,8 +276,8 @@ class EndpointResult:
         c = self.tables["effect_curve"]
         if ax is None:
             _, ax = plt.subplots(figsize=(5, 3.5))
-        ax.plot(c["score"], c["estimate"], color="C0")
-        ax.fill_between(c["score"], c["low"], c["high"], color="C0", alpha=0.2)
+        ax.plot(c["score"], c["estimate"], color=OKABE_ITO[0])
+        ax.fill_between(c["score"], c["low"], c["high"], color=OKABE_ITO[0], alpha=0.2)
         ax.axhline(0.0, color="grey", lw=0.8, ls="--")
         ax.set_xlabel("benefit score (out-of-fold, SD units)")
         ax.set_ylabel(str(c["effect"].iloc[0]))

@@ -11,6 +11,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..errors import SchemaError
+from ..palette import OKABE_ITO
 from .binning import GENE_COLUMNS, UNS_KEY, X_COLUMNS, Y_COLUMNS, pick_column
 from .grid import PredictionGrid, apply_affine, tile_centres_um
 from .options import BIN_SELECTIONS, BinSelection, check_choice
@@ -160,7 +161,7 @@ def plot_expression_maps(
             yc = pick_column(list(df.columns), None, Y_COLUMNS, "y")
             sub = df[df[gc].astype(str) == gene]
             xy = apply_affine(sub[[xc, yc]].to_numpy(dtype=np.float64), s.affine)
-            a_raw.scatter(xy[:, 0], xy[:, 1], s=1.0, c="tab:red", alpha=0.5, linewidths=0)
+            a_raw.scatter(xy[:, 0], xy[:, 1], s=1.0, c=OKABE_ITO[1], alpha=0.5, linewidths=0)
             a_raw.set_xlim(extent[0], extent[1])
             a_raw.set_ylim(extent[2], extent[3])
             a_raw.set_aspect("equal")

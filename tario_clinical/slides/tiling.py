@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import SlideError
+from ..palette import OKABE_ITO
 from .tissue import TissueMask, detect_tissue
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -112,7 +113,7 @@ class TileGrid:
         x = self.tiles["x"].to_numpy(float)
         y = self.tiles["y"].to_numpy(float)
         polys = [[(a, b), (a + fp, b), (a + fp, b + fp), (a, b + fp)] for a, b in zip(x, y)]
-        ax.add_collection(PolyCollection(polys, facecolors="none", edgecolors="tab:blue", lw=0.4))
+        ax.add_collection(PolyCollection(polys, facecolors="none", edgecolors=OKABE_ITO[0], lw=0.4))
         ax.set_xlim(0, W)
         ax.set_ylim(H, 0)
         ax.set_title(f"{self.slide_id}: {len(self)} tiles")
