@@ -11,7 +11,8 @@ Two tools, both for the commands that write an output folder (``--out``):
     (``wait=0``) or after waiting up to ``wait`` seconds. On file systems without ``flock`` the
     lock file is created exclusively instead, and a lock whose pid is dead on this host is
     removed as stale. The lock is re-entrant within a process (a run that holds the lock may
-    commit a staged set into the same folder).
+    commit a staged set into the same folder). Forked children (DataLoader workers) close their
+    copies of the lock's descriptor, so a worker outliving a killed run does not hold the lock.
 
 :func:`staged_output`
     Yields a fresh temporary sibling folder to write a run's files into; when the block ends
@@ -67,9 +68,30 @@ FILE_LIST_NAME = ".tario-clinical-files.json"
 _POLL_S = 0.05
 _NO_FLOCK = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
 
-# folder (resolved) -> [open fd or None, depth]; re-entrancy within this process
+# folder (resolved) -> [open fd or None, depth, owner pid]; re-entrancy within this process
 _held: dict[Path, list[Any]] = {}
 _held_guard = threading.Lock()
+
+
+def _forget_locks_in_child() -> None:
+    """After a ``fork`` (DataLoader workers, multiprocessing): the child closes its copies of
+    the held lock files' descriptors, so that a child outliving a killed parent does not keep
+    the ``flock`` (shared by every copy of the descriptor) and the folder locked. The parent
+    keeps its lock; the child holds none."""
+    global _held_guard
+    for entry in _held.values():
+        if entry[0] is not None:
+            try:
+                os.close(entry[0])
+            except OSError:
+                pass
+            entry[0] = None
+    _held.clear()
+    _held_guard = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_locks_in_child)
 
 
 def _key(folder: Path) -> Path:
@@ -304,17 +326,18 @@ def output_lock(
             raise _locked_error(folder, _read_holder(path), wait)
         time.sleep(_POLL_S)
 
+    owner = os.getpid()
     with _held_guard:
-        entry = _held[key] = [fd, 1]
+        entry = _held[key] = [fd, 1, owner]
     try:
         yield folder
     finally:
         with _held_guard:
             entry[1] -= 1
             last = entry[1] == 0
-            if last:
+            if last and _held.get(key) is entry:
                 del _held[key]
-        if last:
+        if last and os.getpid() == owner:  # a forked child unwinding leaves the parent's lock
             path.unlink(missing_ok=True)  # before the unlock: see the inode check in _try_flock
             if fd is not None:
                 os.close(fd)  # drops the flock

@@ -142,3 +142,54 @@ def test_two_concurrent_decode_runs_into_one_folder(trial, tmp_path):
     table = pd.read_csv(out / "decode_summary.csv")
     assert table["auroc"].iloc[0] == pytest.approx(saved["summary"][0]["auroc"], rel=1e-9)
     assert not list(tmp_path.glob(".shared.tc-stage-*"))
+
+
+def test_a_second_encode_into_a_held_folder_is_exit_2(tmp_path):
+    """``encode`` holds the folder's lock like the other writing commands: with the inputs
+    valid, a second run into a held folder stops at once with exit 2 naming folder and holder;
+    bad inputs are reported before any folder is created or locked."""
+    import numpy as np
+    import pandas as pd
+
+    from tario_clinical.cli.encode_commands import encode
+    from tario_clinical.simulate.slides import write_synthetic_slides
+
+    z = np.random.default_rng(3).normal(size=(2, 5))
+    lat = pd.DataFrame(z, index=["P0", "P1"], columns=[f"P{i:02d}" for i in range(5)])
+    write_synthetic_slides(lat, tmp_path / "in", seed=3, size_px=256)
+    manifest = tmp_path / "in" / "slides.csv"
+    out = tmp_path / "enc"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom tario_clinical._lock import output_lock\n"
+            f"with output_lock({str(out)!r}, purpose='someone else'):\n"
+            "    print('held', flush=True)\n    time.sleep(60)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    args = ["--model", "demo", "--out", str(out), "--device", "cpu", "--no-progress"]
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        r = CliRunner().invoke(encode, ["--slides", str(manifest), *args])
+        assert r.exit_code == 2, r.output
+        assert str(out) in r.output and str(holder.pid) in r.output and "someone else" in r.output
+        assert "Traceback" not in r.output
+        assert sorted(p.name for p in out.iterdir()) == [".tario-clinical.lock"]
+        # an invalid manifest is refused before the folder is touched
+        bad = tmp_path / "bad.csv"
+        bad.write_text("slide_id,path\nS1,x.tiff\n")
+        fresh = tmp_path / "never"
+        r = CliRunner().invoke(encode, ["--slides", str(bad), *args[:2], "--out", str(fresh)])
+        assert r.exit_code == 2 and "patient_id" in r.output, r.output
+        assert not fresh.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # once the holder is gone the folder is free: the run goes through
+    r = CliRunner().invoke(encode, ["--slides", str(manifest), *args])
+    assert r.exit_code == 0, r.output
+    assert (out / "representations.h5ad").is_file() and not (out / ".tario-clinical.lock").exists()

@@ -353,7 +353,7 @@ def test_output_folder_errors(slide_dir: Path, demo: object, tmp_path: Path) -> 
 def test_cli_encode(slide_dir: Path, tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from tario_clinical.encode._cli import encode
+    from tario_clinical.cli.encode_commands import encode
 
     runner = CliRunner()
     out = tmp_path / "cli"

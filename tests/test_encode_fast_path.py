@@ -287,7 +287,7 @@ def test_bf16_on_cpu_is_recorded_and_agrees_at_patient_level(
 def test_cli_flags(tmp_path: Path, jpeg_slides: Path) -> None:
     from click.testing import CliRunner
 
-    from tario_clinical.encode._cli import encode
+    from tario_clinical.cli.encode_commands import encode
 
     run = CliRunner().invoke
     base = ["--slides", str(jpeg_slides), "--model", "demo", "--device", "cpu", "--no-progress"]

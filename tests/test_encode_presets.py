@@ -322,7 +322,7 @@ def test_cli_preset(tmp_path: Path) -> None:
     import pandas as pd
     from click.testing import CliRunner
 
-    from tario_clinical.encode._cli import encode
+    from tario_clinical.cli.encode_commands import encode
     from tario_clinical.simulate.slides import write_synthetic_slides
 
     latent = pd.DataFrame(np.random.default_rng(0).normal(size=(1, 5)),

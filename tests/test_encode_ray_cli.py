@@ -33,8 +33,8 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from tario_clinical.cli.encode_commands import encode
 from tario_clinical.config import config_from_dict
-from tario_clinical.encode._cli import encode
 from tario_clinical.errors import ConfigError
 
 HAS_RAY = importlib.util.find_spec("ray") is not None

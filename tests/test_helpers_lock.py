@@ -232,3 +232,42 @@ def test_lock_holder_of_unlocked_or_unreadable_folder(tmp_path):
     with output_lock(tmp_path):  # an unreadable lock file without a holder is taken
         pass
     assert not (tmp_path / LOCK_NAME).exists()
+
+
+def test_a_forked_child_outliving_a_killed_holder_does_not_keep_the_lock(tmp_path):
+    """DataLoader workers are forked while the run holds the lock: when the run is killed, a
+    worker still alive must not keep the folder locked (its copy of the descriptor is closed)."""
+    out = tmp_path / "out"
+    code = textwrap.dedent(
+        """
+        import os, sys, time
+        from tario_clinical._lock import output_lock
+        with output_lock(sys.argv[1], purpose="forking-holder"):
+            child = os.fork()
+            if child == 0:
+                time.sleep(30)
+                os._exit(0)
+            print(child, flush=True)
+            time.sleep(60)
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(out)], stdout=subprocess.PIPE, text=True
+    )
+    child = int(proc.stdout.readline())
+    try:
+        assert lock_holder(out)["purpose"] == "forking-holder"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        os.kill(child, 0)  # the forked child is still alive ...
+        assert lock_holder(out) is None  # ... and does not hold the lock
+        with output_lock(out, purpose="after"):
+            assert lock_holder(out)["purpose"] == "after"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        try:
+            os.kill(child, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -5,22 +5,30 @@ column or key; never a Python traceback). Set ``TARIO_CLINICAL_DEBUG=1`` to see 
 
 Modules: :mod:`.app` (the command group, error handling, logging), :mod:`.cohort_commands`
 (``validate``, ``simulate``), :mod:`.study_commands` (``run``, ``report``, ``demo``),
-:mod:`.decode_commands` (``decode``, ``survival``), :mod:`.biomarker_commands` (``lock``,
-``validate-biomarker``, ``demo-validation``); ``encode`` comes from
-:mod:`tario_clinical.encode._cli`.
+:mod:`.decode_commands` (``decode``, ``survival``), :mod:`.encode_commands` (``encode``),
+:mod:`.biomarker_commands` (``lock``, ``validate-biomarker``, ``demo-validation``).
 """
 
 from __future__ import annotations
 
-from ..encode._cli import encode as encode_command
-from . import biomarker_commands, cohort_commands, decode_commands, study_commands
+from . import (
+    biomarker_commands,
+    cohort_commands,
+    decode_commands,
+    encode_commands,
+    study_commands,
+)
 from .app import cli, handle_errors
 
 __all__ = ["main", "cli", "handle_errors"]
 
-_COMMAND_MODULES = (cohort_commands, study_commands, decode_commands, biomarker_commands)
-
-cli.add_command(encode_command, "encode")
+_COMMAND_MODULES = (
+    cohort_commands,
+    study_commands,
+    decode_commands,
+    encode_commands,
+    biomarker_commands,
+)
 
 
 def main(argv: list[str] | None = None) -> None:

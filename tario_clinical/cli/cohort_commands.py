@@ -1,15 +1,71 @@
-"""``validate`` (a clinical table and slide manifest) and ``simulate`` (a synthetic trial)."""
+"""``validate`` (a clinical table and slide manifest) and ``simulate`` (a synthetic trial).
+
+:func:`slide_options` adds the ``--with-slides`` options to ``simulate`` and
+:func:`write_slides_from_options` acts on them.
+"""
 
 from __future__ import annotations
 
+import functools
+import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
-from ..encode._cli import slide_options, write_slides_from_options
 from .app import cli, handle_errors, writing_into
 
-__all__ = ["validate", "simulate"]
+__all__ = ["validate", "simulate", "slide_options", "write_slides_from_options"]
+
+
+# ----------------------------------------------------------------------- --with-slides options
+def slide_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorator adding ``--with-slides``, ``--slides-per-patient``, ``--slide-px``, ``--slide-mpp``."""
+
+    @click.option(
+        "--with-slides", is_flag=True, help="Also write synthetic H&E slides + slides.csv."
+    )
+    @click.option("--slides-per-patient", type=click.IntRange(min=1), default=1, show_default=True)
+    @click.option(
+        "--slide-px", type=click.IntRange(min=128), default=1024, show_default=True,
+        help="Synthetic slide side in pixels.",
+    )  # fmt: skip
+    @click.option(
+        "--slide-mpp", type=click.FloatRange(min=0.1, max=4.0), default=1.0, show_default=True,
+        help="Synthetic slide resolution (µm/px).",
+    )  # fmt: skip
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+def write_slides_from_options(
+    trial: Any,
+    out: str,
+    *,
+    seed: int,
+    with_slides: bool,
+    slides_per_patient: int = 1,
+    slide_px: int = 1024,
+    slide_mpp: float = 1.0,
+) -> Any:
+    """Write synthetic slides when ``with_slides``; returns the manifest or None."""
+    if not with_slides:
+        return None
+    from ..simulate.slides import write_synthetic_slides
+
+    logging.getLogger(__name__).info("writing synthetic slides to %s", out)
+    return write_synthetic_slides(
+        trial,
+        out,
+        seed=seed,
+        slides_per_patient=slides_per_patient,
+        size_px=slide_px,
+        mpp=slide_mpp,
+    )
 
 
 # ----------------------------------------------------------------------------------- validate

@@ -42,7 +42,7 @@ def _hashes(folder: Path) -> dict[str, str]:
 
 
 def _cli(manifest: Path, out: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "tario_clinical.encode._cli", "--slides", str(manifest),
+    cmd = [sys.executable, "-m", "tario_clinical.cli", "encode", "--slides", str(manifest),
            "--model", "demo", "--out", str(out), "--device", "cpu", "--batch-size", "8",
            "--workers", "1", "--no-progress"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -20,8 +20,8 @@ import tifffile
 from click.testing import CliRunner
 from PIL import Image
 
+from tario_clinical.cli.encode_commands import encode
 from tario_clinical.encode import encode_slides
-from tario_clinical.encode._cli import encode
 from tario_clinical.encode.demo import demo_card_path
 from tario_clinical.errors import SlideError
 from tario_clinical.simulate.slides import synthesize_he, write_pyramidal_tiff

@@ -1,26 +1,25 @@
-"""Click commands of the encoder stage, wired into ``tario-clinical`` by ``cli.py``.
+"""``encode``: H&E slides through a frozen model into patient representations (resumable).
 
-``encode`` runs :func:`~tario_clinical.encode.encode_slides` (``--engine local``, the default) or
+Runs :func:`~tario_clinical.encode.encode_slides` (``--engine local``, the default) or
 :func:`~tario_clinical.encode.ray_runner.encode_slides_ray` (``--engine ray``: many GPUs or
-nodes, same presets, resume and outputs); :func:`slide_options` adds the
-``--with-slides`` options to a ``simulate`` command and :func:`write_slides_from_options` acts
-on them. Errors of the toolkit become exit code 2 with a one-line message, no traceback.
+nodes, same presets, resume and outputs). The options, the model card and the slide manifest are
+checked first; then the output folder's advisory lock is held while the run writes into it (a
+second ``encode`` into the same folder stops with exit 2, naming the folder and the holder).
+Errors of the toolkit become exit code 2 with a one-line message, no traceback.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
-import sys
-from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
 
-from ..errors import EncoderError, TarioClinicalError
+from .app import cli, handle_errors, writing_into
 
-__all__ = ["encode", "slide_options", "write_slides_from_options"]
+__all__ = ["encode"]
 
 # Process-level setting of the command-line entry point (library code never touches the
 # environment): OpenMP threads that sleep instead of spinning while they wait. With DataLoader
@@ -30,12 +29,7 @@ __all__ = ["encode", "slide_options", "write_slides_from_options"]
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
-def _fail(err: TarioClinicalError) -> None:
-    click.echo(f"error: {err}", err=True)
-    sys.exit(getattr(err, "exit_code", 2))
-
-
-@click.command("encode")
+@cli.command("encode")
 @click.option(
     "--slides",
     "slides",
@@ -146,6 +140,7 @@ def _fail(err: TarioClinicalError) -> None:
     "(non-overlapping tiles).",
 )
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@handle_errors
 def encode(
     slides: str,
     model: str,
@@ -169,7 +164,11 @@ def encode(
     no_progress: bool,
 ) -> None:
     """Encode H&E slides with a frozen model into patient representations (resumable)."""
-    from .engine import encode_slides
+    from ..encode.engine import encode_slides
+    from ..encode.loaders import load_encoder
+    from ..encode.run_folder import check_manifest
+    from ..errors import EncoderError
+    from ..slides import read_slide_manifest
 
     ray_opts = {"--ray-address": ray_address, "--ray-actors": ray_actors,
                 "--ray-readers": ray_readers}  # fmt: skip
@@ -194,32 +193,39 @@ def encode(
             "--workers sets DataLoader workers of --engine local; with --engine ray use "
             "--ray-readers"
         )
-    try:
-        model_arg: Any = model
-        if weights is not None or model.strip().lower() != "demo":
-            from .model_card import load_model_card
+    model_arg: Any = model
+    if weights is not None or model.strip().lower() != "demo":
+        from ..encode.model_card import load_model_card
 
-            if weights is not None and model.strip().lower() == "demo":
-                raise EncoderError("--weights cannot be used with --model demo")
-            model_arg = load_model_card(model, weights=weights)
-        common: dict[str, Any] = {
-            "device": device,
-            "batch_size": batch_size,
-            "seed": seed,
-            "progress": not no_progress,
-            "tile_output": tile_output,
-            "fusion": fusion,
-            "allow_outside": allow_outside,
-            "grid_um": grid,
-        }
+        if weights is not None and model.strip().lower() == "demo":
+            raise EncoderError("--weights cannot be used with --model demo")
+        model_arg = load_model_card(model, weights=weights)
+    # every input is checked before the folder is locked: the manifest (the run reads it again)
+    # and the model with its weights (loaded here once and handed to the run)
+    check_manifest(read_slide_manifest(slides, allow_outside=allow_outside))
+    if engine == "ray":  # the driver's copy, on CPU (the actors load their own)
+        encoder = load_encoder(model_arg, device="cpu")
+    else:
+        encoder = load_encoder(model_arg, device=device, precision=precision, compile=compile_)
+    common: dict[str, Any] = {
+        "device": device,
+        "batch_size": batch_size,
+        "seed": seed,
+        "progress": not no_progress,
+        "tile_output": tile_output,
+        "fusion": fusion,
+        "allow_outside": allow_outside,
+        "grid_um": grid,
+    }
+    with writing_into(Path(out), "encode"):
         if engine == "ray":
-            from .ray_runner import encode_slides_ray
+            from ..encode.ray_runner import encode_slides_ray
 
             # Ray Data reports each stage at INFO; the progress bar says what a user needs
             logging.getLogger("ray.data").setLevel(logging.WARNING)
             res = encode_slides_ray(
                 slides,
-                model_arg,
+                encoder,
                 out,
                 address=ray_address,
                 concurrency=ray_actors,
@@ -227,12 +233,9 @@ def encode(
                 **common,
             )
         else:
-            res = encode_slides(slides, model_arg, out, num_workers=workers,
+            res = encode_slides(slides, encoder, out, num_workers=workers,
                                 gpu_decode=gpu_decode, precision=precision, compile=compile_,
                                 **common)  # fmt: skip
-    except TarioClinicalError as err:
-        _fail(err)
-        return
     n_p, n_f = res.representations.shape
     click.echo(
         f"wrote {res.out_dir / 'representations.h5ad'}: {n_p} patients x {n_f} features; "
@@ -240,55 +243,3 @@ def encode(
         f"(see exclusions.csv); {res.n_tiles} tiles encoded this run"
         + (f" at {res.tiles_per_second:.0f} tiles/s" if res.n_tiles else "")
     )
-
-
-def slide_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorator adding ``--with-slides``, ``--slides-per-patient``, ``--slide-px``, ``--slide-mpp``."""
-
-    @click.option(
-        "--with-slides", is_flag=True, help="Also write synthetic H&E slides + slides.csv."
-    )
-    @click.option("--slides-per-patient", type=click.IntRange(min=1), default=1, show_default=True)
-    @click.option(
-        "--slide-px", type=click.IntRange(min=128), default=1024, show_default=True,
-        help="Synthetic slide side in pixels.",
-    )  # fmt: skip
-    @click.option(
-        "--slide-mpp", type=click.FloatRange(min=0.1, max=4.0), default=1.0, show_default=True,
-        help="Synthetic slide resolution (µm/px).",
-    )  # fmt: skip
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        return func(*args, **kwargs)
-
-    return wrapper
-
-
-def write_slides_from_options(
-    trial: Any,
-    out: str,
-    *,
-    seed: int,
-    with_slides: bool,
-    slides_per_patient: int = 1,
-    slide_px: int = 1024,
-    slide_mpp: float = 1.0,
-) -> Any:
-    """Write synthetic slides when ``with_slides``; returns the manifest or None."""
-    if not with_slides:
-        return None
-    from ..simulate.slides import write_synthetic_slides
-
-    logging.getLogger(__name__).info("writing synthetic slides to %s", out)
-    return write_synthetic_slides(
-        trial,
-        out,
-        seed=seed,
-        slides_per_patient=slides_per_patient,
-        size_px=slide_px,
-        mpp=slide_mpp,
-    )
-
-
-if __name__ == "__main__":  # pragma: no cover - `python -m tario_clinical.encode._cli ...`
-    encode()
