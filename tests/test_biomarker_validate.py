@@ -1,8 +1,8 @@
 """validate_biomarker: every number against an independent computation, the patient flow, the
 encoder check, recalibration kept apart, JSON and figures.
 
-Reference values: AUROC from scikit-learn's ``roc_auc_score``; the DeLong interval from
-``tario_clinical.metrics.auroc_ci``; calibration intercept and slope from
+Reference values: AUROC from scikit-learn's ``roc_auc_score``; the DeLong SE from
+``tario_clinical.metrics.auroc_ci`` (the interval: Wald on the logit scale, by hand); calibration intercept and slope from
 ``tario_clinical.metrics.calibration`` (its own Newton fit) and statsmodels GLM (R ``glm``); the
 survival numbers from the public ``tario_clinical.survival`` functions (checked against R
 ``survival`` in ``tests/test_survival.py``) on the same patients.
@@ -80,14 +80,32 @@ def test_discrimination_matches_independent_computations(validated):
     d = validated.discrimination.set_index("metric")
     assert d.loc["auroc", "estimate"] == pytest.approx(roc_auc_score(y, s), abs=1e-12)
     ref = metrics.auroc_ci(y, s)
-    assert (d.loc["auroc", "low"], d.loc["auroc", "high"]) == pytest.approx(
-        (ref.low, ref.high), abs=1e-12
-    )
+    assert d.loc["auroc", "se"] == pytest.approx(ref.se, abs=1e-15)
+    # Wald on the logit scale with the DeLong SE (delta method), by hand
+    a, se = ref.auroc, ref.se
+    half = 1.959963984540054 * se / (a * (1 - a))
+    lo, hi = (1 / (1 + np.exp(-(np.log(a / (1 - a)) + k * half))) for k in (-1, 1))
+    assert (d.loc["auroc", "low"], d.loc["auroc", "high"]) == pytest.approx((lo, hi), abs=1e-12)
+    assert lo < a < hi and 0 < lo and hi < 1
+    assert (a - lo) > (hi - a)  # the logit interval leans towards 0.5
     assert d.loc["auroc", "n"] == y.size and d.loc["auroc", "n_positive"] == y.sum()
     assert d.loc["auprc", "estimate"] == pytest.approx(metrics.auprc(y, s))
     roc = validated.roc
     assert roc["fpr"].iloc[0] == 0 and roc["tpr"].iloc[-1] == 1
     assert np.trapezoid(roc["tpr"], roc["fpr"]) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+
+
+def test_auroc_logit_interval_edges():
+    from tario_clinical.biomarker.validate import auroc_logit_interval
+
+    assert auroc_logit_interval(1.0, 0.0, 0.95) == (1.0, 1.0)  # perfect separation: the point
+    assert auroc_logit_interval(0.7, 0.0, 0.95) == (0.7, 0.7)
+    lo, hi = auroc_logit_interval(0.5, 0.05, 0.95)
+    assert lo == pytest.approx(1 - hi, abs=1e-15) and lo < 0.5 < hi  # symmetric at 0.5
+    lo, hi = auroc_logit_interval(0.98, 0.03, 0.95)
+    assert hi < 1 and lo < 0.98 - 1.96 * 0.03 * 0.5  # inside (0, 1), wide towards 0.5
+    lo90, hi90 = auroc_logit_interval(0.98, 0.03, 0.90)
+    assert lo < lo90 < hi90 < hi
 
 
 def test_calibration_matches_metrics_and_glm(validated):

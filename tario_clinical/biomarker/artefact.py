@@ -309,7 +309,11 @@ class LockedBiomarker:
 
     # ------------------------------------------------------------------ checks
     def check_representations(
-        self, representations: Any, *, allow_encoder_mismatch: bool = False
+        self,
+        representations: Any,
+        *,
+        allow_encoder_mismatch: bool = False,
+        source: str | None = None,
     ) -> pd.DataFrame:
         """Refuse representations from another encoder/tiling than the development ones.
 
@@ -318,6 +322,8 @@ class LockedBiomarker:
         representations : AnnData or DataFrame
         allow_encoder_mismatch : bool, default False
             Apply anyway: an :class:`EncoderMismatchWarning` is issued and logged.
+        source : str, optional
+            Where the representations come from (a file name), named in the error.
 
         Returns
         -------
@@ -354,14 +360,17 @@ class LockedBiomarker:
                 f"{r.field}: locked {r.required} vs given {r.found}" for r in bad.itertuples()
             )
         if not allow_encoder_mismatch:
+            given = f"{source}: " if source else ""
             raise EncoderError(
-                f"{self.name} (artefact {self.sha256[:12]}) needs representations from "
+                f"{given}representations from another model: {self.name} (artefact "
+                f"{self.sha256[:12]}) needs representations from "
                 f"{req.get('model_card_name')!r} with the development weights and tiling; "
                 f"{why}. Re-encode the slides with the development encoder and tiling, or pass "
                 "allow_encoder_mismatch=True (--allow-encoder-mismatch) to apply it anyway "
                 "(the result is then flagged)."
             )
-        msg = f"applying {self.name} to representations of another encoder/tiling: {why}"
+        where = f" ({source})" if source else ""
+        msg = f"applying {self.name} to representations of another encoder/tiling{where}: {why}"
         warnings.warn(msg, EncoderMismatchWarning, stacklevel=3)
         logger.warning(msg)
         return table

@@ -141,8 +141,9 @@ class ValidationResult:
         ``patient_id, score, probability, group, y_true`` (+ ``probability_recalibrated``).
     discrimination : DataFrame
         ``metric`` (``auroc``, ``auprc``): ``estimate, se, low, high, method, n, n_positive``.
-        The AUROC interval is DeLong's, valid here because the locked model is fixed and the
-        validation patients are independent of its fit.
+        The AUROC's SE is DeLong's, valid here because the locked model is fixed and the
+        validation patients are independent of its fit; the interval is Wald on the logit
+        scale (see :func:`~tario_clinical.biomarker.validate.auroc_logit_interval`).
     calibration : DataFrame
         ``metric, estimate, se, low, high, p_value, null_value, method``: observed prevalence,
         mean predicted, O/E, calibration intercept (in the large), calibration slope, Brier,
@@ -306,7 +307,7 @@ class ValidationResult:
 
     # ---------------------------------------------------------------------- plots
     def plot_roc(self, ax: Axes | None = None) -> Axes:
-        """Validation ROC curve of the locked score, AUROC with its DeLong interval in the legend."""
+        """Validation ROC curve of the locked score, AUROC with its interval in the legend."""
         import matplotlib.pyplot as plt
 
         if ax is None:

@@ -208,28 +208,21 @@ def validate_biomarker_cmd(
     from ..biomarker import load_locked_biomarker, validate_biomarker
     from ..cohort import load_cohort
     from ..provenance import atomic_write
-    from ..schemas import read_representations
 
     locked = load_locked_biomarker(artefact)
     cohort = load_cohort(clinical)
-    reps = read_representations(representations)
-    dev = (
-        None
-        if development_representations is None
-        else read_representations(development_representations)
-    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        res = validate_biomarker(
+        res = validate_biomarker(  # paths: read there and named in its errors
             locked,
-            reps,
+            representations,
             cohort,
             endpoint=endpoint or None,
             arm=arm or None,
             covariates=[c.strip() for c in covariates.split(",") if c.strip()],
             tau=tau,
             recalibrate=not no_recalibrate,
-            development=dev,
+            development=development_representations,
             allow_encoder_mismatch=allow_encoder_mismatch,
             seed=seed,
         )
