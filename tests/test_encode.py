@@ -687,3 +687,17 @@ def test_ray_reader_stage_reads_batches_and_records_failures(tmp_path: Path) -> 
              for x, y in jobs[0].xy]
         )  # fmt: skip
     np.testing.assert_array_equal(out["tiles"][:n0], want)
+
+
+def test_encode_slides_n_jobs_and_its_old_name(
+    slide_dir: Path, demo: object, tmp_path: Path
+) -> None:
+    """Parallelism is ``n_jobs`` (issue 13); ``num_workers=`` works for one release, with a
+    DeprecationWarning, and gives the same result."""
+    man = slide_dir / "slides.csv"
+    new = encode_slides(man, demo, tmp_path / "new", progress=False, n_jobs=0)
+    with pytest.warns(DeprecationWarning, match=r"num_workers= is deprecated.*use n_jobs="):
+        old = encode_slides(man, demo, tmp_path / "old", progress=False, num_workers=0)
+    np.testing.assert_array_equal(old.representations.X, new.representations.X)
+    with pytest.raises(TypeError, match="both n_jobs= and its deprecated name"):
+        encode_slides(man, demo, tmp_path / "x", progress=False, n_jobs=0, num_workers=0)

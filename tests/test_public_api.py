@@ -72,10 +72,7 @@ OLD_NAMES = {
 }
 #: public callables that still use an old name (owned by other changes); this list may only
 #: shrink: a new use of an old name fails, and so does an entry that is no longer true
-OLD_NAME_EXCEPTIONS = {
-    # DataLoader worker processes of the encoder, named as in PyTorch (encode/ is another change)
-    ("tario_clinical.encode.engine.encode_slides", "num_workers"),
-}
+OLD_NAME_EXCEPTIONS: set[tuple[str, str]] = set()
 #: scikit-learn's own signatures (fit(X, y, groups), split(X, y, groups), ...)
 SKLEARN_METHODS = {
     "fit", "predict", "predict_proba", "predict_log_proba", "decision_function", "score",

@@ -64,10 +64,13 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Tiles per batch.")
 @click.option(
+    "--jobs",
     "--workers",
+    "workers",
     type=click.IntRange(min=0),
     default=None,
-    help="DataLoader worker processes reading tiles (default: 0 on CPU, up to 8 on CUDA).",
+    help="DataLoader worker processes reading tiles (default: 0 on CPU, up to 8 on CUDA); "
+    "--workers is its earlier name, still accepted.",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
@@ -190,7 +193,7 @@ def encode(
             ) from None
     if engine == "ray" and workers is not None:
         raise click.UsageError(
-            "--workers sets DataLoader workers of --engine local; with --engine ray use "
+            "--jobs (--workers) sets DataLoader workers of --engine local; with --engine ray use "
             "--ray-readers"
         )
     model_arg: Any = model
@@ -233,7 +236,7 @@ def encode(
                 **common,
             )
         else:
-            res = encode_slides(slides, encoder, out, num_workers=workers,
+            res = encode_slides(slides, encoder, out, n_jobs=workers,
                                 gpu_decode=gpu_decode, precision=precision, compile=compile_,
                                 **common)  # fmt: skip
     n_p, n_f = res.representations.shape

@@ -22,6 +22,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from .._checks import renamed_parameters
 from ..errors import EncoderError
 from ..provenance import ensure_output_dir
 from ..slides import open_slide, read_slide_manifest
@@ -377,6 +378,7 @@ def default_num_workers(device: str) -> int:
     return max(1, min(8, (os.cpu_count() or 2) - 1))
 
 
+@renamed_parameters(num_workers="n_jobs")
 def encode_slides(
     slides: str | os.PathLike[str] | pd.DataFrame,
     model: Any,
@@ -384,7 +386,7 @@ def encode_slides(
     *,
     device: str = "auto",
     batch_size: int | None = None,
-    num_workers: int | None = None,
+    n_jobs: int | None = None,
     seed: int = 0,
     progress: bool = True,
     tile_output: bool = False,
@@ -412,8 +414,10 @@ def encode_slides(
     device : {"auto", "cpu", "cuda"}
     batch_size : int, optional
         Tiles per batch; default from the model card or :func:`default_batch_size`.
-    num_workers : int, optional
-        DataLoader worker processes reading tiles; default :func:`default_num_workers`
+    n_jobs : int, optional
+        DataLoader worker processes reading tiles (``num_workers`` of PyTorch's DataLoader;
+        the old keyword ``num_workers=`` is accepted for one release with a
+        :class:`DeprecationWarning`); default :func:`default_num_workers`
         (0 on CPU: tiles are read in the main process between batches; up to 8 on CUDA).
     seed : int
         Recorded in provenance (inference is deterministic; the seed covers any stochastic
@@ -498,10 +502,9 @@ def encode_slides(
     )
     if bs < 1:
         raise EncoderError(f"batch_size must be >= 1; got {bs}")
-    if num_workers is None:
-        num_workers = default_num_workers(encoder.device)
+    num_workers = default_num_workers(encoder.device) if n_jobs is None else n_jobs
     if num_workers < 0:
-        raise EncoderError(f"num_workers must be >= 0; got {num_workers}")
+        raise EncoderError(f"n_jobs must be >= 0; got {num_workers}")
     out = ensure_output_dir(out_dir)
     clean_stale_tmp(out)
     fp, jobs, done, excluded = start_run(manifest, encoder, out, min_tissue, backend, grid_um)
