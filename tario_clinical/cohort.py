@@ -273,6 +273,58 @@ class Cohort:
         frames = [f for f in (self.exclusions, new) if len(f)]
         self.exclusions = pd.concat(frames, ignore_index=True)[EXCLUSION_COLUMNS]
 
+    def record_exclusions(
+        self,
+        exclusions: pd.DataFrame,
+        *,
+        analysis: str = "decode",
+        patients_only: bool = False,
+    ) -> None:
+        """Record an analysis result's ``exclusions`` table in this cohort's log.
+
+        Analyses never write into the cohort they are given: each result carries its own
+        ``exclusions`` table, and whoever owns the study's cohort (the pipeline, the CLI, a
+        notebook) records it here, once per result. Like :meth:`exclude`, recording the same
+        table twice leaves the log as the first call left it.
+
+        Parameters
+        ----------
+        exclusions : DataFrame
+            ``patient_id, reason`` and either ``target`` (the decoders' tables: each row is
+            logged under ``"<analysis>:<target>"``, grouped by target and reason in sorted
+            order) or ``analysis`` (:func:`tario_clinical.survival.stratify`: logged under
+            that label, grouped by analysis and reason in order of first appearance).
+        analysis : str
+            Prefix of the label of a table with a ``target`` column (``"decode"``).
+        patients_only : bool
+            Log only rows whose ``patient_id`` is a patient of this cohort (``stratify`` lists
+            scores of unknown ids in its result only).
+
+        Examples
+        --------
+        >>> res = tc.decode(reps, cohort, targets=["EGFR"])  # doctest: +SKIP
+        >>> cohort.record_exclusions(res.exclusions)  # doctest: +SKIP
+        """
+        if exclusions is None or not len(exclusions):
+            return
+        if "analysis" in exclusions.columns:
+            groups = exclusions.groupby(["analysis", "reason"], sort=False)
+            labelled = ((label, why, grp) for (label, why), grp in groups)
+        elif "target" in exclusions.columns:
+            groups = exclusions.groupby(["target", "reason"])
+            labelled = ((f"{analysis}:{t}", why, grp) for (t, why), grp in groups)
+        else:
+            raise SchemaError(
+                "exclusions need a 'target' or an 'analysis' column next to patient_id and "
+                f"reason; got {', '.join(map(str, exclusions.columns))}"
+            )
+        known = set(self.clinical["patient_id"].astype(str)) if patients_only else None
+        for label, why, grp in labelled:
+            ids = grp["patient_id"].tolist()
+            if known is not None:
+                ids = [p for p in ids if str(p) in known]
+            self.exclude(ids, reason=why, analysis=label)
+
     def copy(self) -> Cohort:
         """A deep copy (tables copied, exclusion log included)."""
         return Cohort(

@@ -208,17 +208,22 @@ def test_exclusions_are_logged_never_silent():
     assert s.loc["G0", "n"] == 58 and s.loc["G0", "n_excluded"] == 4
 
 
-def test_cohort_input_appends_exclusions():
+def test_cohort_input_is_unchanged_and_the_result_lists_exclusions():
     trial = tario_clinical.simulate_trial(120, seed=0, n_genes=20, snr=3.0)
     coh = trial.cohort()
-    before = len(coh.exclusions)
+    log_before, clinical_before = coh.exclusions.copy(), coh.clinical.copy()
     res = tario_clinical.decode(
         trial.representations, coh, targets=["EGFR"], n_repeats=1, n_inner_splits=3, **FAST
     )
+    pd.testing.assert_frame_equal(coh.exclusions, log_before)
+    pd.testing.assert_frame_equal(coh.clinical, clinical_before)
     n_missing = int(coh.label("EGFR").isna().sum())
-    added = coh.exclusions.iloc[before:]
-    assert len(added) == n_missing == len(res.exclusions)
+    assert len(res.exclusions) == n_missing and (res.exclusions["target"] == "EGFR").all()
+    coh.record_exclusions(res.exclusions)  # the cohort's owner records them
+    added = coh.exclusions.iloc[len(log_before) :]
+    assert len(added) == n_missing
     assert (added["analysis"] == "decode:EGFR").all()
+    assert sorted(added["patient_id"]) == sorted(res.exclusions["patient_id"])
 
 
 def test_summary_columns_bh_and_outputs():

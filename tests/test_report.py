@@ -77,6 +77,9 @@ def analyses(trial):
         seed=0,
     )
     strat = tc.survival.stratify(cohort, dec.oof_scores("KRAS"), arm="arm", seed=0)
+    # the cohort's owner records the results' exclusions (the analyses leave it unchanged)
+    cohort.record_exclusions(dec.exclusions)
+    cohort.record_exclusions(strat.exclusions, patients_only=True)
     design = tc.design.compare_designs(
         prevalence=0.3,
         hr_positive=0.6,

@@ -360,6 +360,9 @@ def report_html(tmp_path_factory) -> Path:
     strat = tc.survival.stratify(
         cohort, dec.oof_scores("responder"), arm="arm", covariates=["age", "ecog"], seed=0
     )
+    # the cohort's owner records the results' exclusions (the analyses leave it unchanged)
+    cohort.record_exclusions(dec.exclusions)
+    cohort.record_exclusions(strat.exclusions, patients_only=True)
     guess = design_inputs_from_stratification(strat, cohort)
     # as the pipeline does: estimates from the stratification unless the configuration sets a
     # value (here the HR when the estimate shows no benefit in the high-score group)

@@ -444,6 +444,10 @@ def parts():
     strat = tc.survival.stratify(cohort, dec.oof_scores("KRAS"), arm="arm", seed=0)
     from tario_clinical.pipeline import design_inputs_from_stratification
 
+    # the cohort's owner records the results' exclusions (the analyses leave it unchanged)
+    cohort.record_exclusions(dec.exclusions)
+    cohort.record_exclusions(strat.exclusions, patients_only=True)
+
     guess = design_inputs_from_stratification(strat, cohort)
     design = tc.design.compare_designs(
         prevalence=guess["prevalence"],

@@ -115,6 +115,9 @@ def built(tmp_path_factory):
     strat = tc.survival.stratify(
         cohort, dec.oof_scores("responder"), arm="arm", covariates=["age"], seed=0
     )
+    # the cohort's owner records the results' exclusions (the analyses leave it unchanged)
+    cohort.record_exclusions(dec.exclusions)
+    cohort.record_exclusions(strat.exclusions, patients_only=True)
     design = tc.design.compare_designs(
         prevalence=0.5,
         hr_positive=0.6,

@@ -863,19 +863,23 @@ def test_maxstat_corrected_p_is_calibrated_under_null():
     assert rej_naive > rej  # the naive p-value of a searched cut-point is anti-conservative
 
 
-def test_stratify_with_cohort_appends_exclusions():
+def test_stratify_with_cohort_leaves_it_unchanged_and_lists_exclusions():
     tc = pytest.importorskip("tario_clinical")
     trial = tc.simulate_trial(n_patients=160, seed=3, n_genes=50)
     cohort = trial.cohort()
     pids = cohort.patient_ids
     scores = pd.Series(trial.truth.latent["P00"].to_numpy(), index=trial.truth.latent.index)
     scores.iloc[:3] = np.nan
-    before = len(cohort.exclusions)
+    log_before, clinical_before = cohort.exclusions.copy(), cohort.clinical.copy()
     res = sv.stratify(cohort, scores, arm="arm")
-    assert len(cohort.exclusions) >= before + 3
-    logged = set(cohort.exclusions["patient_id"].iloc[before:])
-    assert set(scores.index[:3]) <= logged
-    assert set(res.exclusions["patient_id"]) == logged
+    pd.testing.assert_frame_equal(cohort.exclusions, log_before)
+    pd.testing.assert_frame_equal(cohort.clinical, clinical_before)
+    assert len(res.exclusions) >= 3
+    assert set(scores.index[:3]) <= set(res.exclusions["patient_id"])
+    cohort.record_exclusions(res.exclusions, patients_only=True)  # the cohort's owner records
+    logged = cohort.exclusions.iloc[len(log_before) :]
+    assert set(res.exclusions["patient_id"]) == set(logged["patient_id"])
+    assert set(logged["analysis"]) == set(res.exclusions["analysis"])
     assert res.n + len(res.exclusions) == len(pids)
     assert res.km_plot().figure_ is not None
 

@@ -206,6 +206,7 @@ def decode_cmd(
             progress=False if no_progress else None,
             seed=seed,
         )
+        prepared.cohort.record_exclusions(res.exclusions)
     endpoints = {}
     if len(binary) < len(kinds) or cfg.decode.survival_decoders or cfg.decode.benefit_decoders:
         endpoints = run_endpoints(
@@ -312,6 +313,7 @@ def survival_cmd(
         arm=arm,
         seed=seed,
     )
+    cohort.record_exclusions(res.exclusions, patients_only=True)
     ensure_output_dir(out)
     with staged_output(out, purpose="tario-clinical survival") as stage:
         atomic_write_text(

@@ -88,8 +88,8 @@ def learning_curve(
     representations : AnnData or DataFrame
         One row per patient (``obs_names`` / index = patient ids; pool slides first).
     cohort : Cohort or DataFrame
-        A :class:`~tario_clinical.cohort.Cohort` (exclusions are appended to
-        ``cohort.exclusions``) or a DataFrame with ``patient_id`` and the target columns
+        A :class:`~tario_clinical.cohort.Cohort` (not changed: the patients left out are in
+        the result's ``exclusions``) or a DataFrame with ``patient_id`` and the target columns
         (0/1 or genotype spellings).
     targets : list of str
         Binary columns to decode (genotypes, ``responder`` ...).
@@ -191,6 +191,7 @@ def learning_curve(
             "seed": seed,
             "Cs": grid.tolist(),
         },
+        exclusions=data.exclusions,
     )
 
 
@@ -224,8 +225,8 @@ def generalist_vs_specialist(
     representations : AnnData or DataFrame
         One row per patient (``obs_names`` / index = patient ids; pool slides first).
     cohort : Cohort or DataFrame
-        A :class:`~tario_clinical.cohort.Cohort` (exclusions are appended to
-        ``cohort.exclusions``) or a DataFrame with ``patient_id`` and the target columns
+        A :class:`~tario_clinical.cohort.Cohort` (not changed: the patients left out are in
+        the result's ``exclusions``) or a DataFrame with ``patient_id`` and the target columns
         (0/1 or genotype spellings).
     targets : list of str
         Binary columns to decode (genotypes, ``responder`` ...).
@@ -327,6 +328,7 @@ def generalist_vs_specialist(
             "seed": seed,
             "Cs": grid.tolist(),
         },
+        exclusions=data.exclusions,
     )
 
 

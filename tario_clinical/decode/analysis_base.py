@@ -5,7 +5,7 @@ grouped jackknife of a whole analysis and its interval rows."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -50,11 +50,17 @@ class AnalysisResult:
         differences as ``estimate, low, high, p_value``).
     kind : str
     params : dict
+    exclusions : DataFrame
+        ``patient_id, target, reason`` of the patients the analysis left out (the caller's
+        cohort is not changed; record them with ``cohort.record_exclusions``).
     """
 
     table: pd.DataFrame
     kind: str
     params: dict[str, Any]
+    exclusions: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=["patient_id", "target", "reason"])
+    )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict."""
@@ -111,13 +117,10 @@ class AnalysisResult:
 
 # ------------------------------------------------------------------------- shared core
 def prepare_analysis(representations: Any, cohort: Any, targets: list[str]):  # noqa: ANN202
-    from .decode_data import prepare_data
+    from .decode_data import log_exclusions, prepare_data
 
     data = prepare_data(representations, cohort, targets)
-    if hasattr(cohort, "exclude"):
-        from .decode_data import log_exclusions
-
-        log_exclusions(cohort, data.exclusions)
+    log_exclusions(data.exclusions)
     if not np.array_equal(np.unique(data.row_patient), np.sort(data.row_patient)):
         raise SchemaError("analyses need one representation row per patient (pool slides first).")
     return data

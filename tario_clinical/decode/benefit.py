@@ -52,11 +52,11 @@ from ..survival import kernels
 from . import engine as _engine
 from .cox_engine import nested_cox_fold
 from .cross_validation import default_Cs
+from .decode_data import log_exclusions
 from .endpoint_data import (
     categorical_labels,
     outcome_exclusions,
     patient_data,
-    record_exclusions,
     survival_outcome,
 )
 from .endpoint_inference import (
@@ -475,7 +475,7 @@ def decode_benefit(
         miss = ~np.isfinite(tt)
     miss = miss | ~np.isfinite(a)
     excl = outcome_exclusions(data, name, miss, f"missing {arm} or {outcome_name}")
-    record_exclusions(cohort, excl)
+    log_exclusions(excl, logger)
     idx = np.flatnonzero(~miss)
     y = np.column_stack([tt[idx], ee[idx], a[idx]])
     n_arm = int(y[:, 2].sum()), int((1 - y[:, 2]).sum())

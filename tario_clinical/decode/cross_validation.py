@@ -29,7 +29,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["decode", "prepare_data", "DecodeData", "default_Cs"]
 # names of the pre-split module, still imported from here
 _fit_sklearn_fold = fit_sklearn_fold
-_log_exclusions = log_exclusions
 
 logger = logging.getLogger(__name__)
 
@@ -129,9 +128,10 @@ def decode(
         Rows are patients (``obs_names`` = patient ids) or slides (``obs["patient_id"]``);
         slides of one patient never fall in different folds and their scores are averaged.
     cohort : Cohort or DataFrame
-        A :class:`~tario_clinical.cohort.Cohort` (labels via ``cohort.label``; exclusions
-        are appended to ``cohort.exclusions``) or a DataFrame with ``patient_id`` and the
-        target columns (0/1 or genotype spellings).
+        A :class:`~tario_clinical.cohort.Cohort` (labels via ``cohort.label``; the cohort
+        is not changed: the patients left out are in the result's ``exclusions``, recorded in
+        the cohort's log with ``cohort.record_exclusions(res.exclusions)``) or a DataFrame
+        with ``patient_id`` and the target columns (0/1 or genotype spellings).
     targets : list of str
         Columns to decode (genotypes, ``responder``, ``cancer_type``, a continuous score ...).
     target_types : dict, optional
@@ -301,7 +301,7 @@ def _decode_binary(
         raise SchemaError("engine='fast' supports penalty='l2' only; use engine='sklearn'.")
 
     data = prepare_data(representations, cohort, targets)
-    log_exclusions(cohort, data.exclusions)
+    log_exclusions(data.exclusions)
     X = data.X
     uniq, codes = patient_codes(data.row_patient)
     Ypat = data.labels.reindex(uniq).to_numpy(dtype=float)  # patients (sorted) x T

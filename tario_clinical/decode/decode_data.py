@@ -1,5 +1,5 @@
 """Inputs of :func:`tario_clinical.decode`: representations and labels aligned on patients
-(:class:`DecodeData`), with every exclusion listed and recorded in the cohort's log."""
+(:class:`DecodeData`), with every exclusion listed (the caller's cohort is never changed)."""
 
 from __future__ import annotations
 
@@ -148,10 +148,11 @@ def prepare_data(representations: Any, cohort: Any, targets: list[str]) -> Decod
     )
 
 
-def log_exclusions(cohort: Any, exclusions: pd.DataFrame) -> None:
+def log_exclusions(exclusions: pd.DataFrame, log: logging.Logger = logger) -> None:
+    """Log a decoder's ``patient_id, target, reason`` exclusions, one line per target and
+    reason. Nothing is written into the caller's cohort: the result carries the table, and
+    the cohort's owner records it with :meth:`~tario_clinical.cohort.Cohort.record_exclusions`."""
     if not len(exclusions):
         return
     for (t, reason), d in exclusions.groupby(["target", "reason"]):
-        logger.info("decode %s: excluded %d patients (%s)", t, len(d), reason)
-        if hasattr(cohort, "exclude"):
-            cohort.exclude(d["patient_id"].tolist(), reason=reason, analysis=f"decode:{t}")
+        log.info("decode %s: excluded %d patients (%s)", t, len(d), reason)

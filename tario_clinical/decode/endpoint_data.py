@@ -36,7 +36,6 @@ __all__ = [
     "categorical_labels",
     "continuous_values",
     "binary_codes",
-    "record_exclusions",
     "outcome_exclusions",
     "survival_outcome",
     "MISSING_SPELLINGS",
@@ -317,16 +316,6 @@ def _infer_one(values: pd.Series, max_levels: int) -> tuple[str, str]:
             "continuous in target_types)",
         )
     return "continuous", f"numeric with {n_levels} distinct values"
-
-
-def record_exclusions(cohort: Any, exclusions: pd.DataFrame) -> None:
-    """Append ``patient_id, target, reason`` rows to a Cohort's exclusion log (and log them)."""
-    if not len(exclusions):
-        return
-    for (t, reason), d in exclusions.groupby(["target", "reason"]):
-        logger.info("decode %s: excluded %d patients (%s)", t, len(d), reason)
-        if hasattr(cohort, "exclude"):
-            cohort.exclude(d["patient_id"].tolist(), reason=reason, analysis=f"decode:{t}")
 
 
 def outcome_exclusions(

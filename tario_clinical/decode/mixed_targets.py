@@ -21,7 +21,6 @@ from .endpoint_data import (
     binary_codes,
     clinical_frame,
     infer_target_types,
-    record_exclusions,
 )
 from .endpoint_result import EndpointResults
 from .multiclass import decode_categorical
@@ -132,8 +131,6 @@ def decode_mixed(
     if binary:
         data_cohort = coded_clinical(cohort, to_code) if to_code else cohort
         bin_res = binary_decoder(representations, data_cohort, targets=binary, **kw)
-        if to_code and hasattr(cohort, "exclude"):
-            record_exclusions(cohort, bin_res.exclusions)
         if not categorical and not continuous:
             return bin_res
     if kw.get("alternative", "greater") != "greater":

@@ -41,11 +41,11 @@ from scipy import optimize, special, stats
 from ..errors import AnalysisError, SchemaError
 from . import engine as _engine
 from .cross_validation import default_Cs
+from .decode_data import log_exclusions
 from .endpoint_data import (
     categorical_labels,
     outcome_exclusions,
     patient_data,
-    record_exclusions,
 )
 from .endpoint_inference import (
     FoldPredictions,
@@ -398,7 +398,7 @@ def decode_categorical(
                 logger.info("decode %s: levels %s merged into %r", t, merged, cls[-1])
         have = np.isfinite(codes)
         excl = outcome_exclusions(data, t, ~have, f"missing label {t}")
-        record_exclusions(cohort, excl)
+        log_exclusions(excl, logger)
         idx = np.flatnonzero(have)
         y = codes[idx].astype(int)
         counts = np.bincount(y, minlength=len(cls))

@@ -36,11 +36,11 @@ from scipy import stats
 
 from ..errors import AnalysisError, SchemaError
 from . import engine as _engine
+from .decode_data import log_exclusions
 from .endpoint_data import (
     continuous_values,
     outcome_exclusions,
     patient_data,
-    record_exclusions,
 )
 from .endpoint_inference import (
     FoldPredictions,
@@ -374,7 +374,7 @@ def decode_continuous(
         yall = continuous_values(data.clinical[t], t)
         have = np.isfinite(yall)
         excl = outcome_exclusions(data, t, ~have, f"missing value {t}")
-        record_exclusions(cohort, excl)
+        log_exclusions(excl, logger)
         idx = np.flatnonzero(have)
         y = yall[idx]
         if idx.size < 10:

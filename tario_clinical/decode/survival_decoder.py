@@ -35,7 +35,8 @@ from ..errors import AnalysisError, SchemaError
 from ..survival import kernels
 from . import engine as _engine
 from .cox_engine import breslow_cumulative_hazard, breslow_loglik, nested_cox_fold
-from .endpoint_data import outcome_exclusions, patient_data, record_exclusions, survival_outcome
+from .decode_data import log_exclusions
+from .endpoint_data import outcome_exclusions, patient_data, survival_outcome
 from .endpoint_inference import (
     FoldPredictions,
     MetricSpec,
@@ -379,7 +380,7 @@ def decode_survival(
     data = patient_data(representations, cohort)
     tt, ee, miss = survival_outcome(data.clinical, time, event)
     excl = outcome_exclusions(data, name, miss, f"missing {time} or {event}")
-    record_exclusions(cohort, excl)
+    log_exclusions(excl, logger)
     idx = np.flatnonzero(~miss)
     y = np.column_stack([tt[idx], ee[idx]])
     n_events = int(y[:, 1].sum())

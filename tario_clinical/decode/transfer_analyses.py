@@ -54,8 +54,8 @@ def leave_one_group_out(
     representations : AnnData or DataFrame
         One row per patient (``obs_names`` / index = patient ids; pool slides first).
     cohort : Cohort or DataFrame
-        A :class:`~tario_clinical.cohort.Cohort` (exclusions are appended to
-        ``cohort.exclusions``) or a DataFrame with ``patient_id`` and the target columns
+        A :class:`~tario_clinical.cohort.Cohort` (not changed: the patients left out are in
+        the result's ``exclusions``) or a DataFrame with ``patient_id`` and the target columns
         (0/1 or genotype spellings).
     targets : list of str
         Binary columns to decode (genotypes, ``responder`` ...).
@@ -161,6 +161,7 @@ def leave_one_group_out(
             "seed": seed,
             "Cs": grid.tolist(),
         },
+        exclusions=data.exclusions,
     )
 
 
@@ -191,8 +192,8 @@ def representation_comparison(
     representation_a, representation_b : AnnData or DataFrame
         The two representations, one row per patient (``obs_names`` / index = patient ids).
     cohort : Cohort or DataFrame
-        A :class:`~tario_clinical.cohort.Cohort` (exclusions are appended to
-        ``cohort.exclusions``) or a DataFrame with ``patient_id`` and the target columns
+        A :class:`~tario_clinical.cohort.Cohort` (not changed: the patients left out are in
+        the result's ``exclusions``) or a DataFrame with ``patient_id`` and the target columns
         (0/1 or genotype spellings).
     targets : list of str
         Binary columns to decode (genotypes, ``responder`` ...).
@@ -274,4 +275,5 @@ def representation_comparison(
         pd.DataFrame(rows),
         "representation_comparison",
         {"names": list(names), "n_splits": n_splits, "n_jackknife": n_jackknife, "seed": seed},
+        exclusions=pd.concat([da.exclusions, db.exclusions], ignore_index=True),
     )

@@ -13,8 +13,9 @@ log = logging.getLogger("tario_clinical")
 
 
 def decode_analyses(cfg: StudyConfig, cohort: Any, adata: Any, other: Any) -> dict[str, Any]:
-    """The configured decoder analyses (decode settings, top-level seed). Each runs on a copy
-    of the cohort; the patients it left out are logged under the analysis' name."""
+    """The configured decoder analyses (decode settings, top-level seed). The analyses leave
+    ``cohort`` unchanged; the patients one left out that are not in the log yet are recorded
+    in ``cohort.exclusions`` under the analysis' name."""
     from ..decode import analyses as da
 
     a, d = cfg.analyses, cfg.decode
@@ -61,9 +62,10 @@ def decode_analyses(cfg: StudyConfig, cohort: Any, adata: Any, other: Any) -> di
     out = {}
     for kind, job in jobs.items():
         log.info("decoder analysis %s", kind)
-        work = cohort.copy()
+        out[kind] = job(cohort)
+        work = cohort.copy()  # what the result adds to the log, found on a scratch copy
         before = len(work.exclusions)
-        out[kind] = job(work)
+        work.record_exclusions(out[kind].exclusions)
         new = work.exclusions.iloc[before:]
         for reason, rows in new.groupby("reason", sort=True):
             cohort.exclude(sorted(set(rows["patient_id"].dropna())), reason=reason, analysis=kind)

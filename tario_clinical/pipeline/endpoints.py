@@ -261,7 +261,8 @@ def run_endpoints(
     the seed come from ``decode`` and the top level; ``delong`` maps to the decoders' ``oof``
     (model-based) intervals and tests; benefit decoders test with the jackknife unless
     ``p_method`` is ``delong`` (permuting arms or outcomes is no test of heterogeneity).
-    Excluded patients are logged in ``cohort.exclusions`` under ``decode:<name>``.
+    The decoders leave ``cohort`` unchanged; the patients each one left out are recorded here
+    in ``cohort.exclusions`` under ``decode:<name>``.
 
     Returns
     -------
@@ -293,11 +294,13 @@ def run_endpoints(
                 class_weight=d.class_weight,
                 **common,
             )
+        _record(cohort, res.results.values())
         out.update(res.results)
     if continuous:
         log.info("decoding continuous targets %s", ", ".join(continuous))
         with stage("continuous decoders", targets=len(continuous)):
             res = decode_continuous(adata, cohort, targets=continuous, penalty=d.penalty, **common)
+        _record(cohort, res.results.values())
         out.update(res.results)
     for s in d.survival_decoders:
         name = s.result_name
@@ -315,6 +318,7 @@ def run_endpoints(
                 times=s.times,
                 **common,
             )
+        _record(cohort, [out[name]])
     for b in d.benefit_decoders:
         name = b.result_name
         log.info("decoding treatment benefit %s (arm %s)", name, b.arm)
@@ -335,9 +339,16 @@ def run_endpoints(
                 **outcome,
                 **shared,
             )
+        _record(cohort, [out[name]])
     ordered = [t for t in kinds if t in out]
     ordered += [n for n in out if n not in ordered]
     return {n: out[n] for n in ordered}
+
+
+def _record(cohort: Any, results: Any) -> None:
+    """Record each decoder result's exclusions in the cohort's log, in the order given."""
+    for res in results:
+        cohort.record_exclusions(res.exclusions)
 
 
 # ------------------------------------------------------------------------------ results

@@ -133,6 +133,7 @@ def run_study(
                 progress=None if progress else False,
                 seed=cfg.seed,
             )
+        cohort.record_exclusions(dec.exclusions)
     endpoints: dict[str, Any] = {}
     if has_endpoints(cfg, kinds):
         endpoints = run_endpoints(cfg, cohort, adata, kinds, progress=progress)
@@ -184,6 +185,7 @@ def run_study(
                 seed=cfg.seed,
                 **kwargs,
             )
+        cohort.record_exclusions(strat.exclusions, patients_only=True)
 
     curve = None
     if strat is not None:

@@ -12,7 +12,8 @@ their survival analysis.
 4. risk-group labels (:func:`.risk_groups.group_labels`),
 5. the analyses of the groups (``_group_analyses``): KM, log-rank, Cox (unadjusted and
    adjusted), RMST, concordance of the score, arm x group interaction, PH tests,
-6. exclusions recorded in the cohort's log (``_record_exclusions``).
+6. exclusions listed in the result (``StratificationResult.exclusions``); the caller's cohort
+   is never changed (its owner records them with ``Cohort.record_exclusions``).
 """
 
 from __future__ import annotations
@@ -269,9 +270,10 @@ def stratify(
     Parameters
     ----------
     cohort_or_df : Cohort or DataFrame
-        A :class:`~tario_clinical.cohort.Cohort` (its ``clinical`` table is used and
-        exclusions are appended to ``cohort.exclusions``) or a clinical DataFrame with a
-        ``patient_id`` column.
+        A :class:`~tario_clinical.cohort.Cohort` (its ``clinical`` table is used; the
+        cohort is not changed: the patients left out are in the result's ``exclusions``,
+        recorded in the cohort's log with ``cohort.record_exclusions(res.exclusions,
+        patients_only=True)``) or a clinical DataFrame with a ``patient_id`` column.
     scores : Series or DataFrame
         Series indexed by ``patient_id``, or the decoder's tidy out-of-fold table with columns
         ``patient_id, repeat, score`` (averaged over repeats; with ``cutoff="probability"``
@@ -334,14 +336,14 @@ def stratify(
     check_level(level)
     if not isinstance(cutoff, (int, float)) or isinstance(cutoff, bool):
         check_choice("cutoff", cutoff, CUTOFFS)
-    cohort, clinical, time_unit = _clinical_table(cohort_or_df, time_unit)
+    _, clinical, time_unit = _clinical_table(cohort_or_df, time_unit)
     require_columns(clinical, [time, event, *([arm] if arm else []), *covariates])
     clin = _patient_rows(clinical)
     sc = scores_series(
         scores, target=target, column="probability" if cutoff == "probability" else "score"
     )
     analysis = f"survival.stratify({time})"
-    data, excl_rows, not_in_clin = _analysable_patients(clin, sc, time, event, arm, analysis)
+    data, excl_rows, _ = _analysable_patients(clin, sc, time, event, arm, analysis)
     n = len(data)
     s = data["score"].to_numpy(dtype=float)
     notes: list[str] = []
@@ -394,8 +396,6 @@ def stratify(
     if optimal is not None:
         optimal = optimal.assign(exploratory=True)
     exclusions = pd.DataFrame(excl_rows, columns=["patient_id", "analysis", "reason"])
-    if cohort is not None:
-        _record_exclusions(cohort, exclusions, not_in_clin)
     if len(exclusions):
         logger.info("stratify: %d exclusion(s) recorded", len(exclusions))
     params = {
@@ -629,17 +629,6 @@ def _covariates_complete(
             }
         )
     return data.loc[~miss].reset_index(drop=True)
-
-
-def _record_exclusions(cohort: Any, exclusions: pd.DataFrame, not_in_clin: list[str]) -> None:
-    """Append the exclusions to the cohort's log, grouped by analysis and reason (scored ids that
-    are not patients of the cohort are listed in the result only)."""
-    if not len(exclusions):
-        return
-    for (an, why), grp in exclusions.groupby(["analysis", "reason"], sort=False):
-        ids = [p for p in grp["patient_id"] if p not in not_in_clin]
-        if ids:
-            cohort.exclude(ids, reason=why, analysis=an)
 
 
 def _ph_tests(models: Mapping[str, Any], notes: list[str]) -> pd.DataFrame | None:
