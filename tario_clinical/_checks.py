@@ -7,7 +7,8 @@ allowed and the value received. :func:`renamed_parameters` keeps an old keyword 
 release with a :class:`DeprecationWarning` (the package's names: ``level`` for a confidence
 level, ``n_jobs`` for parallelism), and :func:`positional_deprecated` keeps positional calls of
 a parameter that became keyword-only working for one release (at most two positional
-parameters per public function, scanpy-style).
+parameters per public function, scanpy-style); :func:`deprecated_attribute` keeps a renamed
+attribute of a result object readable for one release.
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ from typing import Any, TypeVar
 
 from .errors import SchemaError
 
-__all__ = ["check_choice", "check_level", "renamed_parameters", "positional_deprecated"]
+__all__ = [
+    "check_choice",
+    "check_level",
+    "renamed_parameters",
+    "positional_deprecated",
+    "deprecated_attribute",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -215,3 +222,43 @@ def positional_deprecated(*names: str) -> Callable[[F], F]:
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+def deprecated_attribute(old: str, new: str) -> property:
+    """A read-only property ``old`` that returns attribute ``new`` with a :class:`DeprecationWarning`.
+
+    Parameters
+    ----------
+    old : str
+        The attribute's former name (the name the property is assigned to in the class).
+    new : str
+        The attribute's name now.
+
+    Returns
+    -------
+    property
+
+    Examples
+    --------
+    >>> import warnings
+    >>> class Result:
+    ...     level = 0.9
+    ...     conf_level = deprecated_attribute("conf_level", "level")
+    >>> with warnings.catch_warnings(record=True) as w:
+    ...     warnings.simplefilter("always")
+    ...     Result().conf_level, w[0].category.__name__
+    (0.9, 'DeprecationWarning')
+    """
+
+    def getter(self: Any) -> Any:
+        cls = type(self).__name__
+        warnings.warn(
+            f"{cls}.{old} is deprecated and will be removed in the next release; use {cls}.{new}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(self, new)
+
+    return property(
+        getter, doc=f"Deprecated name of :attr:`{new}` (read-only; removed in the next release)."
+    )

@@ -171,3 +171,25 @@ def test_survival_internals_make_no_deprecated_calls(surv_df):
         warnings.simplefilter("error", DeprecationWarning)
         res = sv.stratify(df, scores, time="time", event="event", arm="arm")
     assert res.n == len(df)
+
+
+def test_survival_results_carry_level_and_warn_on_conf_level(surv_df):
+    """Result objects name their confidence level ``level``; ``conf_level`` is a read-only,
+    deprecated alias for one release, and their dicts use the key ``level``."""
+    df = surv_df.assign(os_time=surv_df["time"], os_event=surv_df["event"])
+    curve = sv.treatment_effect_curve(df, "x", n_permutations=20, level=0.9, seed=0)
+    results = {
+        "KaplanMeier": sv.km(surv_df, time="time", event="event", group="arm", level=0.9),
+        "CoxModel": sv.cox_fit(surv_df, time="time", event="event", covariates=["x"], level=0.9),
+        "SteppResult": curve.stepp,
+        "SplineEffect": curve.spline,
+    }
+    for name, res in results.items():
+        assert type(res).__name__ == name and res.level == 0.9
+        with pytest.warns(DeprecationWarning, match=rf"{name}\.conf_level is deprecated.*level"):
+            assert res.conf_level == 0.9
+        with pytest.raises(AttributeError):
+            res.conf_level = 0.5
+        if hasattr(res, "to_dict"):
+            d = res.to_dict()
+            assert d["level"] == 0.9 and "conf_level" not in d

@@ -660,10 +660,9 @@ def plan_view(results: Mapping[str, Any], score: str) -> list[dict[str, Any]]:
                 fmt.time(tau) if fmt.is_number(tau) else "largest time all groups reach",
             )
         )
-        if fmt.is_number(p.get("conf_level")):
-            items.append(
-                ("Inference", f"{fmt.pct(p['conf_level'])} intervals; seed {p.get('seed')}")
-            )
+        level = p.get("level", p.get("conf_level"))  # "conf_level": results of earlier releases
+        if fmt.is_number(level):
+            items.append(("Inference", f"{fmt.pct(level)} intervals; seed {p.get('seed')}"))
         blocks.append({"title": "Survival", "items": items})
     des = results.get("design")
     if isinstance(des, Mapping):

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .._checks import positional_deprecated, renamed_parameters
+from .._checks import deprecated_attribute, positional_deprecated, renamed_parameters
 from ..errors import AnalysisError, SchemaError
 from . import kernels
 from .formatting import html_table
@@ -122,12 +122,13 @@ class CoxModel:
     lr_p_value: float
     score_statistic: float
     covariance: pd.DataFrame
-    conf_level: float
+    level: float
     _x: np.ndarray = field(repr=False)
     _time: np.ndarray = field(repr=False)
     _event: np.ndarray = field(repr=False)
     _strata: np.ndarray = field(repr=False)
     _terms: tuple[str, ...] = field(repr=False, default=())
+    conf_level = deprecated_attribute("conf_level", "level")
 
     def ph_test(
         self,
@@ -410,7 +411,7 @@ def _fit(
         lr_p_value=float(stats.chi2.sf(lr, len(names))),
         score_statistic=fit.score_statistic,
         covariance=pd.DataFrame(fit.cov, index=names, columns=names),
-        conf_level=float(level),
+        level=float(level),
         _x=xs,
         _time=ts,
         _event=es,

@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .._checks import renamed_parameters
+from .._checks import deprecated_attribute, renamed_parameters
 from ..errors import AnalysisError, SchemaError
 from .cox_model import CoxModel, design_matrix, design_terms, fit_cox_design
 from .formatting import html_table, json_safe, records
@@ -276,8 +276,9 @@ class SteppResult:
     overall: dict[str, Any]
     r1: int
     r2: int
-    conf_level: float
+    level: float
     seed: int
+    conf_level = deprecated_attribute("conf_level", "level")
 
     @property
     def p_value(self) -> float:
@@ -290,7 +291,7 @@ class SteppResult:
             "method": "STEPP (sliding windows)",
             "r1": self.r1,
             "r2": self.r2,
-            "conf_level": self.conf_level,
+            "level": self.level,
             "seed": self.seed,
             "windows": records(self.table),
             "test": records(self.test),
@@ -479,7 +480,8 @@ class SplineEffect:
     test: pd.DataFrame
     knots: pd.DataFrame
     model: CoxModel = field(repr=False)
-    conf_level: float = 0.95
+    level: float = 0.95
+    conf_level = deprecated_attribute("conf_level", "level")
 
     @property
     def p_value(self) -> float:
@@ -490,7 +492,7 @@ class SplineEffect:
         """Every number as JSON-safe Python types."""
         return {
             "method": "Cox model, arm x natural cubic spline of the score",
-            "conf_level": self.conf_level,
+            "level": self.level,
             "knots": records(self.knots),
             "test": records(self.test),
             "at_quantiles": records(self.at_quantiles),
@@ -603,11 +605,8 @@ def spline_interaction(
             {**out, "hr_low": np.exp(est - q * se), "hr_high": np.exp(est + q * se)}
         )
 
-    x = (
-        np.linspace(*np.quantile(d.score, [0.05, 0.95]), 101)
-        if grid is None
-        else np.asarray(grid, float)
-    )
+    lo_hi = np.quantile(d.score, [0.05, 0.95])
+    x = np.linspace(*lo_hi, 101) if grid is None else np.asarray(grid, float)
     quants = np.array([0.1, 0.25, 0.5, 0.75, 0.9])
     at_q = curve(np.quantile(d.score, quants))
     at_q.insert(0, "quantile", quants)
@@ -617,7 +616,7 @@ def spline_interaction(
         test=test,
         knots=pd.DataFrame({"quantile": levels, "score": kn}),
         model=full,
-        conf_level=float(level),
+        level=float(level),
     )
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .._checks import positional_deprecated, renamed_parameters
+from .._checks import deprecated_attribute, positional_deprecated, renamed_parameters
 from ..errors import AnalysisError
 from . import kernels
 from .formatting import html_table
@@ -52,15 +52,18 @@ class KaplanMeier:
     table : DataFrame
         ``group, time, n_risk, n_event, n_censor, survival, std_err, low, high`` at every
         distinct observed time (``std_err`` is the Greenwood standard error of log S, as R).
-    conf_level, conf_type : float, str
+    level, conf_type : float, str
+        Confidence level of the intervals and their type (``conf_level`` is the deprecated
+        name of ``level``).
     """
 
     summary: pd.DataFrame
     table: pd.DataFrame
-    conf_level: float
+    level: float
     conf_type: str
     curves: dict[Any, kernels.KMCurve] = field(repr=False)
     group: str | None = None
+    conf_level = deprecated_attribute("conf_level", "level")
 
     def at_risk(self, times: Sequence[float]) -> pd.DataFrame:
         """Number at risk per group at ``times`` (rows: group, columns: time)."""
