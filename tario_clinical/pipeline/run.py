@@ -83,7 +83,7 @@ def run_study(
             from ..encode import encode_slides
 
             result = encode_slides(
-                cohort.slides, enc.model, out_dir / "encode", num_workers=enc.workers, **common
+                cohort.slides, enc.model, out_dir / "encode", n_jobs=enc.workers, **common
             )
         for rec in result.exclusions.itertuples(index=False):
             cohort.exclude(

@@ -409,7 +409,7 @@ def stratify(
         "covariates": list(covariates),
         "tau": tau,
         "min_prop": min_prop,
-        "conf_level": level,
+        "level": level,
         "folds_given": folds is not None,
         "target": target,
         "time_unit": time_unit or "months",
