@@ -105,3 +105,10 @@ def test_bad_parameters(kwargs):
     n = args.pop("n_patients")
     with pytest.raises(TarioClinicalError):
         simulate_trial(n, **args)
+
+
+def test_fewer_genes_than_programs_is_a_clear_error_unless_attainable_is_off():
+    with pytest.raises(TarioClinicalError, match="n_genes=8 < n_programs=12"):
+        simulate_trial(10, seed=0, n_genes=8)
+    trial = simulate_trial(10, seed=0, n_genes=8, compute_attainable=False)
+    assert trial.representations.shape == (10, 8)

@@ -624,6 +624,12 @@ def simulate_trial(
         raise TarioClinicalError(f"n_genes must be between 8 and 25,000, got {n_genes!r}")
     if n_programs < 8:
         raise TarioClinicalError(f"n_programs must be >= 8, got {n_programs!r}")
+    if compute_attainable and n_genes < n_programs:
+        raise TarioClinicalError(
+            f"compute_attainable needs at least as many genes as programs (the programs' "
+            f"sufficient statistic in the expression); got n_genes={n_genes!r} < "
+            f"n_programs={n_programs!r}: raise n_genes or pass compute_attainable=False"
+        )
     if snr <= 0:
         raise TarioClinicalError(f"snr must be > 0, got {snr!r}")
     if second_trial is not None:
