@@ -624,12 +624,6 @@ def simulate_trial(
         raise TarioClinicalError(f"n_genes must be between 8 and 25,000, got {n_genes!r}")
     if n_programs < 8:
         raise TarioClinicalError(f"n_programs must be >= 8, got {n_programs!r}")
-    if compute_attainable and n_genes < n_programs:
-        raise TarioClinicalError(
-            f"compute_attainable needs at least as many genes as programs (the programs' "
-            f"sufficient statistic in the expression); got n_genes={n_genes!r} < "
-            f"n_programs={n_programs!r}: raise n_genes or pass compute_attainable=False"
-        )
     if snr <= 0:
         raise TarioClinicalError(f"snr must be > 0, got {snr!r}")
     if second_trial is not None:
@@ -643,6 +637,12 @@ def simulate_trial(
                 f"second_trial has unknown option(s) {unknown}; allowed: "
                 f"{', '.join(SECOND_TRIAL_OPTIONS)}"
             )
+    if compute_attainable and n_genes < n_programs:
+        raise TarioClinicalError(
+            f"compute_attainable needs at least as many genes as programs (the programs' "
+            f"sufficient statistic in the expression); got n_genes={n_genes!r} < "
+            f"n_programs={n_programs!r}: raise n_genes or pass compute_attainable=False"
+        )
 
     ss = np.random.SeedSequence(seed)
     rng_model, rng_pat, rng_x, rng_out, rng_mc = (np.random.default_rng(s) for s in ss.spawn(5))
