@@ -245,6 +245,7 @@ def test_a_forked_child_outliving_a_killed_holder_does_not_keep_the_lock(tmp_pat
         with output_lock(sys.argv[1], purpose="forking-holder"):
             child = os.fork()
             if child == 0:
+                print("child running", flush=True)  # the after-fork hooks have run
                 time.sleep(30)
                 os._exit(0)
             print(child, flush=True)
@@ -254,7 +255,12 @@ def test_a_forked_child_outliving_a_killed_holder_does_not_keep_the_lock(tmp_pat
     proc = subprocess.Popen(
         [sys.executable, "-c", code, str(out)], stdout=subprocess.PIPE, text=True
     )
-    child = int(proc.stdout.readline())
+    # wait for both lines (either order): the child pid, and the child's own line, which it
+    # prints only after its at-fork hooks ran (on a loaded machine it may not have run yet
+    # when the parent prints)
+    lines = [proc.stdout.readline().strip(), proc.stdout.readline().strip()]
+    child = int(next(x for x in lines if x.isdigit()))
+    assert "child running" in lines
     try:
         assert lock_holder(out)["purpose"] == "forking-holder"
         proc.send_signal(signal.SIGKILL)
