@@ -272,3 +272,20 @@ def test_study_yaml_validation_block_bad_input(files, tmp_path, validation, need
     for needle in needles:
         assert needle in r.output, (needle, r.output)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("mode", ["artefact", "lock"])
+def test_study_yaml_validation_cohort_without_the_endpoint(files, tmp_path, mode):
+    """Checked before anything runs: no locked_biomarker.json (or anything else) is written."""
+    block: dict = {"cohort": {"clinical": str(files / "no_os.csv")}}
+    if mode == "lock":
+        block.update(artefact=None, lock={"target": "EGFR"})
+    out = tmp_path / "run"
+    r = CliRunner().invoke(
+        cli, ["run", "--config", str(_study(files, tmp_path, **block)), "--out", str(out)]
+    )
+    assert r.exit_code == 2, r.output
+    assert "Traceback" not in r.output
+    for needle in ("no_os.csv", "os_time, os_event", "validation.endpoint"):
+        assert needle in r.output, (needle, r.output)
+    assert not out.exists()

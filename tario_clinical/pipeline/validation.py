@@ -99,6 +99,16 @@ def prepare_validation(
             "(the locked biomarker's target)"
         )
     vcohort.label(target)  # raises SchemaError naming rows if not binary
+    if v.endpoint is not None:
+        lacking = [
+            col for col in (f"{v.endpoint}_time", f"{v.endpoint}_event") if col not in columns
+        ]
+        if lacking:
+            raise ConfigError(
+                f"key 'validation.endpoint': {c.clinical.name} has no column(s) "
+                f"{', '.join(lacking)} (endpoint {v.endpoint!r}); give the validation trial's "
+                "follow-up or set validation.endpoint: null"
+            )
     absent = [col for col in v.covariates if col not in columns]
     if absent:
         raise ConfigError(
