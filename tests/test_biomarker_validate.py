@@ -267,7 +267,10 @@ def test_patient_flow_logs_every_exclusion(setup):
     assert flow.loc["with a representation", "n_excluded"] == 4
     assert flow.loc["scored by the locked biomarker", "n"] == 255
     assert val.survival.n == 253
-    # a Cohort passed in receives the exclusions, like decode() and stratify()
+    # a Cohort passed in is left unchanged (like decode() and stratify()); its owner records
+    # the result's exclusions
+    assert not {"no representation", "missing label KRAS"} & set(cohort.exclusions["reason"])
+    cohort.record_exclusions(e, patients_only=True)
     assert {"no representation", "missing label KRAS"} <= set(cohort.exclusions["reason"])
     d = val.to_dict()
     assert {r["reason"] for r in d["exclusions"]} >= {"no representation"}

@@ -393,8 +393,7 @@ def validate_biomarker(
         )
     if not isinstance(n_bins, int | np.integer) or n_bins < 2:
         raise SchemaError(f"n_bins must be an integer >= 2; got {n_bins!r}")
-    own = isinstance(cohort, Cohort)
-    coh = cohort if own else load_cohort(cohort)
+    coh = cohort if isinstance(cohort, Cohort) else load_cohort(cohort)
     clinical = coh.clinical
     target = locked.target
     clin_file = (getattr(coh, "sources", None) or {}).get("clinical", {}).get("file")
@@ -675,11 +674,8 @@ def validate_biomarker(
         surv=surv,
     )
     exclusions = pd.DataFrame(excl, columns=["patient_id", "analysis", "reason"])
-    if own and len(exclusions):
-        for (an, why), grp in exclusions.groupby(["analysis", "reason"], sort=False):
-            ids = [q for q in grp["patient_id"] if q in set(pid_clin)]
-            if ids:
-                coh.exclude(ids, reason=why, analysis=an)
+    # the caller's Cohort is left as it was: its owner records ``exclusions`` (analyses never
+    # mutate their inputs; Cohort.record_exclusions(res.exclusions, patients_only=True))
     dev = locked.document["development"]
     artefact_summary = json_safe(
         {

@@ -229,6 +229,7 @@ def validate_biomarker_cmd(
     for w in caught:
         if issubclass(w.category, UserWarning):
             click.echo(f"warning: {w.message}", err=True)
+    cohort.record_exclusions(res.exclusions, patients_only=True)
     with writing_into(out, "validate-biomarker"):
         written = res.write(out)
         written["exclusions"] = atomic_write(

@@ -190,6 +190,7 @@ def run_validation(
         )
     for key, path in res.write(out_dir / "validation").items():
         written[f"validation_{key}" if not key.startswith("validation") else key] = path
+    pv.cohort.record_exclusions(res.exclusions, patients_only=True)
     excl = pv.cohort.exclusions
     written["validation_exclusions"] = atomic_write(
         out_dir / "validation" / "exclusions.csv", lambda p: excl.to_csv(p, index=False)
