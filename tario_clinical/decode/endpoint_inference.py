@@ -39,7 +39,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from itertools import combinations
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -48,7 +47,7 @@ from scipy import stats
 
 from ..errors import AnalysisError, CohortError, SchemaError
 from .inference import CVPlan, make_plan, run_replicates
-from .intervals import jackknife2_variance
+from .intervals import jackknife2_variance, jackknife_items
 from .splitters import LeaveOneGroupOut, PatientStratifiedGroupKFold, assign_folds
 
 __all__ = [
@@ -293,14 +292,6 @@ class _JackTask:
         )
 
 
-def _jack_items(G: int, *, pairs: bool) -> list[Any]:
-    """Deleted groups of the jackknife re-runs: each group, then (``pairs``) each pair of groups."""
-    items: list[Any] = list(range(G))
-    if pairs:
-        items += list(combinations(range(G), 2))
-    return items
-
-
 def _strata_keys(strata: np.ndarray) -> np.ndarray:
     filled = np.where(np.isnan(strata), 2, strata).astype(np.int64)
     if filled.shape[1] == 0:
@@ -442,7 +433,7 @@ def endpoint_inference(
         reps["jackknife"] = np.vstack(
             run_replicates(
                 _JackTask(problem, y, design.plan, groups),
-                _jack_items(int(n_jackknife), pairs=ci_method == "jackknife2"),
+                jackknife_items(int(n_jackknife), pairs=ci_method == "jackknife2"),
                 n_jobs=n_jobs,
                 progress=progress,
                 desc="jackknife",

@@ -77,7 +77,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from itertools import combinations
 from typing import Any
 
 import numpy as np
@@ -89,6 +88,7 @@ from .intervals import (
     bootstrap_interval,
     jackknife2_interval,
     jackknife_interval,
+    jackknife_items,
     logit,
     permutation_pvalue,
     wald_pvalue,
@@ -542,9 +542,7 @@ def jackknife_replicates(
         )
     groups = assign_folds(Ypat, int(n_groups), np.random.default_rng(seed_seq))
     task = _JackTask(problem, Ypat, plan, groups)
-    items: list[Any] = list(range(int(n_groups)))
-    if pairs:
-        items += list(combinations(range(int(n_groups)), 2))
+    items = jackknife_items(int(n_groups), pairs=pairs)
     out = _run_replicates(task, items, n_jobs=n_jobs, progress=progress, desc="jackknife")
     return np.vstack(out)
 

@@ -18,6 +18,7 @@ __all__ = [
     "expit",
     "logit_interval",
     "jackknife_interval",
+    "jackknife_items",
     "jackknife2_weights",
     "jackknife2_variance",
     "jackknife2_interval",
@@ -50,6 +51,15 @@ def jackknife_interval(
     se_l = np.sqrt(var)
     q = stats.t.ppf(0.5 + level / 2.0, G - 1)
     return logit_interval(T, se_l, q)
+
+
+def jackknife_items(G: int, *, pairs: bool = False) -> list[int | tuple[int, int]]:
+    """Groups deleted by the jackknife re-runs, in the row order the intervals here expect:
+    each group ``0..G-1``, then (``pairs``) each pair in ``itertools.combinations`` order."""
+    items: list[int | tuple[int, int]] = list(range(int(G)))
+    if pairs:
+        items += list(combinations(range(int(G)), 2))
+    return items
 
 
 @lru_cache(maxsize=16)
