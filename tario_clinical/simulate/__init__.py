@@ -22,6 +22,20 @@ Generative model (all draws from one ``seed``)
   (5 % NE). OS: exponential, control median 12 months, log-HR ``-0.2 arm - 0.5 arm Z04 + 0.45
   STK11 + 0.15 KRAS - 0.3 EGFR``; PFS shares the linear predictor with twice the hazard, capped at
   OS. Accrual uniform over 24 months, analysis at 36 months, plus exponential drop-out.
+  The genotype terms are *prognostic* (both arms); the arm x ``Z04`` term is *predictive*
+  (``benefit_effect``, default -0.5; ``0`` simulates a trial with no planted benefit).
+
+Planted endpoint signals (columns appended after the original ones, drawn from a sixth random
+stream so that every original column and the representation are byte-identical to the
+original simulator's for the same seed):
+
+* ``signature_score`` (continuous): ``10 + 0.6 Z04 + 0.5 Z07 - 0.4 Z01 + 0.3 Z03 + 0.8 e``; its
+  population R^2 from the programs and the representation's ceilings (linear, exact; Bayes,
+  Monte Carlo) are in ``truth.planted["signature_score"]``.
+* ``histology_subtype`` (multi-level): within each cancer type one of its histologies above,
+  multinomial logit on ``Z05, Z06`` minus their cancer-type means (4 levels in LUAD, 2 in LUSC
+  and COAD), so it is decodable beyond cancer type. The original ``histology`` column stays as
+  it was: drawn within cancer type independently of the programs.
 
 Second trial from the same biology
 ----------------------------------
@@ -50,15 +64,21 @@ from ..errors import TarioClinicalError
 from ._generative import (
     CANCER_TYPES,
     GENOTYPES,
+    HISTOLOGY,
+    PROGNOSTIC_LOG_HR,
+    SUBTYPE_COEF,
+    SUBTYPE_PROGRAMS,
     Biology,
     Population,
     Probabilities,
     adjust_probabilities,
     attainable,
+    draw_planted,
     draw_trial,
     gene_symbols,
     make_biology,
     make_shift,
+    planted_truth,
     prevalences,
     sample_patients,
 )
@@ -110,6 +130,23 @@ class TrialTruth:
     population : dict
         The population: cancer-type mix, expected genotype prevalences, arm allocation, the
         site/scanner shift settings (``offset, gain, noise``) and the biology's seed.
+    planted : dict
+        The planted signals added to the original simulator (their own random stream; every
+        original column and the representation are unchanged by them):
+
+        * ``signature_score``: the continuous target's ``coefficients`` (per program),
+          ``intercept``, ``noise_sd``, population ``mean`` and ``variance``, and its
+          population R^2 / Pearson r ceilings: ``r2_latent`` / ``pearson_r_latent`` (from the
+          true programs, exact), ``r2_linear`` / ``pearson_r_linear`` (best linear function of
+          the representation, exact) and, with ``compute_attainable``, ``r2_bayes`` /
+          ``pearson_r_bayes`` (best function of the representation, Monte Carlo over 40,000
+          fresh patients, SE about 0.003);
+        * ``histology_subtype``: ``programs`` (P05, P06), ``coefficients`` (per cancer type and
+          level, on the programs minus their cancer-type means; the first level is the
+          reference) and ``base_probabilities``;
+        * ``survival``: ``prognostic`` (log-HR of STK11, KRAS, EGFR in both arms),
+          ``predictive`` (``{"program": "P04", "arm_x_program": benefit_effect}``),
+          ``arm`` (-0.2: the overall effect at P04 = 0) and ``benefit_effect``.
     """
 
     latent: pd.DataFrame
@@ -121,6 +158,7 @@ class TrialTruth:
     attainable_auroc_linear: dict[str, float] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
     population: dict[str, Any] = field(default_factory=dict)
+    planted: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -244,7 +282,9 @@ class SimulatedTrial:
             raise TarioClinicalError(f"n_sites must be an integer >= 1, got {n_sites!r}")
         probs = _population_probabilities(first.probs, prevalence, cancer_type_mix)
         ss = np.random.SeedSequence([int(seed), 2])
-        rng_pat, rng_x, rng_out, rng_mc, rng_site = (np.random.default_rng(s) for s in ss.spawn(5))
+        # children are keyed by index: the first five are the original streams
+        *children, ss_plant = ss.spawn(6)
+        rng_pat, rng_x, rng_out, rng_mc, rng_site = (np.random.default_rng(s) for s in children)
         active = any(v > 0 for v in spec.values())
         shift = make_shift(rng_site, bio.base.size, spec) if active else None
         pop = Population(
@@ -283,7 +323,14 @@ class SimulatedTrial:
             },
         }
         return _build_trial(
-            bio, pop, n, (rng_pat, rng_x, rng_out, rng_mc), params, compute_attainable, int(seed)
+            bio,
+            pop,
+            n,
+            (rng_pat, rng_x, rng_out, rng_mc),
+            params,
+            compute_attainable,
+            int(seed),
+            ss_plant,
         )
 
     def locked_truth(
@@ -476,12 +523,21 @@ def _build_trial(
     params: dict[str, Any],
     compute_attainable: bool,
     seed: int,
+    ss_plant: np.random.SeedSequence,
 ) -> SimulatedTrial:
-    """Draw one trial of ``pop`` and wrap it with its truth and provenance."""
+    """Draw one trial of ``pop`` and wrap it with its truth and provenance.
+
+    The original draws come from ``rngs``; the planted continuous target and histological
+    subtype (new columns, appended) and their Monte Carlo truth from ``ss_plant``'s children.
+    """
     rng_pat, rng_x, rng_out, rng_mc = rngs
+    rng_plant, rng_plant_mc = (np.random.default_rng(s) for s in ss_plant.spawn(2))
     k = bio.model.k
     g = bio.base.size
     drawn = draw_trial(bio, pop, n, rng_pat, rng_x, rng_out)
+    new = draw_planted(bio.model, drawn["d"], drawn["z"], rng_plant)
+    for col, values in new.items():
+        drawn["clinical"][col] = values
     ids, ctype = drawn["ids"], drawn["ctype"]
     genes = gene_symbols(g)
     programs = [f"P{j:02d}" for j in range(k)]
@@ -496,6 +552,26 @@ def _build_trial(
         )
     else:
         att, att_linear = {}, {}
+    noise_var = None if pop.shift is None else pop.shift.noise_var()
+    planted = {
+        "signature_score": planted_truth(
+            bio.model,
+            probs=pop.probs,
+            noise_var=noise_var,
+            rng=rng_plant_mc if compute_attainable else None,
+        ),
+        "histology_subtype": {
+            "programs": list(SUBTYPE_PROGRAMS),
+            "coefficients": {t: [list(b) for b in v] for t, v in SUBTYPE_COEF.items()},
+            "base_probabilities": {t: dict(v) for t, v in HISTOLOGY.items()},
+        },
+        "survival": {
+            "prognostic": dict(PROGNOSTIC_LOG_HR),
+            "predictive": {"program": "P04", "arm_x_program": bio.model.benefit_effect},
+            "arm": drawn["eff"]["arm"],
+            "benefit_effect": bio.model.benefit_effect,
+        },
+    }
 
     import anndata as ad
 
@@ -537,12 +613,15 @@ def _build_trial(
             "log_hr": drawn["eff"],
             "control_median_os": pop.control_median_os,
             "predictive_program": "P04",
+            "prognostic_log_hr": dict(PROGNOSTIC_LOG_HR),
+            "benefit_effect": bio.model.benefit_effect,
         },
         benefit=pd.Series(
             drawn["benefit"], index=latent.index, name="log_hr_experimental_vs_control"
         ),
         params=params,
         population=_population_record(bio, pop),
+        planted=planted,
     )
     return SimulatedTrial(
         clinical=drawn["clinical"],
@@ -567,6 +646,7 @@ def simulate_trial(
     n_sites: int = 8,
     compute_attainable: bool = True,
     second_trial: Mapping[str, Any] | None = None,
+    benefit_effect: float = -0.5,
 ) -> SimulatedTrial:
     """Simulate a two-arm retrospective trial with planted, known truth.
 
@@ -601,6 +681,13 @@ def simulate_trial(
         cancer_type_mix, allocation, n_sites, control_median_os, dropout_rate,
         missing_genotype_rate, study_id, compute_attainable``), returned as
         ``trial.second_trial``. The first trial is the same with or without it.
+    benefit_effect
+        The planted *predictive* survival signal: change of the log-HR (experimental vs
+        control) per unit of program P04 (default -0.5; ``0`` plants no treatment-effect
+        heterogeneity, the overall arm effect -0.2 and the prognostic genotype terms stay).
+        Part of the biology: a second trial inherits it. Affects OS/PFS only (the response
+        probit keeps its arm x P04 term); draws nothing, so the representation and every other
+        column are the same for any value.
 
     Returns
     -------
@@ -626,6 +713,10 @@ def simulate_trial(
         raise TarioClinicalError(f"n_programs must be >= 8, got {n_programs!r}")
     if snr <= 0:
         raise TarioClinicalError(f"snr must be > 0, got {snr!r}")
+    if not isinstance(benefit_effect, int | float | np.number) or not math.isfinite(
+        float(benefit_effect)
+    ):
+        raise TarioClinicalError(f"benefit_effect must be a finite number, got {benefit_effect!r}")
     if second_trial is not None:
         if not isinstance(second_trial, Mapping):
             raise TarioClinicalError(
@@ -645,7 +736,10 @@ def simulate_trial(
         )
 
     ss = np.random.SeedSequence(seed)
-    rng_model, rng_pat, rng_x, rng_out, rng_mc = (np.random.default_rng(s) for s in ss.spawn(5))
+    # children are keyed by index: the first five are the original streams, the sixth draws
+    # only what was planted later (signature_score, histology_subtype)
+    *children, ss_plant = ss.spawn(6)
+    rng_model, rng_pat, rng_x, rng_out, rng_mc = (np.random.default_rng(s) for s in children)
     bio = make_biology(
         rng_model,
         seed=int(seed),
@@ -653,6 +747,7 @@ def simulate_trial(
         n_programs=int(n_programs),
         snr=float(snr),
         genotype_effect=float(genotype_effect),
+        benefit_effect=float(benefit_effect),
     )
     pop = Population(
         control_median_os=control_median_os,
@@ -673,7 +768,14 @@ def simulate_trial(
         "n_sites": int(n_sites),
     }
     trial = _build_trial(
-        bio, pop, n, (rng_pat, rng_x, rng_out, rng_mc), params, compute_attainable, int(seed)
+        bio,
+        pop,
+        n,
+        (rng_pat, rng_x, rng_out, rng_mc),
+        params,
+        compute_attainable,
+        int(seed),
+        ss_plant,
     )
     if second_trial is not None:
         trial.second_trial = trial.draw_second_trial(**dict(second_trial))

@@ -35,6 +35,24 @@ P_EGFR = np.array([0.25, 0.05, 0.03, 0.02])
 P_KRAS_WT = np.array([0.33, 0.08, 0.42, 0.85])
 P_STK11 = (0.07, 0.32)  # KRAS wild-type, mutant
 P_PTEN = 0.05
+#: prognostic survival terms (log-HR in both arms; through the genotypes, i.e. programs P00-P02)
+PROGNOSTIC_LOG_HR = {"STK11": 0.45, "KRAS": 0.15, "EGFR": -0.3}
+
+# ---- planted quantities added after the original simulator (drawn from their own stream)
+#: continuous target ``signature_score = 10 + sum_j a_j Z_j + SIGNATURE_NOISE * e``
+SIGNATURE_COEF = {"P04": 0.6, "P07": 0.5, "P01": -0.4, "P03": 0.3}
+SIGNATURE_INTERCEPT = 10.0
+SIGNATURE_NOISE = 0.8
+#: programs whose within-cancer-type variation sets the histological subtype
+SUBTYPE_PROGRAMS = ("P05", "P06")
+#: multinomial-logit coefficients of the subtype on (P05, P06) minus their cancer-type means,
+#: per level of :data:`HISTOLOGY` (first level: reference); intercepts log(base probability)
+SUBTYPE_COEF = {
+    "LUAD": ((0.0, 0.0), (1.5, 0.0), (-1.0, 1.5), (0.0, -1.5)),
+    "LUSC": ((0.0, 0.0), (1.5, -1.0)),
+    "COAD": ((0.0, 0.0), (0.0, 1.5)),
+    "PAAD": ((0.0, 0.0),),
+}
 
 FAMILIES = (
     "ZNF",
@@ -200,6 +218,9 @@ class Model:
     stk11_immune: float
     loadings: np.ndarray  # (k, g)
     resp: dict[str, float]
+    #: predictive survival term: log-HR experimental vs control changes by this much per unit of
+    #: P04 (0: no planted treatment-effect heterogeneity; the overall arm effect stays)
+    benefit_effect: float = -0.5
 
 
 @dataclass(frozen=True)
@@ -225,8 +246,12 @@ def make_biology(
     n_programs: int,
     snr: float,
     genotype_effect: float,
+    benefit_effect: float = -0.5,
 ) -> Biology:
-    """Draw loadings, shifts, baselines and scales (the original simulator's draw order)."""
+    """Draw loadings, shifts, baselines and scales (the original simulator's draw order).
+
+    ``benefit_effect`` draws nothing (the planted predictive log-HR per unit of P04).
+    """
     k, g = n_programs, n_genes
     assign = rng_model.permutation(g) % (2 * k)  # half of the genes are noise (assign >= k)
     w = np.zeros((k, g))
@@ -246,6 +271,7 @@ def make_biology(
         stk11_immune=0.5,
         loadings=w,
         resp={"intercept": -0.6, "arm": 0.3, "z04": 0.3, "arm_x_z04": 0.7},
+        benefit_effect=float(benefit_effect),
     )
     base = rng_model.normal(4.0, 1.5, size=g)
     scale = rng_model.gamma(4.0, 0.25, size=g)
@@ -556,7 +582,7 @@ def draw_trial(
         responder, np.where(u < 0.15, "CR", "PR"), np.where(u < 0.55, "SD", "PD")
     ).astype(object)
     best[rng_out.random(n) < 0.05] = "NE"
-    eff = {"arm": -0.2, "arm_x_z04": -0.5, "STK11": 0.45, "KRAS": 0.15, "EGFR": -0.3}
+    eff = {"arm": -0.2, "arm_x_z04": model.benefit_effect, **PROGNOSTIC_LOG_HR}
     benefit = eff["arm"] + eff["arm_x_z04"] * z[:, 4]
     loghaz = (
         arm * benefit
@@ -646,3 +672,97 @@ def sample_patients(
     labels = {g: d[g].astype(int) for g in GENOTYPES}
     labels["responder"] = responder.astype(int)
     return x, labels
+
+
+# ------------------------------------------------------------------ planted, own stream
+def _signature_vector(k: int) -> np.ndarray:
+    a = np.zeros(k)
+    for name, v in SIGNATURE_COEF.items():
+        a[int(name[1:])] = v
+    return a
+
+
+def draw_planted(
+    model: Model, d: dict[str, np.ndarray], z: np.ndarray, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """The continuous target and the histological subtype of one trial's patients.
+
+    Drawn from their own stream after the original simulator's draws (which they leave
+    unchanged): ``signature_score = 10 + Z a + 0.8 e`` (:data:`SIGNATURE_COEF`; 4 decimals), and within
+    each cancer type a subtype among that type's :data:`HISTOLOGY` levels with multinomial-logit
+    probabilities ``log p_l + (Z_P05, Z_P06 minus their cancer-type means) b_l``
+    (:data:`SUBTYPE_COEF`).
+    """
+    n = z.shape[0]
+    e = rng.standard_normal(n)
+    score = (SIGNATURE_INTERCEPT + z @ _signature_vector(model.k) + SIGNATURE_NOISE * e).round(4)
+    cols = [int(p[1:]) for p in SUBTYPE_PROGRAMS]
+    dev = z[:, cols] - latent_mean(model, d)[:, cols]
+    u = rng.random(n)
+    subtype = np.empty(n, dtype=object)
+    for t, name in enumerate(CANCER_TYPES):
+        idx = np.flatnonzero(d["type"] == t)
+        labels, probs = zip(*HISTOLOGY[name], strict=True)
+        logit = np.log(np.asarray(probs)) + dev[idx] @ np.asarray(SUBTYPE_COEF[name]).T
+        p = np.exp(logit - logsumexp(logit, axis=1, keepdims=True))
+        pick = (u[idx, None] > np.cumsum(p, axis=1)[:, :-1]).sum(axis=1)
+        subtype[idx] = np.asarray(labels, dtype=object)[pick]
+    return {"signature_score": score, "histology_subtype": subtype}
+
+
+def planted_truth(
+    model: Model,
+    *,
+    probs: Probabilities | None = None,
+    noise_var: np.ndarray | None = None,
+    rng: np.random.Generator | None = None,
+    n_mc: int = 40_000,
+) -> dict[str, Any]:
+    """Population R^2 ceilings of ``signature_score`` (exact, plus a Monte Carlo Bayes value).
+
+    ``r2_latent``: from the true programmes (``Var(Z a) / Var(y)``); ``r2_linear``: the best
+    linear function of the representation, ``a' S (I + A S)^-1 A S a / Var(y)`` with ``S =
+    Var(Z)`` (mixture over cancer type and genotypes, exact) and ``A = W diag(1/noise) W'``;
+    ``r2_bayes`` (only with ``rng``): ``1 - E[(y - E[y|X])^2] / Var(y)`` by Monte Carlo over
+    ``n_mc`` fresh patients through the programmes' sufficient statistic (needs ``n_genes >=
+    n_programs``). The Pearson r ceilings are their square roots.
+    """
+    k = model.k
+    a = _signature_vector(k)
+    cfg, log_prior = configs(probs)
+    prior = np.exp(log_prior)
+    mu = latent_mean(model, cfg)
+    mbar = prior @ mu
+    s_z = np.eye(k) + (mu - mbar).T @ ((mu - mbar) * prior[:, None])
+    w = model.loadings
+    A = (w @ w.T) if noise_var is None else (w / noise_var) @ w.T
+    var_signal = float(a @ s_z @ a)
+    var_y = var_signal + SIGNATURE_NOISE**2
+    lin = float(a @ s_z @ np.linalg.solve(np.eye(k) + A @ s_z, A @ s_z @ a))
+    out: dict[str, Any] = {
+        "coefficients": dict(SIGNATURE_COEF),
+        "intercept": SIGNATURE_INTERCEPT,
+        "noise_sd": SIGNATURE_NOISE,
+        "mean": float(SIGNATURE_INTERCEPT + a @ mbar),
+        "variance": var_y,
+        "r2_latent": round(var_signal / var_y, 6),
+        "r2_linear": round(lin / var_y, 6),
+        "pearson_r_latent": round(float(np.sqrt(var_signal / var_y)), 6),
+        "pearson_r_linear": round(float(np.sqrt(lin / var_y)), 6),
+    }
+    if rng is not None:
+        s_cov = np.linalg.inv(A)
+        d = draw_discrete(rng, n_mc, probs)
+        z = latent_mean(model, d) + rng.standard_normal((n_mc, k))
+        zhat = z + rng.multivariate_normal(np.zeros(k), s_cov, size=n_mc, method="cholesky")
+        cov_inv = np.linalg.inv(np.eye(k) + s_cov)
+        log_post = zhat @ cov_inv @ mu.T - 0.5 * np.einsum("ck,kl,cl->c", mu, cov_inv, mu)
+        log_post += log_prior
+        log_post -= logsumexp(log_post, axis=1, keepdims=True)
+        post = np.exp(log_post)
+        gain = cov_inv  # E[Z | zhat, c] = mu_c + (I + S)^-1 (zhat - mu_c), symmetric
+        cond = post @ (mu @ a) + (zhat @ gain @ a) - post @ (mu @ gain @ a)
+        mse = float(np.mean((z @ a - cond) ** 2)) + SIGNATURE_NOISE**2
+        out["r2_bayes"] = round(1.0 - mse / var_y, 4)
+        out["pearson_r_bayes"] = round(float(np.sqrt(max(1.0 - mse / var_y, 0.0))), 4)
+    return out
