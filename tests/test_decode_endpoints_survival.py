@@ -129,6 +129,50 @@ def test_breslow_baseline_hazard_matches_nelson_aalen_at_zero_risk():
     np.testing.assert_allclose(H, ref, rtol=1e-12)
 
 
+@pytest.mark.parametrize("loader", [load_gbsg2, load_breast_cancer], ids=["gbsg2", "breast_cancer"])
+def test_path_stop_gives_the_full_paths_choice_and_fit(loader):
+    # the default path stop (solve from the largest penalty down, stop after PATH_PATIENCE
+    # penalties below the best) against the whole path solved: the same choice, the same
+    # criterion where solved, and the same refit; unsolved penalties are nan, and only below
+    # the best
+    X, _, time, event = _dataset(loader)
+    n = X.shape[0]
+    rng = np.random.default_rng(3)
+    train = rng.permutation(n)[: int(0.8 * n)]
+    test = np.setdiff1d(np.arange(n), train)
+    b = engine.fold_basis(X, train, test)
+    inner = rng.permutation(train.size) % 5
+    lambdas = np.logspace(-5, 2, 12)
+    full = nested_cox_fold(b.F, b.s, b.G, time[train], event[train], inner, lambdas, patience=None)
+    stop = nested_cox_fold(b.F, b.s, b.G, time[train], event[train], inner, lambdas)
+    assert np.isfinite(full.cvpl).all()
+    assert stop.best == full.best
+    solved = np.isfinite(stop.cvpl)
+    assert solved[full.best :].all()
+    assert not solved.all(), "the stop should have skipped the smallest penalties here"
+    assert np.flatnonzero(~solved).max() < full.best - 1
+    np.testing.assert_allclose(stop.cvpl[solved], full.cvpl[solved], rtol=1e-8)
+    np.testing.assert_allclose(stop.test_eta, full.test_eta, atol=1e-7)
+    np.testing.assert_allclose(stop.train_eta, full.train_eta, atol=1e-7)
+    with pytest.raises(AnalysisError, match="patience"):
+        nested_cox_fold(b.F, b.s, b.G, time[train], event[train], inner, lambdas, patience=0)
+
+
+def test_warm_start_changes_iterations_not_the_solution():
+    X, _, time, event = _dataset(load_gbsg2)
+    n = X.shape[0]
+    b = engine.fold_basis(X, np.arange(n), None)
+    A = np.ones((n, 1))
+    cold, eta_c, it_c = solve_cox_path(b.F, time, event, A, np.array([1e-3]), b.s, tol=1e-10)
+    near, _, _ = solve_cox_path(b.F, time, event, A, np.array([2e-3]), b.s, tol=1e-10)
+    warm, eta_w, it_w = solve_cox_path(
+        b.F, time, event, A, np.array([1e-3]), b.s, tol=1e-10, V0=near
+    )
+    np.testing.assert_allclose(warm, cold, atol=1e-8)
+    np.testing.assert_allclose(eta_w, eta_c, atol=1e-8)
+    assert it_w < it_c
+
+
 def test_penalty_chosen_by_cross_validated_partial_likelihood():
     X, _, time, event = _dataset(load_gbsg2)
     n = X.shape[0]

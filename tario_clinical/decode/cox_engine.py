@@ -142,6 +142,7 @@ def solve_cox_path(
     tol: float = 1e-8,
     max_newton: int = 60,
     max_cg: int = 60,
+    V0: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Solve many L2-penalised Cox problems on the same rows at once (see module docstring).
 
@@ -154,6 +155,9 @@ def solve_cox_path(
     s : (r,) diagonal of ``F^T F`` (preconditioner)
     tol : float
         Stop a column when ``max |gradient| <= tol``.
+    V0 : (r, J), optional
+        Starting coefficients (warm start; default 0). Each problem is strictly convex, so the
+        start changes the number of iterations, not the solution (beyond ``tol``).
 
     Returns
     -------
@@ -170,8 +174,12 @@ def solve_cox_path(
     d = np.asarray(event, dtype=np.float64)[o]
     first, last = _tie_index(np.asarray(time, dtype=np.float64)[o])
     N = np.maximum(As.sum(axis=0), 1e-300)
-    V = np.zeros((r, J))
-    eta = np.zeros((n, J))
+    if V0 is None:
+        V = np.zeros((r, J))
+        eta = np.zeros((n, J))
+    else:
+        V = np.array(V0, dtype=np.float64, copy=True).reshape(r, J)
+        eta = Fs @ V
     terms = _terms(eta, As, d, first, last)
     obj = -terms.loglik / N
     active = (As * d[:, None]).sum(axis=0) > 0  # no events: the solution is v = 0
@@ -298,7 +306,8 @@ class CoxFoldFit:
     ----------
     best : int
         Index of the chosen penalty.
-    cvpl : (L,) cross-validated partial likelihood (sum over inner folds) per penalty
+    cvpl : (L,) cross-validated partial likelihood (sum over inner folds) per penalty; ``nan``
+        for the penalties the path stop left unsolved (see :func:`nested_cox_fold`)
     coef : (r,) coefficients in the fold basis at the chosen penalty (refit on all rows)
     train_eta : (n_train,) linear predictor of the training rows
     test_eta : (n_test,) linear predictor of the test rows
@@ -309,6 +318,19 @@ class CoxFoldFit:
     coef: np.ndarray
     train_eta: np.ndarray
     test_eta: np.ndarray
+
+
+#: Default path stop of :func:`nested_cox_fold`: the path is solved from the largest penalty
+#: down and stops once the cross-validated partial likelihood is below its running best for
+#: this many consecutive smaller penalties.
+PATH_PATIENCE = 2
+
+
+def _choose(cvpl: np.ndarray) -> int:
+    """Index of the largest finite criterion; ties go to the larger penalty (the later index)."""
+    top = np.nanmax(cvpl)
+    ok = np.isfinite(cvpl) & (cvpl >= top - 1e-10 * max(1.0, abs(top)))
+    return int(np.flatnonzero(ok)[-1])
 
 
 def nested_cox_fold(
@@ -322,8 +344,19 @@ def nested_cox_fold(
     *,
     weights: np.ndarray | None = None,
     tol: float = 1e-8,
+    patience: int | None = PATH_PATIENCE,
 ) -> CoxFoldFit:
     """Inner CV (Verweij-van Houwelingen) over the penalty path, then refit on all rows.
+
+    The path is solved from the largest penalty down, one penalty at a time for all inner folds
+    together, each warm-started from the fold's solution at the previous (larger) penalty. With
+    ``patience`` set, it stops once the cross-validated partial likelihood has stayed below its
+    best for ``patience`` consecutive smaller penalties (glmnet also ends its path early, when the
+    fit saturates). The smallest penalties -- nearly unpenalised Cox in ``D >> n``, the fits that
+    need by far the most Newton and CG iterations and whose criterion collapses -- are then
+    never solved. The choice equals the full path's whenever the criterion has no second, higher
+    peak at smaller penalties after falling ``patience`` times in a row; ``patience=None`` solves
+    the whole path (every value of ``cvpl`` then finite).
 
     Parameters
     ----------
@@ -334,25 +367,47 @@ def nested_cox_fold(
     weights : (n_train,) case weights, optional
     tol : float
         Gradient tolerance of the solver.
+    patience : int or None
+        Path stop (see above); ``None`` for the whole path.
     """
     n = F.shape[0]
     k = int(inner.max()) + 1
     L = lambdas.size
+    if patience is not None and int(patience) < 1:
+        raise AnalysisError(f"patience must be >= 1 or None; got {patience!r}")
     w = np.ones(n) if weights is None else np.asarray(weights, float)
-    A = np.empty((n, k * L))
+    A = np.empty((n, k))
     for m in range(k):
-        A[:, m * L : (m + 1) * L] = (w * (inner != m))[:, None]
-    # the inner-fold problems of the whole path at once; the refit on all rows only at the
-    # chosen penalty (refits at the other penalties -- among them the smallest, the nearly
-    # unpenalised fits that need the most Newton and CG iterations -- would be thrown away;
-    # every column's iterations are independent of the others', so this changes no result)
-    _, inner_eta, _ = solve_cox_path(F, time, event, A, np.tile(lambdas, k), s, tol=tol)
-    ll_all = breslow_loglik(inner_eta, time, event, np.broadcast_to(w[:, None], inner_eta.shape))
-    ll_fit = breslow_loglik(inner_eta, time, event, A)
-    cvpl = (ll_all - ll_fit).reshape(k, L).sum(axis=0)
-    top = np.nanmax(cvpl)
-    best = int(np.flatnonzero(cvpl >= top - 1e-10 * max(1.0, abs(top)))[-1])
-    V, eta, _ = solve_cox_path(F, time, event, w[:, None], lambdas[[best]], s, tol=tol)
+        A[:, m] = w * (inner != m)
+    W = np.broadcast_to(w[:, None], (n, k))
+    cvpl = np.full(L, np.nan)
+    V_at = np.zeros((F.shape[1], k, L))
+    V_prev = None
+    for j in range(L - 1, -1, -1):
+        V, inner_eta, _ = solve_cox_path(
+            F, time, event, A, np.full(k, lambdas[j]), s, tol=tol, V0=V_prev
+        )
+        cvpl[j] = float(
+            np.sum(
+                breslow_loglik(inner_eta, time, event, W)
+                - breslow_loglik(inner_eta, time, event, A)
+            )
+        )
+        V_at[:, :, j] = V
+        V_prev = V
+        if patience is not None and _choose(cvpl) - j >= int(patience):
+            break
+    best = _choose(cvpl)
+    V, eta, _ = solve_cox_path(
+        F,
+        time,
+        event,
+        w[:, None],
+        lambdas[[best]],
+        s,
+        tol=tol,
+        V0=V_at[:, :, best].mean(axis=1, keepdims=True),
+    )
     v = V[:, 0]
     return CoxFoldFit(
         best=best,
