@@ -476,6 +476,7 @@ def main() -> None:
             r = json.loads(out)
             _emit({"kind": "memory", "model": mname, "device": args.device, "slide_px": size,
                    "slide_mpp": mpp, "tiles_per_slide": round(r["n_tiles"] / r["n_slides"], 1),
+                   "slides": r["n_slides"], "batch_size": bs,
                    "load_1min": round(os.getloadavg()[0], 2),
                    "peak_rss_mb": round(r["peak_rss_mb"], 1)}, recs)  # fmt: skip
     if not args.no_save:

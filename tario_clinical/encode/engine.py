@@ -75,6 +75,8 @@ class _TileDataset:
         self.jpeg = jpeg
         self.offsets = np.cumsum([0] + [len(j.xy) for j in self.jobs])
         self.max_open = max_open
+        #: tiles per read (set by :meth:`batches`); bounds each slide's decoded-tile cache
+        self.batch_size = 1
         self._open: OrderedDict[int, Any] = OrderedDict()
 
     def __len__(self) -> int:
@@ -96,6 +98,7 @@ class _TileDataset:
                 verify=False,
             )
             s.decode_threads = self.decode_threads
+            _bound_tile_cache(s, job, self.batch_size)
             self._open[j] = s
             while len(self._open) > self.max_open:
                 _, old = self._open.popitem(last=False)
@@ -194,11 +197,75 @@ class _TileDataset:
 
     def batches(self, batch_size: int) -> list[list[int]]:
         """Batches of flat indices that never cross a slide boundary."""
+        self.batch_size = int(batch_size)
         out = []
         for j in range(len(self.jobs)):
             a, b = int(self.offsets[j]), int(self.offsets[j + 1])
             out.extend(list(range(s, min(s + batch_size, b))) for s in range(a, b, batch_size))
         return out
+
+
+#: the most a slide's decoded-TIFF-tile cache may hold in the tile loop (see _bound_tile_cache)
+TILE_CACHE_MAX_BYTES = 16 << 20
+
+
+def _bound_tile_cache(slide: Any, job: SlideJob, batch_size: int) -> int | None:
+    """Bound the decoded-TIFF-tile cache of ``slide`` by the reads of the tile loop, not the slide.
+
+    Tiles are read in raster order, ``batch_size`` at a time; a read decodes the TIFF tiles
+    its tiles share once, and the next read of the same grid row starts in the TIFF column the
+    last one ended in. The cache is bounded to twice the TIFF tiles of the largest read (the
+    decoder keeps a read's tiles only when they fill at most half of the cache): enough for
+    that reuse, and the same for any slide size. Where that exceeds
+    :data:`TILE_CACHE_MAX_BYTES` (e.g. batches of 64 tiles of 224 px on 256-px TIFF tiles,
+    ~114 TIFF tiles a read) the cache holds only twice the TIFF tiles of one tile (the first
+    tile of a batch is read alone first): whole reads are not kept, and the TIFF column a read
+    shares with the next one is decoded twice.
+
+    TIFF tiles shared by two grid rows are decoded again: keeping them would take one row of
+    TIFF tiles across the slide, which the 48 MB default could not hold for slides wider than
+    ~120 TIFF tiles (~30k px) either (an LRU cache smaller than a row keeps none of it in a
+    raster scan). On smaller slides the default kept every decoded tile, and peak RSS grew
+    with the slide (issue 17: ViT-S/16, batch 8, +18 % from ~25 to ~275 tiles per slide;
+    bounding by one row plus two reads still gave +14 % at ~1,100 tiles, glibc keeping the
+    heap that long-lived cached tiles pin; ``benchmarks/results/encode_cpu.json``). The bound
+    decides only which TIFF tiles are decoded again: pixels are unchanged.
+
+    Uses the slide's direct TIFF decoder (``Slide._direct_decoder`` and its level geometry);
+    returns the bound in bytes, or ``None`` where the level is not decoded directly (nothing
+    is cached then).
+    """
+    try:
+        dec = slide._direct_decoder()
+        lv = dec._levels[job.level] if dec is not None and dec.supports(job.level) else None
+    except Exception:  # noqa: BLE001 - no direct decoding: nothing to bound
+        return None
+    if lv is None or len(job.xy) == 0:
+        return None
+    ds = float(slide.level_downsamples[job.level])
+    lxy = np.floor(np.asarray(job.xy, dtype=np.float64) / ds).astype(np.int64)
+    px = int(job.read_px)
+    c0, c1 = lxy[:, 0] // lv.tile_w, (lxy[:, 0] + px - 1) // lv.tile_w
+    r0, r1 = lxy[:, 1] // lv.tile_h, (lxy[:, 1] + px - 1) // lv.tile_h
+    bs = max(1, int(batch_size))
+    if int((c1 - c0).max()) <= 1 and int((r1 - r0).max()) <= 1:
+        # every tile within 2 x 2 TIFF tiles: the exact TIFF tiles of each batch
+        keys = r0[:, None] * lv.n_cols + c0[:, None] + np.array([0, 1, lv.n_cols, lv.n_cols + 1])
+        one = np.ones(len(c0), dtype=bool)
+        valid = np.stack([one, c1 > c0, r1 > r0, (c1 > c0) & (r1 > r0)], axis=1)
+        keys = np.where(valid, keys, -1)
+        per_read = max(
+            int((np.unique(keys[a : a + bs]) >= 0).sum()) for a in range(0, len(keys), bs)
+        )
+    else:  # tiles larger than a TIFF tile: a bound, not the exact union
+        per_read = int(((r1 - r0 + 1) * (c1 - c0 + 1)).max()) * bs
+    tile_bytes = lv.tile_w * lv.tile_h * lv.samples
+    bound = 2 * per_read * tile_bytes
+    if bound > TILE_CACHE_MAX_BYTES:
+        bound = 2 * int(((r1 - r0 + 1) * (c1 - c0 + 1)).max()) * tile_bytes
+    bound = min(int(dec.cache_bytes), bound)
+    dec.cache_bytes = bound
+    return bound
 
 
 @dataclass(frozen=True)
