@@ -231,17 +231,15 @@ def _bound_tile_cache(slide: Any, job: SlideJob, batch_size: int) -> int | None:
     heap that long-lived cached tiles pin; ``benchmarks/results/encode_cpu.json``). The bound
     decides only which TIFF tiles are decoded again: pixels are unchanged.
 
-    Uses the slide's direct TIFF decoder (``Slide._direct_decoder`` and its level geometry);
-    returns the bound in bytes, or ``None`` where the level is not decoded directly (nothing
-    is cached then).
+    Uses the slide's TIFF tile layout (``Slide.tiff_tile_layout``) and sets the cap with
+    ``Slide.limit_tile_cache``; returns the bound in bytes, or ``None`` where the level is not
+    decoded directly (nothing is cached then).
     """
-    try:
-        dec = slide._direct_decoder()
-        lv = dec._levels[job.level] if dec is not None and dec.supports(job.level) else None
-    except Exception:  # noqa: BLE001 - no direct decoding: nothing to bound
+    layout = getattr(slide, "tiff_tile_layout", None)
+    lay = layout(job.level) if layout is not None else None
+    if lay is None or len(job.xy) == 0:
         return None
-    if lv is None or len(job.xy) == 0:
-        return None
+    lv = _TileLayout(*lay)
     ds = float(slide.level_downsamples[job.level])
     lxy = np.floor(np.asarray(job.xy, dtype=np.float64) / ds).astype(np.int64)
     px = int(job.read_px)
@@ -263,9 +261,17 @@ def _bound_tile_cache(slide: Any, job: SlideJob, batch_size: int) -> int | None:
     bound = 2 * per_read * tile_bytes
     if bound > TILE_CACHE_MAX_BYTES:
         bound = 2 * int(((r1 - r0 + 1) * (c1 - c0 + 1)).max()) * tile_bytes
-    bound = min(int(dec.cache_bytes), bound)
-    dec.cache_bytes = bound
-    return bound
+    return slide.limit_tile_cache(bound)
+
+
+@dataclass(frozen=True)
+class _TileLayout:
+    """TIFF tile geometry of one slide level (``Slide.tiff_tile_layout``)."""
+
+    tile_w: int
+    tile_h: int
+    n_cols: int
+    samples: int
 
 
 @dataclass(frozen=True)

@@ -284,6 +284,26 @@ class Slide:
             return None
         return dec.jpeg_tiles(level, lxy, int(size[0]), int(size[1]))
 
+    def tiff_tile_layout(self, level: int) -> tuple[int, int, int, int] | None:
+        """``(tile_w, tile_h, n_cols, samples)`` of the TIFF tiles of ``level`` where it is
+        decoded directly (see :meth:`decodes_directly`), else ``None``."""
+        if self.backend == "image" or not 0 <= level < self.level_count:
+            return None
+        dec = self._direct_decoder()
+        return None if dec is None else dec.tile_layout(level)
+
+    def limit_tile_cache(self, max_bytes: int) -> int | None:
+        """Cap the cache of decoded TIFF tiles kept for neighbouring reads at ``max_bytes``
+        (never raised above the current cap); the cap in force, or ``None`` where nothing is
+        decoded directly."""
+        if self.backend == "image":
+            return None
+        dec = self._direct_decoder()
+        if dec is None:
+            return None
+        dec.cache_bytes = min(int(dec.cache_bytes), max(0, int(max_bytes)))
+        return int(dec.cache_bytes)
+
     def _direct_decoder(self) -> Any:
         """The slide's :class:`~._tiffdirect.TiffTileDecoder`, created on first use, or None."""
         dec = self._direct

@@ -244,6 +244,14 @@ class TiffTileDecoder:
             self._cache.clear()
             self._cached_bytes = 0
 
+    def tile_layout(self, level: int) -> tuple[int, int, int, int] | None:
+        """``(tile_w, tile_h, n_cols, samples)`` of a level decoded directly, or ``None``."""
+        if not self.supports(level):
+            return None
+        lv = self._levels[level]
+        assert lv is not None
+        return lv.tile_w, lv.tile_h, lv.n_cols, lv.samples
+
     def supports(self, level: int) -> bool:
         """Whether ``level`` can be read directly."""
         return 0 <= level < len(self._levels) and self._levels[level] is not None
