@@ -184,8 +184,6 @@ def solve_path(
     tol: float = 1e-6,
     max_newton: int = 50,
     max_cg: int = 30,
-    V0: np.ndarray | None = None,
-    b0: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Solve many L2-logistic problems on the same rows at once.
 
@@ -198,10 +196,6 @@ def solve_path(
     s : (r,) diagonal of ``F.T F`` (preconditioner)
     tol : float
         Stop a column when ``max|grad| / (C * sum(a)) <= tol`` (the scikit-learn gradient scale).
-    V0 : (r, J), b0 : (J,), optional
-        Starting coefficients and intercepts (warm start; default ``0`` and the log-odds of the
-        column's prevalence). The problems are strictly convex: the start changes the number of
-        iterations, not the solution (beyond ``tol``).
 
     Returns
     -------
@@ -214,15 +208,10 @@ def solve_path(
     Yz = np.where(A > 0, Y, 0.0)
     scale = np.maximum(CA.sum(axis=0), 1e-300)
     F32 = F.astype(np.float32)
-    if V0 is None:
-        V = np.zeros((r, J))
-        prior = np.clip((A * Yz).sum(0) / np.maximum(A.sum(0), 1e-300), 1e-6, 1 - 1e-6)
-        b = np.log(prior / (1 - prior))
-        f = np.broadcast_to(b, (n, J)).copy()
-    else:
-        V = np.array(V0, dtype=np.float64, copy=True).reshape(r, J)
-        b = np.array(b0, dtype=np.float64, copy=True).reshape(J)
-        f = (F32 @ V.astype(np.float32)).astype(np.float64) + b
+    V = np.zeros((r, J))
+    prior = np.clip((A * Yz).sum(0) / np.maximum(A.sum(0), 1e-300), 1e-6, 1 - 1e-6)
+    b = np.log(prior / (1 - prior))
+    f = np.broadcast_to(b, (n, J)).copy()
     obj = (CA * _loss(f, Yz)).sum(0)
     active = np.ones(J, dtype=bool)
     it = 0
@@ -363,12 +352,6 @@ class FoldFit:
     n_iter: int
 
 
-#: Default path stop of :func:`nested_fold` (log-loss criterion): the C path is solved from the
-#: strongest penalty (smallest C) up and a target's path ends once its mean inner-fold score has
-#: stayed below its best for this many consecutive larger C.
-PATH_PATIENCE = 2
-
-
 def nested_fold(
     basis: FoldBasis,
     Ytr: np.ndarray,
@@ -378,7 +361,6 @@ def nested_fold(
     class_weight: str | None = None,
     scoring: str = "neg_log_loss",
     tol: float = 1e-6,
-    patience: int | None = PATH_PATIENCE,
 ) -> FoldFit:
     """Inner CV over the C path for every target, then refit on all training rows.
 
@@ -391,8 +373,6 @@ def nested_fold(
     class_weight : None or "balanced"
     scoring : {"neg_log_loss", "roc_auc"}
         Inner-fold criterion (mean over inner folds).
-    patience : int or None
-        Path stop (log-loss criterion only; see Notes); ``None`` solves the whole path.
 
     Notes
     -----
@@ -400,150 +380,7 @@ def nested_fold(
     regularisation, as scikit-learn's ``LogisticRegressionCV``). With ``roc_auc``, inner folds
     whose validation rows hold one class are skipped. A target with one class in the training rows gets a
     constant score (its prevalence; logged).
-
-    Path stop: with the log-loss criterion and ``patience`` set, the path is solved one C at a
-    time from the smallest up (all inner folds and the targets still on the path together, each
-    warm-started from its solution at the previous C), and a target leaves the path once its
-    score has been below its best for ``patience`` consecutive C; the refit on all training rows
-    is solved only at each target's chosen C. The largest C -- nearly unpenalised logistic
-    regression in ``D >> n``, near-separable, the costliest fits -- are then not solved where
-    the criterion has already fallen. The choice equals the whole path's unless the criterion
-    rises again above its best after falling ``patience`` times in a row (the AUROC criterion,
-    whose plateaus and ties make that common, always solves the whole path).
     """
-    if patience is not None and int(patience) < 1:
-        raise AnalysisError(f"patience must be >= 1 or None; got {patience!r}")
-    if patience is None or scoring != "neg_log_loss":
-        return _nested_fold_whole_path(basis, Ytr, inner, Cs, class_weight, scoring, tol)
-    F, s = basis.F, basis.s
-    n, T = Ytr.shape
-    Cs = np.asarray(Cs, dtype=np.float64)
-    L = Cs.size
-    k = int(inner.max()) + 1
-    Y = np.empty((n, k * T))
-    A = np.empty((n, k * T))
-    for m in range(k):
-        for t in range(T):
-            A[:, m * T + t] = class_weights(Ytr[:, t], inner != m, class_weight)
-            Y[:, m * T + t] = np.nan_to_num(Ytr[:, t], nan=0.0)
-    labelled = ~np.isnan(Ytr)
-    val = [[(inner == m) & labelled[:, t] for m in range(k)] for t in range(T)]
-    sc = np.full((T, k, L), np.nan)
-    V_at = np.zeros((F.shape[1], k * T, L))
-    b_at = np.zeros((k * T, L))
-    f_at = np.zeros((n, k * T, L))
-    two = np.array([np.unique(Ytr[labelled[:, t], t]).size == 2 for t in range(T)])
-    on = two.copy()
-    n_iter = 0
-    for j in range(L):
-        tcols = np.flatnonzero(on)
-        if tcols.size == 0:
-            break
-        cols = (np.arange(k)[:, None] * T + tcols[None, :]).ravel()
-        warm = {} if j == 0 else {"V0": V_at[:, cols, j - 1], "b0": b_at[cols, j - 1]}
-        V, b, f, it = solve_path(
-            F, Y[:, cols], A[:, cols], np.full(cols.size, Cs[j]), s, tol=tol, **warm
-        )
-        n_iter = max(n_iter, it)
-        V_at[:, cols, j], b_at[cols, j], f_at[:, cols, j] = V, b, f
-        for t in tcols:
-            for m in range(k):
-                v = val[t][m]
-                if v.any():
-                    sc[t, m, j] = -float(_loss(f_at[v, m * T + t, j], Ytr[v, t]).mean())
-            ok = ~np.isnan(sc[t, :, 0])
-            if ok.any():
-                crit = sc[t, ok, : j + 1].mean(axis=0)
-                if j - int(np.argmax(crit)) >= int(patience):
-                    on[t] = False
-    inner_scores = np.full((T, L), np.nan)
-    best = np.zeros(T, dtype=int)
-    fitted = np.flatnonzero(two)
-    for t in fitted:
-        ok = ~np.isnan(sc[t, :, 0])
-        if ok.any():
-            inner_scores[t] = sc[t, ok].mean(axis=0)
-            best[t] = int(np.nanargmax(inner_scores[t]))
-        else:
-            logger.warning("no inner fold with both classes for target %d; using the smallest C", t)
-    if fitted.size:
-        cols_best = [(np.arange(k) * T + t, best[t]) for t in fitted]
-        V0 = np.stack([V_at[:, c, j].mean(axis=1) for c, j in cols_best], axis=1)
-        b0 = np.array([b_at[c, j].mean() for c, j in cols_best])
-        Af = np.stack(
-            [class_weights(Ytr[:, t], np.ones(n, dtype=bool), class_weight) for t in fitted], axis=1
-        )
-        Yf = np.nan_to_num(Ytr[:, fitted], nan=0.0)
-        Vr, br, fr, it = solve_path(F, Yf, Af, Cs[best[fitted]], s, tol=tol, V0=V0, b0=b0)
-        n_iter = max(n_iter, it)
-    out = _FoldArrays.empty(n, basis.G.shape[0], F.shape[1], T)
-    for i, t in enumerate(fitted):
-        f_inner = [f_at[inner == m, m * T + t, best[t]] for m in range(k)]
-        f_rest = [f_at[inner != m, m * T + t, best[t]] for m in range(k)]
-        out.set(t, basis, inner, Cs[best[t]], Vr[:, i], br[i], fr[:, i], f_inner, f_rest)
-    for t in np.flatnonzero(~two):
-        out.constant(t, Ytr[labelled[:, t], t])
-    return FoldFit(out.best_C, inner_scores, out.test_scores, out.test_std, out.inner_oof,
-                   out.coef, out.intercept, n_iter)  # fmt: skip
-
-
-@dataclass
-class _FoldArrays:
-    """The per-target outputs of :func:`nested_fold`, filled target by target."""
-
-    best_C: np.ndarray
-    test_scores: np.ndarray
-    test_std: np.ndarray
-    inner_oof: np.ndarray
-    coef: np.ndarray
-    intercept: np.ndarray
-
-    @classmethod
-    def empty(cls, n: int, n_test: int, r: int, T: int) -> _FoldArrays:
-        return cls(np.full(T, np.nan), np.empty((n_test, T)), np.zeros((n_test, T)),
-                   np.full((n, T), np.nan), np.zeros((r, T)), np.zeros(T))  # fmt: skip
-
-    def set(
-        self,
-        t: int,
-        basis: FoldBasis,
-        inner: np.ndarray,
-        C: float,
-        v: np.ndarray,
-        b: float,
-        f_full: np.ndarray,
-        f_inner: list[np.ndarray],
-        f_rest: list[np.ndarray],
-    ) -> None:
-        """Target ``t`` refitted at ``C`` (``v, b``; ``f_full`` on the training rows); the inner
-        fits at ``C`` on their validation rows (``f_inner[m]``) and their training rows."""
-        self.best_C[t] = C
-        self.coef[:, t] = v
-        self.intercept[t] = b
-        self.test_scores[:, t] = basis.G @ v + b if basis.G.shape[0] else 0.0
-        self.test_std[:, t] = _standardised(self.test_scores[:, t], f_full)
-        for m, (fv, fr) in enumerate(zip(f_inner, f_rest, strict=True)):
-            self.inner_oof[inner == m, t] = _standardised(fv, fr)
-
-    def constant(self, t: int, y_lab: np.ndarray) -> None:
-        """Target ``t`` with one class in training: its prevalence's log-odds (logged)."""
-        prev = float(y_lab.mean()) if y_lab.size else 0.5
-        logger.warning("target %d has one class in a training fold; constant score used", t)
-        self.intercept[t] = np.log(max(prev, 1e-6) / max(1 - prev, 1e-6))
-        self.test_scores[:, t] = self.intercept[t]
-
-
-def _nested_fold_whole_path(
-    basis: FoldBasis,
-    Ytr: np.ndarray,
-    inner: np.ndarray,
-    Cs: np.ndarray,
-    class_weight: str | None,
-    scoring: str,
-    tol: float,
-) -> FoldFit:
-    """:func:`nested_fold` without the path stop: every (inner fold or refit) x target x C
-    problem solved in one batch."""
     F, s = basis.F, basis.s
     n, T = Ytr.shape
     Cs = np.asarray(Cs, dtype=np.float64)
@@ -564,8 +401,13 @@ def _nested_fold_whole_path(
             A[:, base : base + L] = a[:, None]
             Cj[base : base + L] = Cs
     V, b, f, n_iter = solve_path(F, Y, A, Cj, s, tol=tol)
+    best_C = np.full(T, np.nan)
     inner_scores = np.full((T, L), np.nan)
-    out = _FoldArrays.empty(n, basis.G.shape[0], F.shape[1], T)
+    test_scores = np.empty((basis.G.shape[0], T))
+    test_std = np.zeros((basis.G.shape[0], T))
+    inner_oof = np.full((n, T), np.nan)
+    coef = np.zeros((F.shape[1], T))
+    intercept = np.zeros(T)
     for t in range(T):
         labelled = ~np.isnan(Ytr[:, t])
         per_fold = []
@@ -584,7 +426,10 @@ def _nested_fold_whole_path(
         valid = ~np.isnan(sc).any(axis=1)
         y_lab = Ytr[labelled, t]
         if y_lab.size == 0 or y_lab.min() == y_lab.max():
-            out.constant(t, y_lab)
+            prev = float(y_lab.mean()) if y_lab.size else 0.5
+            logger.warning("target %d has one class in a training fold; constant score used", t)
+            intercept[t] = np.log(max(prev, 1e-6) / max(1 - prev, 1e-6))
+            test_scores[:, t] = intercept[t]
             continue
         if valid.any():
             mean_sc = sc[valid].mean(axis=0)
@@ -593,15 +438,17 @@ def _nested_fold_whole_path(
         else:
             logger.warning("no inner fold with both classes for target %d; using the smallest C", t)
             best = 0
+        best_C[t] = Cs[best]
         full = (k * T + t) * L + best
-        cols = [(m * T + t) * L + best for m in range(k)]
-        out.set(
-            t, basis, inner, Cs[best], V[:, full], b[full], f[:, full],
-            [f[inner == m, c] for m, c in enumerate(cols)],
-            [f[inner != m, c] for m, c in enumerate(cols)],
-        )  # fmt: skip
-    return FoldFit(out.best_C, inner_scores, out.test_scores, out.test_std, out.inner_oof,
-                   out.coef, out.intercept, n_iter)  # fmt: skip
+        coef[:, t] = V[:, full]
+        intercept[t] = b[full]
+        test_scores[:, t] = basis.G @ V[:, full] + b[full] if basis.G.shape[0] else 0.0
+        test_std[:, t] = _standardised(test_scores[:, t], f[:, full])
+        for m in range(k):
+            rows = inner == m
+            col = (m * T + t) * L + best
+            inner_oof[rows, t] = _standardised(f[rows, col], f[~rows, col])
+    return FoldFit(best_C, inner_scores, test_scores, test_std, inner_oof, coef, intercept, n_iter)
 
 
 def _standardised(scores: np.ndarray, reference: np.ndarray) -> np.ndarray:
