@@ -158,6 +158,31 @@ def test_path_stop_gives_the_full_paths_choice_and_fit(loader):
         nested_cox_fold(b.F, b.s, b.G, time[train], event[train], inner, lambdas, patience=0)
 
 
+def test_path_stop_is_not_ended_by_the_dip_at_the_heavily_penalised_end():
+    # a real fold of the benefit decoder (endpoints study, ben_null_n200_d20 replicate 1, one
+    # jackknife re-run; 144 rows, 20 coordinates): its criterion from the largest penalty down is
+    # -468.206, -468.207, -468.209, -468.176, -467.962 (best), ... -- it dips by 0.003 before it
+    # rises; a stop on any fall ended the path at the largest penalty
+    from pathlib import Path
+
+    from tario_clinical.decode import cox_engine
+
+    z = np.load(Path(__file__).parent / "data" / "cox" / "dip_at_heavy_penalty_fold.npz")
+    args = (z["F"], z["s"], z["G"], z["time"], z["event"], z["inner"], z["lambdas"])
+    whole = nested_cox_fold(*args, weights=z["weights"], patience=None)
+    stop = nested_cox_fold(*args, weights=z["weights"])
+    assert stop.best == whole.best
+    np.testing.assert_allclose(stop.test_eta, whole.test_eta, atol=1e-7)
+    # without the margin the stop would have chosen the largest penalty
+    old = cox_engine.PATH_MARGIN
+    try:
+        cox_engine.PATH_MARGIN = 0.0
+        naive = nested_cox_fold(*args, weights=z["weights"])
+    finally:
+        cox_engine.PATH_MARGIN = old
+    assert naive.best != whole.best
+
+
 def test_warm_start_changes_iterations_not_the_solution():
     X, _, time, event = _dataset(load_gbsg2)
     n = X.shape[0]
