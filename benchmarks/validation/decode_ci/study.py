@@ -117,6 +117,12 @@ J2_FIELDS = [
     "seconds",
 ]
 
+# the fixed-C jackknife pass (``--jfix``): the G = 10 delete-one-group re-runs with each outer
+# fold's C fixed at the value the full-data run chose for it (the inner-CV choice of C is the
+# non-smooth part of the statistic; this pass measures how much of the jackknife's excess
+# variance it accounts for); the delete-one statistics are kept (``reps``, JSON)
+JFIX_FIELDS = ["cell", "rep", "T", "truth_cond", "jfix_lo", "jfix_hi", "reps", "seconds"]
+
 N_LOADINGS = 10
 
 
@@ -229,6 +235,80 @@ def one_j2(cell: Cell, rep: int) -> dict:
     }
 
 
+def _cv_fixed_C(problem, Y, plan, keep, C_of):  # noqa: ANN001, ANN202
+    """``inference.cv_statistic`` with each outer fold's C fixed (``C_of[(r, k)]``)."""
+    from tario_clinical.decode import engine
+    from tario_clinical.decode import inference as inf
+
+    codes = problem.codes
+    row_keep = keep[codes]
+    parts, reps, cods = [], [], []
+    for i, (r, k) in enumerate(plan.designs):
+        f = plan.outer[r][codes]
+        train = np.flatnonzero((f != k) & row_keep)
+        test = np.flatnonzero((f == k) & row_keep)
+        if test.size == 0:
+            continue
+        _, inner = np.unique(plan.inner[i][codes[train]], return_inverse=True)
+        basis = engine.fold_basis(problem.X, train, test)
+        ff = engine.nested_fold(basis, Y[codes][train], inner, np.array([C_of[(r, k)]]))
+        parts.append(ff.test_std)
+        reps.append(np.full(test.size, r))
+        cods.append(codes[test])
+    aucs = inf._pooled_auroc_by_repeat(
+        np.concatenate(parts),
+        np.concatenate(reps),
+        np.concatenate(cods),
+        Y,
+        plan.outer.shape[0],
+        None,
+    )
+    return np.nanmean(aucs, axis=0)
+
+
+def one_jfix(cell: Cell, rep: int) -> dict:
+    """The ``--jfix`` pass: same data, plan and jackknife groups as the main pass's replicate."""
+    import json
+
+    from threadpoolctl import threadpool_limits
+
+    from tario_clinical.decode import inference as inf
+    from tario_clinical.decode import intervals as ivl
+    from tario_clinical.decode.splitters import assign_folds
+
+    t0 = time.perf_counter()
+    X, y, delta, L, problem, plan, kw, (s_jack, _s_perm, _s_boot) = _replicate_setup(cell, rep)
+    Y = y[:, None]
+    models: dict[int, list] = {}
+    C_of: dict = {}
+
+    def hook(r, k, train, test, basis, ff):  # noqa: ANN001
+        C_of[(r, k)] = float(ff.best_C[0])
+        if delta is not None:
+            models.setdefault(r, []).append(_fold_model(basis, ff))
+
+    with threadpool_limits(1):
+        T = inf.cv_statistic(problem, Y, plan, fold_hook=hook)
+        groups = assign_folds(Y, 10, np.random.default_rng(s_jack))
+        jr = np.vstack([_cv_fixed_C(problem, Y, plan, groups != g, C_of) for g in range(10)])
+    truth = (
+        float(np.mean([_pooled_truth(models[r], delta, L) for r in range(5)]))
+        if delta is not None
+        else 0.5
+    )
+    lo, hi, _ = ivl.jackknife_interval(T, jr, 0.95)
+    return {
+        "cell": cell.name,
+        "rep": rep,
+        "T": float(T[0]),
+        "truth_cond": truth,
+        "jfix_lo": float(lo[0]),
+        "jfix_hi": float(hi[0]),
+        "reps": json.dumps([round(float(v), 6) for v in jr[:, 0]]),
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+
+
 def _fold_model(basis, ff) -> tuple[np.ndarray, float]:  # noqa: ANN001
     """The fold's standardised score as ``x . u + c`` in the raw feature space."""
     w = basis.feature_map @ ff.coef[:, 0]
@@ -321,6 +401,8 @@ def _task(args):  # noqa: ANN001, ANN202
     cell, rep, mode = args
     if mode == "j2":
         return one_j2(cell, rep)
+    if mode == "jfix":
+        return one_jfix(cell, rep)
     return one(cell, rep, boot_only=mode == "boot")
 
 
@@ -343,12 +425,20 @@ def main() -> None:
         "the first j2_reps replicates of each cell, into replicates_j2.csv",
     )
     ap.add_argument("--j2-reps", type=int, default=400, help="replicates per cell in --j2")
+    ap.add_argument(
+        "--jfix",
+        action="store_true",
+        help="fixed-C jackknife pass (each outer fold's C fixed at the full-data run's choice) "
+        "over the first j2_reps replicates of each cell, into replicates_jfix.csv",
+    )
     args = ap.parse_args()
     if args.boot and args.out == str(OUT):
         args.out = str(HERE / "replicates_boot.csv")
     if args.j2 and args.out == str(OUT):
         args.out = str(HERE / "replicates_j2.csv")
-    mode = "boot" if args.boot else "j2" if args.j2 else "main"
+    if args.jfix and args.out == str(OUT):
+        args.out = str(HERE / "replicates_jfix.csv")
+    mode = "boot" if args.boot else "j2" if args.j2 else "jfix" if args.jfix else "main"
     cells = [c for c in CELLS if not args.cells or c.name in args.cells.split(",")]
     out = Path(args.out)
     done = set()
@@ -361,14 +451,22 @@ def main() -> None:
     max_reps = max(max(c.reps for c in cells), args.j2_reps)
     for rep in range(max_reps):
         for c in cells:
-            cap = c.boot_reps if args.boot else args.j2_reps if args.j2 else c.reps
+            cap = c.boot_reps if args.boot else args.j2_reps if args.j2 or args.jfix else c.reps
             cap = cap if not args.max_reps else min(cap, args.max_reps)
             if rep < cap and (c.name, rep) not in done:
                 tasks.append((c, rep, mode))
     print(f"{len(tasks)} replicates to run ({len(done)} done)", file=sys.stderr, flush=True)
     new = not out.exists()
     with out.open("a", newline="") as fh:
-        fields = BOOT_FIELDS if args.boot else J2_FIELDS if args.j2 else FIELDS
+        fields = (
+            BOOT_FIELDS
+            if args.boot
+            else J2_FIELDS
+            if args.j2
+            else JFIX_FIELDS
+            if args.jfix
+            else FIELDS
+        )
         w = csv.DictWriter(fh, fieldnames=fields)
         if new:
             w.writeheader()

@@ -25,6 +25,7 @@ METHODS = {
     "boot": "bootstrap B=20, logit, z",
     "boot_t": "bootstrap B=20, logit, t19",
     "j2": "second-order-corrected jackknife G=10 (+45 pairs), logit, t9",
+    "jfix": "jackknife G=10 with each fold's C fixed at the full-data choice, logit, t9",
 }
 
 
@@ -74,6 +75,17 @@ def _logit(p: pd.Series | np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
+def _pass_ratios(g: pd.DataFrame, m: str, q: float) -> str:
+    """``reps | plain ratio | method ratio`` on the replicates where the ``m`` pass ran."""
+    h = g[g[f"{m}_lo"].notna()]
+    if len(h) <= 2:
+        return "— | — | —"
+    var_h = _logit(h["T"]).var(ddof=1)
+    v1 = ((_logit(h["jack_hi"]) - _logit(h["jack_lo"])) / (2 * q)) ** 2
+    vm = ((_logit(h[f"{m}_hi"]) - _logit(h[f"{m}_lo"])) / (2 * q)) ** 2
+    return f"{len(h)} | {v1.mean() / var_h:.2f} | {vm.mean() / var_h:.2f}"
+
+
 def _variance_ratios(d: pd.DataFrame) -> list[str]:
     """Mean jackknife variance / sampling variance of logit T, per cell (from the intervals)."""
     from scipy import stats
@@ -86,23 +98,19 @@ def _variance_ratios(d: pd.DataFrame) -> list[str]:
         "interval: ((logit hi - logit lo) / (2 t_9))^2) divided by the variance of logit T across",
         "replicates. 1 is unbiased; the delete-a-group jackknife counts a k-th order interaction",
         "term k (G - 1) / (G - k) times (2.25 for pairs at G = 10). The corrected jackknife only",
-        "where the j2 pass ran.",
+        "where the j2 pass ran; the fixed-C jackknife (C of every outer fold fixed at the value",
+        "the full-data run chose, so that the inner-CV choice of C cannot jump) where the jfix",
+        "pass ran.",
         "",
-        "| cell | reps | plain jackknife | reps (j2) | plain on those | corrected (j2) |",
-        "|---|---|---|---|---|---|",
+        "| cell | reps | plain jackknife | reps (j2) | plain on those | corrected (j2) "
+        "| reps (jfix) | plain on those | fixed C (jfix) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for cell, g in d.groupby("cell", sort=False):
         var_t = _logit(g["T"]).var(ddof=1)
         v1 = ((_logit(g["jack_hi"]) - _logit(g["jack_lo"])) / (2 * q)) ** 2
-        h = g[g["j2_lo"].notna()]
-        if len(h) > 2:
-            var_h = _logit(h["T"]).var(ddof=1)
-            v1h = ((_logit(h["jack_hi"]) - _logit(h["jack_lo"])) / (2 * q)) ** 2
-            v2h = ((_logit(h["j2_hi"]) - _logit(h["j2_lo"])) / (2 * q)) ** 2
-            j2 = f"{len(h)} | {v1h.mean() / var_h:.2f} | {v2h.mean() / var_h:.2f}"
-        else:
-            j2 = "— | — | —"
-        out.append(f"| {cell} | {len(g)} | {v1.mean() / var_t:.2f} | {j2} |")
+        j2, jf = _pass_ratios(g, "j2", q), _pass_ratios(g, "jfix", q)
+        out.append(f"| {cell} | {len(g)} | {v1.mean() / var_t:.2f} | {j2} | {jf} |")
     return out + [""]
 
 
@@ -133,6 +141,17 @@ def main() -> None:
         assert np.allclose(d.loc[both, "T"], j.loc[both, "T"], rtol=0, atol=1e-12)
         assert np.allclose(d.loc[both, "jack_lo"], j.loc[both, "jack_lo"], rtol=0, atol=1e-9)
         for c in ("j2_lo", "j2_hi"):
+            d.loc[both, c] = j.loc[both, c]
+        d = d.reset_index()
+    d["jfix_lo"] = np.nan
+    d["jfix_hi"] = np.nan
+    jf_path = HERE / "replicates_jfix.csv"
+    if jf_path.exists():
+        j = pd.read_csv(jf_path).set_index(["cell", "rep"])
+        d = d.set_index(["cell", "rep"])
+        both = d.index.intersection(j.index)
+        assert np.allclose(d.loc[both, "T"], j.loc[both, "T"], rtol=0, atol=1e-12)
+        for c in ("jfix_lo", "jfix_hi"):
             d.loc[both, c] = j.loc[both, c]
         d = d.reset_index()
     d["theta"] = d.groupby("cell")["truth_cond"].transform("mean")
