@@ -364,9 +364,7 @@ def one(cell: Cell, rep: int) -> list[dict]:
     from tario_clinical.decode.endpoint_inference import (
         cross_validate_plan,
         cv_design,
-        endpoint_inference,
     )
-    from tario_clinical.decode.splitters import assign_folds
 
     RegTruth, SurvTruth, CatTruth = _problems()
     t0 = time.perf_counter()
@@ -439,6 +437,19 @@ def one(cell: Cell, rep: int) -> list[dict]:
             truth = _truth_survival(problem, yn, problem.stash, 5)
         if hasattr(problem, "extra"):
             problem.extra, problem.stash = None, None
+    return infer_rows(cell, rep, n, D, problem, y, design, run, T, truth, oof, seed, t0)
+
+
+def infer_rows(cell, rep, n, D, problem, y, design, run, T, truth, oof, seed, t0):  # noqa: ANN001, ANN201, PLR0913
+    """The replicate's default inference (grouped jackknife, G = 10) and its CSV rows, one per
+    metric: shared by this study and ``endpoints_simtrial``."""
+    from threadpoolctl import threadpool_limits
+
+    from tario_clinical.decode.endpoint_inference import endpoint_inference
+    from tario_clinical.decode.splitters import assign_folds
+
+    names = [m.name for m in problem.metrics]
+    with threadpool_limits(1):
         table, reps = endpoint_inference(
             problem,
             y,

@@ -44,7 +44,6 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as _dt
-import json
 import sys
 import time
 import zlib
@@ -180,9 +179,7 @@ def one(cell: Cell, rep: int) -> list[dict]:
     from tario_clinical.decode.endpoint_inference import (
         cross_validate_plan,
         cv_design,
-        endpoint_inference,
     )
-    from tario_clinical.decode.splitters import assign_folds
 
     RegTruth, SurvTruth, CatTruth = base._problems()
     t0 = time.perf_counter()
@@ -254,53 +251,7 @@ def one(cell: Cell, rep: int) -> list[dict]:
             truth = base._truth_survival(problem, yn, problem.stash, 5)
         if hasattr(problem, "extra"):
             problem.extra, problem.stash = None, None
-        table, reps = endpoint_inference(
-            problem,
-            y,
-            design,
-            T,
-            ci_method="jackknife",
-            p_method="jackknife",
-            level=0.95,
-            n_jackknife=G,
-            n_bootstrap=2,
-            n_permutations=1,
-            seed=seed,
-            n_jobs=1,
-            progress=False,
-            allowed_p=("jackknife", "oof"),
-        )
-        o_se, o_lo, o_hi, o_p = oof(run)
-    s_jack = np.random.SeedSequence(seed).spawn(3)[2].spawn(3)[1]
-    groups = assign_folds(problem.strata(y), G, np.random.default_rng(s_jack))
-    jack_g = json.dumps(np.bincount(groups, minlength=G).tolist())
-    jr = reps["jackknife"]
-    secs = round(time.perf_counter() - t0, 3)
-    rows = []
-    for j, m in enumerate(names):
-        tab = table.iloc[j]
-        rows.append(
-            {
-                "cell": cell.name,
-                "endpoint": cell.endpoint,
-                "rep": rep,
-                "n": n,
-                "D": D,
-                "metric": m,
-                "T": float(T[j]),
-                "truth": truth.get(m, ""),
-                "jack_lo": tab["low"],
-                "jack_hi": tab["high"],
-                "p_jack": tab["p_value"],
-                "oof_lo": o_lo[j],
-                "oof_hi": o_hi[j],
-                "p_oof": o_p[j],
-                "jack_reps": json.dumps([float(f"{v:.8g}") for v in jr[m].to_numpy()]),
-                "jack_g": jack_g,
-                "seconds": secs,
-            }
-        )
-    return rows
+    return base.infer_rows(cell, rep, n, D, problem, y, design, run, T, truth, oof, seed, t0)
 
 
 def main() -> None:
