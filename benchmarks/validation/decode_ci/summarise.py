@@ -118,42 +118,32 @@ def _fmt(p: float, se: float, n: int) -> str:
     return "—" if not n else f"{p:.3f} ± {se:.3f} ({n})"
 
 
+def _merge_pass(d: pd.DataFrame, name: str, cols: tuple, *, check_jack: bool = False):  # noqa: ANN202
+    """Columns ``cols`` of a side pass (``name``, same cells and replicates) into ``d``."""
+    for c in cols:
+        if c not in d:
+            d[c] = np.nan
+    path = HERE / name
+    if not path.exists():
+        return d
+    j = pd.read_csv(path).set_index(["cell", "rep"])
+    d = d.set_index(["cell", "rep"])
+    both = d.index.intersection(j.index)
+    assert np.allclose(d.loc[both, "T"], j.loc[both, "T"], rtol=0, atol=1e-12), name
+    if check_jack:
+        assert np.allclose(d.loc[both, "jack_lo"], j.loc[both, "jack_lo"], rtol=0, atol=1e-9)
+    for c in cols:
+        d.loc[both, c] = j.loc[both, c]
+    return d.reset_index()
+
+
 def main() -> None:
     d = pd.read_csv(HERE / "replicates.csv", keep_default_na=False, na_values=[""])
-    boot_path = HERE / "replicates_boot.csv"
-    if boot_path.exists():
-        b = pd.read_csv(boot_path).set_index(["cell", "rep"])
-        d = d.set_index(["cell", "rep"])
-        both = d.index.intersection(b.index)
-        # the bootstrap pass re-simulates the same data: T must agree exactly
-        assert np.allclose(d.loc[both, "T"], b.loc[both, "T"], rtol=0, atol=1e-12)
-        for c in ("boot_lo", "boot_hi", "boot_t_lo", "boot_t_hi"):
-            d.loc[both, c] = b.loc[both, c]
-        d = d.reset_index()
-    d["j2_lo"] = np.nan
-    d["j2_hi"] = np.nan
-    j2_path = HERE / "replicates_j2.csv"
-    if j2_path.exists():
-        j = pd.read_csv(j2_path).set_index(["cell", "rep"])
-        d = d.set_index(["cell", "rep"])
-        both = d.index.intersection(j.index)
-        # same data, folds and jackknife groups as the main pass
-        assert np.allclose(d.loc[both, "T"], j.loc[both, "T"], rtol=0, atol=1e-12)
-        assert np.allclose(d.loc[both, "jack_lo"], j.loc[both, "jack_lo"], rtol=0, atol=1e-9)
-        for c in ("j2_lo", "j2_hi"):
-            d.loc[both, c] = j.loc[both, c]
-        d = d.reset_index()
-    d["jfix_lo"] = np.nan
-    d["jfix_hi"] = np.nan
-    jf_path = HERE / "replicates_jfix.csv"
-    if jf_path.exists():
-        j = pd.read_csv(jf_path).set_index(["cell", "rep"])
-        d = d.set_index(["cell", "rep"])
-        both = d.index.intersection(j.index)
-        assert np.allclose(d.loc[both, "T"], j.loc[both, "T"], rtol=0, atol=1e-12)
-        for c in ("jfix_lo", "jfix_hi"):
-            d.loc[both, c] = j.loc[both, c]
-        d = d.reset_index()
+    # the bootstrap pass re-simulates the same data; the j2 and jfix passes also use the main
+    # pass's folds and jackknife groups: T must agree exactly (and j2's plain jackknife)
+    d = _merge_pass(d, "replicates_boot.csv", ("boot_lo", "boot_hi", "boot_t_lo", "boot_t_hi"))
+    d = _merge_pass(d, "replicates_j2.csv", ("j2_lo", "j2_hi"), check_jack=True)
+    d = _merge_pass(d, "replicates_jfix.csv", ("jfix_lo", "jfix_hi"))
     d["theta"] = d.groupby("cell")["truth_cond"].transform("mean")
     cells = summarise(d, "cell")
     groups = summarise(d, "group")
