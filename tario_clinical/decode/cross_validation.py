@@ -381,13 +381,23 @@ def _decode_binary(
 
     # ---- outer loop
     oof_parts, fold_rows, inner_parts = [], [], []
+    fast_fits = (
+        _engine.nested_folds(
+            X,
+            Yrow,
+            [(tr, te, plan.inner[i][codes[tr]]) for i, (_, _, tr, te) in enumerate(designs)],
+            Cs_arr,
+            n_components=pca,
+            class_weight=class_weight,
+            scoring=inner_scoring,
+        )
+        if use_fast
+        else None
+    )
     for i, (r, k, train, test) in enumerate(designs):
         inner = plan.inner[i][codes[train]]
-        if use_fast:
-            basis = _engine.fold_basis(X, train, test, n_components=pca)
-            ff = _engine.nested_fold(
-                basis, Yrow[train], inner, Cs_arr, class_weight=class_weight, scoring=inner_scoring
-            )
+        if fast_fits is not None:
+            ff = fast_fits[i]
             best, scores, std, inner_oof = ff.best_C, ff.test_scores, ff.test_std, ff.inner_oof
         else:
             best, scores, std, inner_oof = fit_sklearn_fold(
