@@ -47,6 +47,38 @@ def test_nested_folds_identical_for_any_thread_count(n_components):
 def test_fold_threads_bounds():
     assert E.fold_threads(1) == 1
     assert 1 <= E.fold_threads(25) <= E.MAX_FOLD_THREADS
+    assert E.fold_threads(25, E.PARALLEL_MIN_SIZE - 1) == 1
+    try:
+        E.set_fold_threads(1)
+        assert E.fold_threads(25, 10**9) == 1
+    finally:
+        E.set_fold_threads(None)
+
+
+def test_cv_statistic_identical_threaded_and_sequential(monkeypatch):
+    """The re-runs of the inference (cv_statistic) thread their folds too: same T as one fold
+    at a time, with and without a jackknife deletion."""
+    from tario_clinical.decode import inference as inf
+
+    X, Y, _, Cs = _problem(n=150, d=200)
+    n = X.shape[0]
+    problem = inf.CVProblem(X=X, codes=np.arange(n), Cs=Cs)
+    kw = dict(n_splits=5, n_repeats=3, n_inner_splits=4, stratify_jointly=True, groups=None)
+    Yp = np.nan_to_num(Y, nan=0.0)
+    plan = inf.make_plan(Yp, seed_seq=np.random.SeedSequence(5), **kw)
+    keep = np.ones(n, dtype=bool)
+    keep[::7] = False
+    monkeypatch.setattr(E, "PARALLEL_MIN_SIZE", 0)  # threads even at this size
+    assert E.fold_threads(15, X.size) > 1 or E.fold_threads(15) == 1  # 1 only on one core
+    threaded = [inf.cv_statistic(problem, Yp, plan), inf.cv_statistic(problem, Yp, plan, keep=keep)]
+    try:
+        E.set_fold_threads(1)
+        seq = [inf.cv_statistic(problem, Yp, plan), inf.cv_statistic(problem, Yp, plan, keep=keep)]
+    finally:
+        E.set_fold_threads(None)
+    for a, b in zip(threaded, seq, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(threaded[0], threaded[1])
 
 
 def test_float32_cg_matches_float64_reference():

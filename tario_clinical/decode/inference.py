@@ -322,42 +322,21 @@ def cv_statistic(
     pat_keep = np.ones(Ypat.shape[0], dtype=bool) if keep is None else np.asarray(keep, bool)
     row_keep = pat_keep[codes]
     R = plan.outer.shape[0]
-    std_parts, rep_parts, code_parts = [], [], []
+    folds = []
     for i, (r, k) in enumerate(plan.designs):
         fold_of_row = plan.outer[r][codes]
         train = np.flatnonzero((fold_of_row != k) & row_keep)
         test = np.flatnonzero((fold_of_row == k) & row_keep)
         if test.size == 0:
             continue
-        inner = plan.inner[i][codes[train]]
         # renumber inner folds 0..k'-1 (a jackknife deletion may empty one)
-        _, inner = np.unique(inner, return_inverse=True)
-        if problem.engine == "fast":
-            key = (r, k)
-            basis = None if basis_cache is None else basis_cache.get(key)
-            if basis is None:
-                basis = _engine.fold_basis(
-                    problem.X,
-                    train,
-                    test,
-                    n_components=problem.pca,
-                    with_feature_map=problem.feature_map,
-                )
-                if basis_cache is not None:
-                    basis_cache[key] = basis
-            ff = _engine.nested_fold(
-                basis,
-                Yrow[train],
-                inner,
-                problem.Cs,
-                class_weight=problem.class_weight,
-                scoring=problem.scoring,
-            )
-            std = ff.test_std
-            if fold_hook is not None:
-                fold_hook(r, k, train, test, basis, ff)
-        else:
-            _, _, std, _ = fit_sklearn_fold(
+        _, inner = np.unique(plan.inner[i][codes[train]], return_inverse=True)
+        folds.append((r, k, train, test, inner))
+
+    def one_fold(fold: tuple) -> np.ndarray:
+        r, k, train, test, inner = fold
+        if problem.engine != "fast":
+            return fit_sklearn_fold(
                 problem.X,
                 Yrow[train],
                 inner,
@@ -370,10 +349,40 @@ def cv_statistic(
                 class_weight=problem.class_weight,
                 seed=problem.seed,
                 scoring=problem.scoring,
+            )[2]
+        basis = None if basis_cache is None else basis_cache.get((r, k))
+        if basis is None:
+            basis = _engine.fold_basis(
+                problem.X,
+                train,
+                test,
+                n_components=problem.pca,
+                with_feature_map=problem.feature_map,
             )
-        std_parts.append(std)
-        rep_parts.append(np.full(test.size, r))
-        code_parts.append(codes[test])
+            if basis_cache is not None:
+                basis_cache[(r, k)] = basis
+        ff = _engine.nested_fold(
+            basis,
+            Yrow[train],
+            inner,
+            problem.Cs,
+            class_weight=problem.class_weight,
+            scoring=problem.scoring,
+        )
+        if fold_hook is not None:
+            fold_hook(r, k, train, test, basis, ff)
+        return ff.test_std
+
+    # fast engine: the folds in threads, one BLAS thread each (identical numbers for any
+    # number of threads); a fold_hook sees the folds one at a time, in design order
+    threads = (
+        1
+        if fold_hook is not None or problem.engine != "fast"
+        else _engine.fold_threads(len(folds), problem.X.size)
+    )
+    std_parts = _engine.run_folds(one_fold, folds, threads=threads)
+    rep_parts = [np.full(f[3].size, f[0]) for f in folds]
+    code_parts = [codes[f[3]] for f in folds]
     std_rows = np.concatenate(std_parts)
     rep_rows = np.concatenate(rep_parts)
     code_rows = np.concatenate(code_parts)
@@ -445,6 +454,7 @@ def _limited(fn: Any, task: Any) -> Any:
     """Run one replicate in a worker process with one BLAS thread (the processes share cores)."""
     from threadpoolctl import threadpool_limits
 
+    _engine.set_fold_threads(1)  # the worker processes already share the cores
     with threadpool_limits(1):
         return fn(task)
 
