@@ -124,15 +124,10 @@ def fold_basis(
     test = np.empty(0, dtype=np.int64) if test is None else test
     work = np.float32 if X.dtype == np.float32 else np.float64
     Ztr = np.asarray(X[train], dtype=work)  # a copy: standardised in place below
-    n_tr = max(Ztr.shape[0], 1)
-    # column moments accumulated in float64: the mean from the raw rows, the variance from the
-    # rows centred in place (same values as _column_moments to ~1e-8 relative, without its
-    # float64 block copies)
-    mean = Ztr.sum(axis=0, dtype=np.float64) / n_tr
-    Ztr -= mean.astype(work)
-    var = np.einsum("ij,ij->j", Ztr, Ztr, dtype=np.float64) / n_tr
+    mean, var = _column_moments(Ztr)
     scale = _safe_scale(mean, var)
     inv = (1.0 / scale).astype(work)
+    Ztr -= mean.astype(work)
     Ztr *= inv
     Zte = (X[test] - mean.astype(work)) * inv
     n, D = Ztr.shape
