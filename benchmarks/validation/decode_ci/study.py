@@ -123,6 +123,17 @@ J2_FIELDS = [
 # variance it accounts for); the delete-one statistics are kept (``reps``, JSON)
 JFIX_FIELDS = ["cell", "rep", "T", "truth_cond", "jfix_lo", "jfix_hi", "reps", "seconds"]
 
+# the nested-CV pass (``--ncv``): Bates, Hastie & Tibshirani (JASA 2023) nested cross-validation
+# adapted to the pooled AUROC. For every repeat r and outer fold k of the main CV: the AUROC on
+# fold k of fold k's decoder (``A_out``, fitted on the other folds, inner-CV choice of C as in
+# the main run), its DeLong variance given the decoder (``b``: valid, the decoder never saw fold
+# k), and the CV estimate ``T_in`` on the other folds (pooled AUROC over j != k of the decoders
+# fitted without folds k and j). ``a = T_in - A_out``; the mean of ``a^2 - b`` estimates the
+# mean squared error of a single CV estimate on n(K-1)/K patients; x (K-1)/K to n patients,
+# minus (1 - 1/R) times the variance between the R repeats' AUROCs (T averages R repeats).
+# The pieces are kept (``pieces``, JSON) so that other combinations can be formed from the CSV.
+NCV_FIELDS = ["cell", "rep", "T", "truth_cond", "ncv_lo", "ncv_hi", "ncv_se", "pieces", "seconds"]
+
 N_LOADINGS = 10
 
 
@@ -309,6 +320,100 @@ def one_jfix(cell: Cell, rep: int) -> dict:
     }
 
 
+def ncv_se(a: np.ndarray, b: np.ndarray, t_rep: np.ndarray, K: int) -> float:
+    """The NCV standard error of the repeat-mean pooled AUROC (see ``NCV_FIELDS``); 0 if <= 0."""
+    R = t_rep.size
+    mse = float(np.mean(a * a - b)) * (K - 1) / K
+    split = float(np.var(t_rep, ddof=1)) if R > 1 else 0.0
+    return float(np.sqrt(max(mse - (1.0 - 1.0 / R) * split, 0.0)))
+
+
+def one_ncv(cell: Cell, rep: int) -> dict:
+    """The ``--ncv`` pass: same data and plan as the main pass's replicate."""
+    import json
+
+    from threadpoolctl import threadpool_limits
+
+    from tario_clinical import metrics
+    from tario_clinical.decode import engine
+    from tario_clinical.decode import inference as inf
+    from tario_clinical.decode import intervals as ivl
+    from tario_clinical.decode.splitters import assign_folds
+
+    t0 = time.perf_counter()
+    X, y, delta, L, problem, plan, kw, _seeds = _replicate_setup(cell, rep)
+    Y = y[:, None]
+    n = X.shape[0]
+    K = int(plan.outer.max()) + 1
+    R = plan.outer.shape[0]
+    models: dict[int, list] = {}
+    a_out: dict = {}
+    b_out: dict = {}
+    oof = {r: np.full(n, np.nan) for r in range(R)}
+
+    def hook(r, k, train, test, basis, ff):  # noqa: ANN001
+        sc = ff.test_std[:, 0]
+        oof[r][test] = sc
+        a_out[(r, k)] = metrics.auroc(y[test].astype(int), sc)
+        b_out[(r, k)] = metrics.auroc_ci(y[test].astype(int), sc).se ** 2
+        if delta is not None:
+            models.setdefault(r, []).append(_fold_model(basis, ff))
+
+    ss_pairs = np.random.SeedSequence([zlib.crc32(cell.name.encode()), rep, 7])
+    with threadpool_limits(1):
+        T = float(inf.cv_statistic(problem, Y, plan, fold_hook=hook)[0])
+        t_rep = np.array([metrics.auroc(y.astype(int), oof[r]) for r in range(R)])
+        a, b = [], []
+        pair_seeds = iter(ss_pairs.spawn(R * K * (K - 1) // 2))
+        for r in range(R):
+            fold = plan.outer[r]
+            # scores of fold j's patients from the decoder fitted without folds k and j
+            inner_sc: dict = {}
+            for k in range(K):
+                for j in range(k + 1, K):
+                    train = np.flatnonzero((fold != k) & (fold != j))
+                    test = np.flatnonzero((fold == k) | (fold == j))
+                    inner = assign_folds(Y[train], 5, np.random.default_rng(next(pair_seeds)))
+                    basis = engine.fold_basis(X, train, test)
+                    ff = engine.nested_fold(basis, Y[train], inner, problem.Cs)
+                    for q, f_ in ((k, j), (j, k)):
+                        rows = fold[test] == q
+                        inner_sc[(f_, q)] = (test[rows], ff.test_std[rows, 0])
+            for k in range(K):
+                idx = np.concatenate([inner_sc[(k, q)][0] for q in range(K) if q != k])
+                sc = np.concatenate([inner_sc[(k, q)][1] for q in range(K) if q != k])
+                t_in = metrics.auroc(y[idx].astype(int), sc)
+                a.append(t_in - a_out[(r, k)])
+                b.append(b_out[(r, k)])
+    a, b = np.array(a), np.array(b)
+    se = ncv_se(a, b, t_rep, K)
+    # interval on the logit scale (delta method), as the default jackknife's
+    lt = ivl.logit(np.array([T]))[0]
+    se_l = se / max(T * (1.0 - T), 1e-12)
+    truth = (
+        float(np.mean([_pooled_truth(models[r], delta, L) for r in range(R)]))
+        if delta is not None
+        else 0.5
+    )
+    return {
+        "cell": cell.name,
+        "rep": rep,
+        "T": T,
+        "truth_cond": truth,
+        "ncv_lo": float(ivl.expit(lt - 1.959964 * se_l)),
+        "ncv_hi": float(ivl.expit(lt + 1.959964 * se_l)),
+        "ncv_se": se,
+        "pieces": json.dumps(
+            {
+                "a": [round(float(v), 6) for v in a],
+                "b": [round(float(v), 8) for v in b],
+                "t_rep": [round(float(v), 6) for v in t_rep],
+            }
+        ),
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+
+
 def _fold_model(basis, ff) -> tuple[np.ndarray, float]:  # noqa: ANN001
     """The fold's standardised score as ``x . u + c`` in the raw feature space."""
     w = basis.feature_map @ ff.coef[:, 0]
@@ -403,6 +508,8 @@ def _task(args):  # noqa: ANN001, ANN202
         return one_j2(cell, rep)
     if mode == "jfix":
         return one_jfix(cell, rep)
+    if mode == "ncv":
+        return one_ncv(cell, rep)
     return one(cell, rep, boot_only=mode == "boot")
 
 
@@ -431,14 +538,32 @@ def main() -> None:
         help="fixed-C jackknife pass (each outer fold's C fixed at the full-data run's choice) "
         "over the first j2_reps replicates of each cell, into replicates_jfix.csv",
     )
+    ap.add_argument(
+        "--ncv",
+        action="store_true",
+        help="nested-CV pass (Bates, Hastie & Tibshirani 2023, adapted to the pooled AUROC) over "
+        "the first j2_reps replicates of each cell, into replicates_ncv.csv",
+    )
     args = ap.parse_args()
+    if args.ncv and args.out == str(OUT):
+        args.out = str(HERE / "replicates_ncv.csv")
     if args.boot and args.out == str(OUT):
         args.out = str(HERE / "replicates_boot.csv")
     if args.j2 and args.out == str(OUT):
         args.out = str(HERE / "replicates_j2.csv")
     if args.jfix and args.out == str(OUT):
         args.out = str(HERE / "replicates_jfix.csv")
-    mode = "boot" if args.boot else "j2" if args.j2 else "jfix" if args.jfix else "main"
+    mode = (
+        "boot"
+        if args.boot
+        else "j2"
+        if args.j2
+        else "jfix"
+        if args.jfix
+        else "ncv"
+        if args.ncv
+        else "main"
+    )
     cells = [c for c in CELLS if not args.cells or c.name in args.cells.split(",")]
     out = Path(args.out)
     done = set()
@@ -451,7 +576,13 @@ def main() -> None:
     max_reps = max(max(c.reps for c in cells), args.j2_reps)
     for rep in range(max_reps):
         for c in cells:
-            cap = c.boot_reps if args.boot else args.j2_reps if args.j2 or args.jfix else c.reps
+            cap = (
+                c.boot_reps
+                if args.boot
+                else args.j2_reps
+                if args.j2 or args.jfix or args.ncv
+                else c.reps
+            )
             cap = cap if not args.max_reps else min(cap, args.max_reps)
             if rep < cap and (c.name, rep) not in done:
                 tasks.append((c, rep, mode))
@@ -465,6 +596,8 @@ def main() -> None:
             if args.j2
             else JFIX_FIELDS
             if args.jfix
+            else NCV_FIELDS
+            if args.ncv
             else FIELDS
         )
         w = csv.DictWriter(fh, fieldnames=fields)

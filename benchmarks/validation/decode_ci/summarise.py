@@ -26,6 +26,7 @@ METHODS = {
     "boot_t": "bootstrap B=20, logit, t19",
     "j2": "second-order-corrected jackknife G=10 (+45 pairs), logit, t9",
     "jfix": "jackknife G=10 with each fold's C fixed at the full-data choice, logit, t9",
+    "ncv": "nested CV (Bates, Hastie & Tibshirani 2023, for the pooled AUROC), logit, z",
 }
 
 
@@ -75,14 +76,17 @@ def _logit(p: pd.Series | np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def _pass_ratios(g: pd.DataFrame, m: str, q: float) -> str:
-    """``reps | plain ratio | method ratio`` on the replicates where the ``m`` pass ran."""
+def _pass_ratios(g: pd.DataFrame, m: str, q: float, qm: float | None = None) -> str:
+    """``reps | plain ratio | method ratio`` on the replicates where the ``m`` pass ran.
+
+    ``q``: the default jackknife's quantile (t_9); ``qm``: the method's (default ``q``).
+    """
     h = g[g[f"{m}_lo"].notna()]
     if len(h) <= 2:
         return "— | — | —"
     var_h = _logit(h["T"]).var(ddof=1)
     v1 = ((_logit(h["jack_hi"]) - _logit(h["jack_lo"])) / (2 * q)) ** 2
-    vm = ((_logit(h[f"{m}_hi"]) - _logit(h[f"{m}_lo"])) / (2 * q)) ** 2
+    vm = ((_logit(h[f"{m}_hi"]) - _logit(h[f"{m}_lo"])) / (2 * (qm or q))) ** 2
     return f"{len(h)} | {v1.mean() / var_h:.2f} | {vm.mean() / var_h:.2f}"
 
 
@@ -100,17 +104,18 @@ def _variance_ratios(d: pd.DataFrame) -> list[str]:
         "term k (G - 1) / (G - k) times (2.25 for pairs at G = 10). The corrected jackknife only",
         "where the j2 pass ran; the fixed-C jackknife (C of every outer fold fixed at the value",
         "the full-data run chose, so that the inner-CV choice of C cannot jump) where the jfix",
-        "pass ran.",
+        "pass ran; the nested-CV (NCV) interval's (z quantile) where the ncv pass ran.",
         "",
         "| cell | reps | plain jackknife | reps (j2) | plain on those | corrected (j2) "
-        "| reps (jfix) | plain on those | fixed C (jfix) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| reps (jfix) | plain on those | fixed C (jfix) | reps (ncv) | plain on those | NCV |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for cell, g in d.groupby("cell", sort=False):
         var_t = _logit(g["T"]).var(ddof=1)
         v1 = ((_logit(g["jack_hi"]) - _logit(g["jack_lo"])) / (2 * q)) ** 2
         j2, jf = _pass_ratios(g, "j2", q), _pass_ratios(g, "jfix", q)
-        out.append(f"| {cell} | {len(g)} | {v1.mean() / var_t:.2f} | {j2} | {jf} |")
+        nc = _pass_ratios(g, "ncv", q, float(stats.norm.ppf(0.975)))
+        out.append(f"| {cell} | {len(g)} | {v1.mean() / var_t:.2f} | {j2} | {jf} | {nc} |")
     return out + [""]
 
 
@@ -137,6 +142,52 @@ def _merge_pass(d: pd.DataFrame, name: str, cols: tuple, *, check_jack: bool = F
     return d.reset_index()
 
 
+def _ncv_section() -> list[str]:
+    """Coverage of the NCV interval on all replicates of its pass (it may run more than the
+    main pass): estimand = mean ``truth_cond`` over the pass's replicates of the cell."""
+    path = HERE / "replicates_ncv.csv"
+    if not path.exists():
+        return []
+    d = pd.read_csv(path)
+    grp = {
+        "null": "null",
+        "few10": "few_positives",
+        "few20": "few_positives",
+        "few45": "few_positives",
+        "mod": "moderate",
+        "strong": "strong",
+    }
+    d["group"] = [grp[c.split("_")[0]] for c in d["cell"]]
+    d["theta"] = d.groupby("cell")["truth_cond"].transform("mean")
+    d["cover"] = (d["ncv_lo"] <= d["theta"]) & (d["theta"] <= d["ncv_hi"])
+    d["lt"] = _logit(d["T"])
+    d["v"] = ((_logit(d["ncv_hi"]) - _logit(d["ncv_lo"])) / (2 * 1.959964)) ** 2
+    out = [
+        "## Nested-CV (NCV) interval, every replicate of its pass",
+        "",
+        "`study.py --ncv`: Bates, Hastie & Tibshirani (2023) nested CV adapted to the pooled",
+        "AUROC (see `NCV_FIELDS` in `study.py`), logit scale, z quantile. Estimand: mean",
+        "`truth_cond` over the pass's replicates of the cell. Variance ratio: mean interval",
+        "variance of logit T over the variance of logit T across replicates (1 is unbiased).",
+        "",
+        "| cell | group | reps | estimand | mean T | coverage ± MC SE | median width "
+        "| variance ratio | zero-width (SE 0) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key in ("cell", "group"):
+        for name, g in d.groupby(key, sort=False):
+            p, se, n = _prop(g["cover"])
+            ratio = g["v"].mean() / g["lt"].var(ddof=1) if key == "cell" else np.nan
+            out.append(
+                f"| {name if key == 'cell' else '**all**'} | {g['group'].iloc[0]} | {n} "
+                f"| {g['theta'].mean():.3f} | {g['T'].mean():.3f} | {p:.3f} ± {se:.3f} "
+                f"| {(g['ncv_hi'] - g['ncv_lo']).median():.2f} "
+                f"| {'—' if np.isnan(ratio) else f'{ratio:.2f}'} "
+                f"| {int((g['ncv_se'] <= 0).sum())} |"
+            )
+    return out + [""]
+
+
 def main() -> None:
     d = pd.read_csv(HERE / "replicates.csv", keep_default_na=False, na_values=[""])
     # the bootstrap pass re-simulates the same data; the j2 and jfix passes also use the main
@@ -144,6 +195,7 @@ def main() -> None:
     d = _merge_pass(d, "replicates_boot.csv", ("boot_lo", "boot_hi", "boot_t_lo", "boot_t_hi"))
     d = _merge_pass(d, "replicates_j2.csv", ("j2_lo", "j2_hi"), check_jack=True)
     d = _merge_pass(d, "replicates_jfix.csv", ("jfix_lo", "jfix_hi"))
+    d = _merge_pass(d, "replicates_ncv.csv", ("ncv_lo", "ncv_hi"))
     d["theta"] = d.groupby("cell")["truth_cond"].transform("mean")
     cells = summarise(d, "cell")
     groups = summarise(d, "group")
@@ -188,6 +240,7 @@ def main() -> None:
             lines.append("| " + " | ".join(cells_) + " |")
         lines.append("")
     lines += _variance_ratios(d)
+    lines += _ncv_section()
     (HERE / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
