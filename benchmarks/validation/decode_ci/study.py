@@ -64,18 +64,21 @@ class Cell:
     real: bool | str = False  # True: the breast-cancer matrix; "simtrial": simulate_trial's
 
 
+# replicate caps raised on 2026-12-01 (before the new replicates ran) so that every cell group
+# can pool >= 1,000 replicates: null 600 + 200 + 100 + 30 + 100, few positives 3 x 334, moderate
+# 945 + 30 + 25, strong 900 + 100
 CELLS = [
-    Cell("null_n100_d50", "null", 100, 50, 0.3, 0.0, 300, 300, 40),
+    Cell("null_n100_d50", "null", 100, 50, 0.3, 0.0, 600, 600, 40),
     Cell("null_real_bc76", "null", 198, 76, 134 / 198, 0.0, 200, 200, 0, real=True),
     Cell("null_n200_d500", "null", 200, 500, 0.3, 0.0, 100, 100, 25),
     Cell("null_n200_d500_10pos", "null", 200, 500, 0.05, 0.0, 30, 30, 0),
-    Cell("few10_n200_d500", "few_positives", 200, 500, 0.05, 1.1, 100, 21, 0),
-    Cell("few20_n200_d500", "few_positives", 200, 500, 0.10, 0.95, 100, 21, 25),
-    Cell("few45_n200_d500", "few_positives", 200, 500, 0.225, 0.8, 100, 21, 25),
-    Cell("mod_n100_d50", "moderate", 100, 50, 0.3, 0.55, 300, 21, 40),
+    Cell("few10_n200_d500", "few_positives", 200, 500, 0.05, 1.1, 334, 21, 0),
+    Cell("few20_n200_d500", "few_positives", 200, 500, 0.10, 0.95, 334, 21, 25),
+    Cell("few45_n200_d500", "few_positives", 200, 500, 0.225, 0.8, 334, 21, 25),
+    Cell("mod_n100_d50", "moderate", 100, 50, 0.3, 0.55, 945, 21, 40),
     Cell("mod_n300_d5000", "moderate", 300, 5000, 0.3, 1.0, 30, 0, 20),
     Cell("mod_n1000_d200", "moderate", 1000, 200, 0.3, 0.35, 25, 0, 0),
-    Cell("strong_n100_d50", "strong", 100, 50, 0.3, 0.85, 300, 0, 40),
+    Cell("strong_n100_d50", "strong", 100, 50, 0.3, 0.85, 900, 0, 40),
     Cell("strong_n200_d500", "strong", 200, 500, 0.3, 1.3, 100, 0, 25),
     Cell("null_simtrial_n200_d500", "null", 200, 500, 0.3, 0.0, 100, 100, 0, real="simtrial"),
 ]
