@@ -248,7 +248,8 @@ def _start_forking_holder(code: str, out, attempts: int = 3):  # noqa: ANN001, A
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-        )
+            start_new_session=True,  # holder and forked child in one group: a failed start
+        )  # is cleaned up as a whole (the child keeps the pipes open)
         lines: list[str] = []
 
         def read(p=proc, got=lines) -> None:  # noqa: ANN001
@@ -261,13 +262,14 @@ def _start_forking_holder(code: str, out, attempts: int = 3):  # noqa: ANN001, A
         pids = [x for x in lines if x.isdigit()]
         if len(lines) == 2 and pids and "child running" in lines:
             return proc, int(pids[0])
-        proc.kill()
-        _, err = proc.communicate(timeout=30)
-        for x in pids:
-            try:
-                os.kill(int(x), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the holder and any forked child
+        except ProcessLookupError:
+            pass
+        try:
+            _, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            err = "(stderr not readable within 30 s)"
         failures.append(f"lines={lines!r} returncode={proc.returncode} stderr={err[-2000:]!r}")
     pytest.fail("the forking holder did not start: " + " | ".join(failures))
 
