@@ -57,8 +57,9 @@ Second-order-corrected jackknife (``ci_method="jackknife2"``)
     (Bengio & Grandvalet, JMLR 2004). Cost: ``G + G (G - 1) / 2`` re-runs (55 at G = 10).
     Measured (decode_ci study, ``--j2`` pass): the correction removes about half of the
     jackknife's excess variance but the interval then *under*-covers where there is signal
-    (about 0.90 at n = 100), because the pair deletions also pick up the jumps of the inner-CV
-    choice of C; it is kept for comparison, not as the default.
+    (about 0.90 at n = 100): with signal it subtracts more than the excess. A continuous
+    inner-CV choice of C changes neither jackknife (``explore_smooth_c.py`` in the study), so
+    the discrete C grid is not the cause; it is kept for comparison, not as the default.
 
 Bootstrap interval (``ci_method="bootstrap"``)
     Patients are resampled with replacement (stratified on the first target's labels, seeded);
