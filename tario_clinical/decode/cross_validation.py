@@ -395,7 +395,6 @@ def _decode_binary(
         else None
     )
     for i, (r, k, train, test) in enumerate(designs):
-        inner = plan.inner[i][codes[train]]
         if fast_fits is not None:
             ff = fast_fits[i]
             best, scores, std, inner_oof = ff.best_C, ff.test_scores, ff.test_std, ff.inner_oof
@@ -403,7 +402,7 @@ def _decode_binary(
             best, scores, std, inner_oof = fit_sklearn_fold(
                 X,
                 Yrow[train],
-                inner,
+                plan.inner[i][codes[train]],
                 train,
                 test,
                 Cs_arr,

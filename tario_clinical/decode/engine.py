@@ -544,8 +544,9 @@ def nested_folds(
     """:func:`fold_basis` then :func:`nested_fold` for every ``(train, test, inner)`` fold.
 
     The folds run through :func:`run_folds` (threads, one BLAS thread each; identical results
-    for any ``threads``). At 2,545 x 18,963 on 2 cores the plain nested CV took 52 s this way
-    against 66 s one fold at a time on two BLAS threads (``benchmarks/results/decode.json``).
+    for any ``threads``). At 2,545 x 18,963 on 2 cores the plain nested CV took 54 s this way
+    (with the float32 CG directions) against 65 s before: one fold at a time on two BLAS
+    threads, CG in float64 (median of 3 interleaved pairs, ``benchmarks/results/decode.json``).
     ``Y`` holds the labels of every row; ``inner`` the inner fold of each training row.
     """
 

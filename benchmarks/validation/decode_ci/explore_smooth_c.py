@@ -26,7 +26,6 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from tario_clinical.decode import engine
-from tario_clinical.decode import inference as inf
 from tario_clinical.decode import intervals as ivl
 from tario_clinical.decode.splitters import assign_folds
 
@@ -50,39 +49,23 @@ def smooth_C(Cs, scores):
 
 
 def cv_smooth(problem, Y, plan, keep, hook=None):
-    codes = problem.codes
-    parts, reps, cods = [], [], []
-    for i, (r, k) in enumerate(plan.designs):
-        f = plan.outer[r][codes]
-        train = np.flatnonzero((f != k) & keep[codes])
-        test = np.flatnonzero((f == k) & keep[codes])
-        _, inner = np.unique(plan.inner[i][codes[train]], return_inverse=True)
+    """The CV statistic with each fold refitted at its continuous C (``study.cv_with``);
+    ``hook(r, (u, c))`` receives each fold model (for the truth)."""
+
+    def fit(r, k, train, test, inner):
+        y_tr = Y[problem.codes][train]
         basis = engine.fold_basis(problem.X, train, test, with_feature_map=hook is not None)
-        ff = engine.nested_fold(basis, Y[codes][train], inner, problem.Cs)
+        ff = engine.nested_fold(basis, y_tr, inner, problem.Cs)
         Cst = smooth_C(problem.Cs, ff.inner_scores[0])
         V, b, fv, _ = engine.solve_path(
-            basis.F, Y[codes][train], np.ones((train.size, 1)), np.array([Cst]), basis.s
+            basis.F, y_tr, np.ones((train.size, 1)), np.array([Cst]), basis.s
         )
-        test_sc = basis.G @ V[:, 0] + b[0]
-        mu, sd = fv[:, 0].mean(), fv[:, 0].std()
-        std = (test_sc - mu) / (sd if sd > 0 else 1.0)
+        std = engine._standardised(basis.G @ V[:, 0] + b[0], fv[:, 0])
         if hook is not None:
-            w = basis.feature_map @ V[:, 0]
-            u = (w / basis.scale) / (sd if sd > 0 else 1.0)
-            c = (-(basis.mean / basis.scale) @ w + b[0] - mu) / (sd if sd > 0 else 1.0)
-            hook(r, (u, float(c)))
-        parts.append(std[:, None])
-        reps.append(np.full(test.size, r))
-        cods.append(codes[test])
-    aucs = inf._pooled_auroc_by_repeat(
-        np.concatenate(parts),
-        np.concatenate(reps),
-        np.concatenate(cods),
-        Y,
-        plan.outer.shape[0],
-        None,
-    )
-    return float(np.nanmean(aucs, axis=0)[0])
+            hook(r, study.fold_model_from(basis, V[:, 0], b[0], fv[:, 0]))
+        return std[:, None]
+
+    return float(study.cv_with(problem, Y, plan, keep, fit)[0])
 
 
 def one(args):
@@ -106,11 +89,7 @@ def one(args):
         two_ = [
             cv_smooth(problem, Y, plan, ~np.isin(groups, p)) for p in combinations(range(10), 2)
         ]
-    truth = (
-        float(np.mean([study._pooled_truth(models[r], delta, L) for r in range(5)]))
-        if delta is not None
-        else 0.5
-    )
+    truth = study._replicate_truth(models, delta, L)
     jr = np.array(one_ + two_)[:, None]
     lo, hi, _ = ivl.jackknife_interval(np.array([T]), jr[:10], 0.95)
     lo2, hi2, _ = ivl.jackknife2_interval(np.array([T]), jr, 0.95, 10)

@@ -191,6 +191,14 @@ def _pooled_truth(models, delta, L) -> float:
     return float(stats.norm.cdf(z).mean())
 
 
+def _replicate_truth(models: dict, delta, L) -> float:  # noqa: ANN001
+    """Exact pooled AUROC of a replicate's fold models, averaged over its repeats (0.5 when the
+    cell has no planted signal direction: real or simtrial features with null labels)."""
+    if delta is None:
+        return 0.5
+    return float(np.mean([_pooled_truth(models[r], delta, L) for r in sorted(models)]))
+
+
 def _replicate_setup(cell: Cell, rep: int):  # noqa: ANN202
     """Data, CV problem, plan and the remaining seeds of one replicate (identical in every pass)."""
     from tario_clinical.decode import default_Cs
@@ -228,11 +236,7 @@ def one_j2(cell: Cell, rep: int) -> dict:
     with threadpool_limits(1):
         T = inf.cv_statistic(problem, Y, plan, fold_hook=hook)
         jr = inf.jackknife_replicates(problem, Y, plan, n_groups=10, seed_seq=s_jack, pairs=True)
-    truth = (
-        float(np.mean([_pooled_truth(models[r], delta, L) for r in range(5)]))
-        if delta is not None
-        else 0.5
-    )
+    truth = _replicate_truth(models, delta, L)
     lo, hi, _ = ivl.jackknife_interval(T, jr[:10], 0.95)
     lo2, hi2, _ = ivl.jackknife2_interval(T, jr, 0.95, 10)
     return {
@@ -249,9 +253,10 @@ def one_j2(cell: Cell, rep: int) -> dict:
     }
 
 
-def _cv_fixed_C(problem, Y, plan, keep, C_of):  # noqa: ANN001, ANN202
-    """``inference.cv_statistic`` with each outer fold's C fixed (``C_of[(r, k)]``)."""
-    from tario_clinical.decode import engine
+def cv_with(problem, Y, plan, keep, fit_fold):  # noqa: ANN001, ANN201
+    """``inference.cv_statistic`` with the fold fit replaced: ``fit_fold(r, k, train, test,
+    inner)`` returns the fold's standardised test scores (n_test, T), pooled as the package
+    pools them (mean over repeats of the pooled AUROC)."""
     from tario_clinical.decode import inference as inf
 
     codes = problem.codes
@@ -264,9 +269,7 @@ def _cv_fixed_C(problem, Y, plan, keep, C_of):  # noqa: ANN001, ANN202
         if test.size == 0:
             continue
         _, inner = np.unique(plan.inner[i][codes[train]], return_inverse=True)
-        basis = engine.fold_basis(problem.X, train, test)
-        ff = engine.nested_fold(basis, Y[codes][train], inner, np.array([C_of[(r, k)]]))
-        parts.append(ff.test_std)
+        parts.append(fit_fold(r, k, train, test, inner))
         reps.append(np.full(test.size, r))
         cods.append(codes[test])
     aucs = inf._pooled_auroc_by_repeat(
@@ -278,6 +281,18 @@ def _cv_fixed_C(problem, Y, plan, keep, C_of):  # noqa: ANN001, ANN202
         None,
     )
     return np.nanmean(aucs, axis=0)
+
+
+def _cv_fixed_C(problem, Y, plan, keep, C_of):  # noqa: ANN001, ANN202
+    """``inference.cv_statistic`` with each outer fold's C fixed (``C_of[(r, k)]``)."""
+    from tario_clinical.decode import engine
+
+    def fit(r, k, train, test, inner):  # noqa: ANN001, ANN202
+        basis = engine.fold_basis(problem.X, train, test)
+        C = np.array([C_of[(r, k)]])
+        return engine.nested_fold(basis, Y[problem.codes][train], inner, C).test_std
+
+    return cv_with(problem, Y, plan, keep, fit)
 
 
 def one_jfix(cell: Cell, rep: int) -> dict:
@@ -305,11 +320,7 @@ def one_jfix(cell: Cell, rep: int) -> dict:
         T = inf.cv_statistic(problem, Y, plan, fold_hook=hook)
         groups = assign_folds(Y, 10, np.random.default_rng(s_jack))
         jr = np.vstack([_cv_fixed_C(problem, Y, plan, groups != g, C_of) for g in range(10)])
-    truth = (
-        float(np.mean([_pooled_truth(models[r], delta, L) for r in range(5)]))
-        if delta is not None
-        else 0.5
-    )
+    truth = _replicate_truth(models, delta, L)
     lo, hi, _ = ivl.jackknife_interval(T, jr, 0.95)
     return {
         "cell": cell.name,
@@ -393,11 +404,7 @@ def one_ncv(cell: Cell, rep: int) -> dict:
     # interval on the logit scale (delta method), as the default jackknife's
     lt = ivl.logit(np.array([T]))[0]
     se_l = se / max(T * (1.0 - T), 1e-12)
-    truth = (
-        float(np.mean([_pooled_truth(models[r], delta, L) for r in range(R)]))
-        if delta is not None
-        else 0.5
-    )
+    truth = _replicate_truth(models, delta, L)
     return {
         "cell": cell.name,
         "rep": rep,
@@ -419,12 +426,17 @@ def one_ncv(cell: Cell, rep: int) -> dict:
 
 def _fold_model(basis, ff) -> tuple[np.ndarray, float]:  # noqa: ANN001
     """The fold's standardised score as ``x . u + c`` in the raw feature space."""
-    w = basis.feature_map @ ff.coef[:, 0]
-    ftr = basis.F @ ff.coef[:, 0] + ff.intercept[0]
-    mu, sd = ftr.mean(), ftr.std()
+    v, b = ff.coef[:, 0], ff.intercept[0]
+    return fold_model_from(basis, v, b, basis.F @ v + b)
+
+
+def fold_model_from(basis, v, b, f_train) -> tuple[np.ndarray, float]:  # noqa: ANN001
+    """``x . u + c``: the score ``(F v + b - mean(f_train)) / sd(f_train)`` in raw features."""
+    w = basis.feature_map @ v
+    mu, sd = f_train.mean(), f_train.std()
     sd = sd if sd > 0 else 1.0
     u = (w / basis.scale) / sd
-    c = (-(basis.mean / basis.scale) @ w + ff.intercept[0] - mu) / sd
+    c = (-(basis.mean / basis.scale) @ w + b - mu) / sd
     return u, float(c)
 
 
@@ -472,12 +484,7 @@ def one(cell: Cell, rep: int, *, boot_only: bool = False) -> dict:
         row: dict = {f: "" for f in FIELDS}
         row.update(cell=cell.name, group=cell.group, rep=rep, n=n, D=X.shape[1], n_pos=int(y.sum()))
         row["T"] = T
-        if delta is not None:
-            row["truth_cond"] = float(
-                np.mean([_pooled_truth(models[r], delta, L) for r in range(5)])
-            )
-        else:
-            row["truth_cond"] = 0.5
+        row["truth_cond"] = _replicate_truth(models, delta, L)
         # DeLong on OOF scores, averaged over repeats
         ses = [metrics.auroc_ci(y.astype(int), scores[r]).se for r in range(5)]
         se_d = float(np.mean(ses))
