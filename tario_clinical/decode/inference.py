@@ -102,6 +102,7 @@ __all__ = [
     "CVProblem",
     "make_plan",
     "cv_statistic",
+    "fold_designs",
     "permutation_null",
     "jackknife_replicates",
     "bootstrap_replicates",
@@ -286,6 +287,30 @@ def _pooled_auroc_by_repeat(
     return out
 
 
+def fold_designs(
+    plan: CVPlan, codes: np.ndarray, keep: np.ndarray | None = None
+) -> list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]]:
+    """``(repeat, fold, train_rows, test_rows, inner)`` of every outer fold of ``plan``.
+
+    Rows map to patients through ``codes``; patients outside ``keep`` (jackknife deletions)
+    leave every fold, folds left without test rows are skipped, and the inner folds of the
+    remaining training rows are renumbered ``0..k'-1`` (a deletion may empty one).
+    """
+    n_pat = int(plan.outer.shape[1])
+    pat_keep = np.ones(n_pat, dtype=bool) if keep is None else np.asarray(keep, bool)
+    row_keep = pat_keep[codes]
+    out = []
+    for i, (r, k) in enumerate(plan.designs):
+        fold_of_row = plan.outer[r][codes]
+        train = np.flatnonzero((fold_of_row != k) & row_keep)
+        test = np.flatnonzero((fold_of_row == k) & row_keep)
+        if test.size == 0:
+            continue
+        _, inner = np.unique(plan.inner[i][codes[train]], return_inverse=True)
+        out.append((r, k, train, test, inner))
+    return out
+
+
 def cv_statistic(
     problem: CVProblem,
     Ypat: np.ndarray,
@@ -320,19 +345,8 @@ def cv_statistic(
     """
     codes = problem.codes
     Yrow = Ypat[codes]
-    pat_keep = np.ones(Ypat.shape[0], dtype=bool) if keep is None else np.asarray(keep, bool)
-    row_keep = pat_keep[codes]
     R = plan.outer.shape[0]
-    folds = []
-    for i, (r, k) in enumerate(plan.designs):
-        fold_of_row = plan.outer[r][codes]
-        train = np.flatnonzero((fold_of_row != k) & row_keep)
-        test = np.flatnonzero((fold_of_row == k) & row_keep)
-        if test.size == 0:
-            continue
-        # renumber inner folds 0..k'-1 (a jackknife deletion may empty one)
-        _, inner = np.unique(plan.inner[i][codes[train]], return_inverse=True)
-        folds.append((r, k, train, test, inner))
+    folds = fold_designs(plan, codes, keep)
 
     def one_fold(fold: tuple) -> np.ndarray:
         r, k, train, test, inner = fold

@@ -259,19 +259,11 @@ def cv_with(problem, Y, plan, keep, fit_fold):  # noqa: ANN001, ANN201
     pools them (mean over repeats of the pooled AUROC)."""
     from tario_clinical.decode import inference as inf
 
-    codes = problem.codes
-    row_keep = keep[codes]
     parts, reps, cods = [], [], []
-    for i, (r, k) in enumerate(plan.designs):
-        f = plan.outer[r][codes]
-        train = np.flatnonzero((f != k) & row_keep)
-        test = np.flatnonzero((f == k) & row_keep)
-        if test.size == 0:
-            continue
-        _, inner = np.unique(plan.inner[i][codes[train]], return_inverse=True)
+    for r, k, train, test, inner in inf.fold_designs(plan, problem.codes, keep):
         parts.append(fit_fold(r, k, train, test, inner))
         reps.append(np.full(test.size, r))
-        cods.append(codes[test])
+        cods.append(problem.codes[test])
     aucs = inf._pooled_auroc_by_repeat(
         np.concatenate(parts),
         np.concatenate(reps),
