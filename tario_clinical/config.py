@@ -291,7 +291,9 @@ class DecodeConfig(_Strict):
     pca: int | None = Field(default=None, ge=1)
     class_weight: Literal["balanced"] | None = None
     group_by: Literal["site", "cancer_type"] | None = None
-    ci_method: Literal["jackknife", "jackknife2", "bootstrap", "delong"] = "jackknife"
+    ci_method: Literal["jackknife", "jackknife_logit", "jackknife2", "bootstrap", "delong"] = (
+        "jackknife"
+    )
     p_method: Literal["permutation", "jackknife", "delong"] = "permutation"
     alternative: Literal["greater", "two-sided"] = "greater"
     n_permutations: int = Field(default=99, ge=19, le=100_000)

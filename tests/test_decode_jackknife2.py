@@ -64,7 +64,7 @@ def test_interval_is_clipped_between_all_interaction_and_plain():
     rng = np.random.default_rng(3)
     reps = 0.7 + 0.02 * rng.normal(size=(G + G * (G - 1) // 2, 1))
     T = np.array([0.7])
-    lo, hi, _ = ivl.jackknife_interval(T, reps[:G], 0.95)
+    lo, hi, _ = ivl.jackknife_interval_logit(T, reps[:G], 0.95)
     lo2, hi2, _ = ivl.jackknife2_interval(T, reps, 0.95, G)
     assert lo <= lo2 < T < hi2 <= hi
 
@@ -116,7 +116,7 @@ def test_binary_decoder_corrected_interval_shares_the_delete_one_replicates():
     np.testing.assert_array_equal(one, both[:5])
     assert both.shape == (15, 1)
     T = inf.cv_statistic(problem, y, plan)
-    lo, hi, _ = ivl.jackknife_interval(T, one, 0.95)
+    lo, hi, _ = ivl.jackknife_interval_logit(T, one, 0.95)
     lo2, hi2, _ = ivl.jackknife2_interval(T, both, 0.95, 5)
     assert lo <= lo2 < T < hi2 <= hi
 

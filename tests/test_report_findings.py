@@ -69,6 +69,20 @@ def test_interval_including_chance_is_not_decodable():
     assert any(t.startswith("D: AUROC below chance") for t in texts)
 
 
+def test_chance_decided_by_the_exact_test_is_an_open_bound():
+    """``excludes_chance`` (the permutation test decided chance level) overrides the bounds:
+    a lower bound of exactly 0.5 then excludes 0.5 and is written as an open bound."""
+    res = _decode(
+        _row("A", low=0.50, excludes_chance=True),
+        _row("B", low=0.50, excludes_chance=False),
+        _row("C", auroc=0.4, low=0.3, high=0.50, excludes_chance=True),
+    )
+    assert _verdicts(res) == {"A": "decodable", "B": "includes_chance", "C": "below_chance"}
+    text = {f.subject: f.text for f in F.summarize(res).decode}
+    assert "AUROC 0.80 (95 % CI >0.50–0.90)" in text["A"]
+    assert "AUROC 0.80 (95 % CI 0.50–0.90)" in text["B"]
+
+
 def test_q_value_few_patients_and_missing_values():
     res = _decode(
         _row("sig", q=0.049),

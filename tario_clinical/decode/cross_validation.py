@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 _ENGINES = ("auto", "fast", "sklearn")
 _PENALTIES = ("l2", "elasticnet")
-_CI_METHODS = ("jackknife", "jackknife2", "bootstrap", "delong")
+_CI_METHODS = ("jackknife", "jackknife_logit", "jackknife2", "bootstrap", "delong")
 # decode() arguments that are not the binary decoder's options
 _DISPATCH_ONLY = (
     "representations",
@@ -94,7 +94,9 @@ def decode(
     class_weight: Literal["balanced"] | None = None,
     group_by: str | None = None,
     stratify_jointly: bool = True,
-    ci_method: Literal["jackknife", "jackknife2", "bootstrap", "delong"] = "jackknife",
+    ci_method: Literal[
+        "jackknife", "jackknife_logit", "jackknife2", "bootstrap", "delong"
+    ] = "jackknife",
     p_method: Literal["permutation", "jackknife", "delong"] = "permutation",
     alternative: Literal["greater", "two-sided"] = "greater",
     level: float = 0.95,
@@ -165,10 +167,13 @@ def decode(
         measure transfer (``n_repeats`` is then 1).
     stratify_jointly : bool, default True
         Stratify folds on all targets at once (multi-label); otherwise on the first target.
-    ci_method : {"jackknife", "jackknife2", "bootstrap", "delong"}, default "jackknife"
+    ci_method : {"jackknife", "jackknife_logit", "jackknife2", "bootstrap", "delong"}, default "jackknife"
         Interval of the cross-validated AUROC (see :mod:`tario_clinical.decode.inference`):
         ``jackknife`` re-runs the whole CV ``n_jackknife`` times, each without one stratified
-        group of patients (every other patient keeps its folds); ``jackknife2`` also deletes
+        group of patients (every other patient keeps its folds), and forms ``T -/+ t se`` on
+        the AUROC scale; with the permutation test, whether it contains 0.5 is decided by the
+        exact two-sided permutation test (columns ``p_chance``, ``excludes_chance``);
+        ``jackknife_logit`` is the same on the logit scale (more conservative); ``jackknife2`` also deletes
         every pair of groups and subtracts the interaction variance (comparison only: it
         under-covers with signal in the validation study); ``bootstrap`` re-runs the whole
         procedure on ``n_bootstrap`` patient-level resamples; ``delong`` is DeLong on the OOF
@@ -179,7 +184,7 @@ def decode(
         ``permutation``: labels permuted at the patient level (within blocks of equal
         missing-label pattern and ``group_by`` group) and the whole nested CV re-run, fold
         assignment included, ``n_permutations`` times; ``p = (1 + #{T_b >= T}) / (1 + B)``
-        (exact). ``jackknife``: Wald test on the logit scale with the jackknife SE and
+        (exact). ``jackknife``: Wald test on the AUROC scale with the jackknife SE and
         ``t_{G-1}`` (approximate; cheap at scale). ``delong``: DeLong's test on OOF scores
         (anti-conservative; comparison only).
     alternative : {"greater", "two-sided"}, default "greater"
@@ -266,7 +271,9 @@ def _decode_binary(
     class_weight: Literal["balanced"] | None = None,
     group_by: str | None = None,
     stratify_jointly: bool = True,
-    ci_method: Literal["jackknife", "jackknife2", "bootstrap", "delong"] = "jackknife",
+    ci_method: Literal[
+        "jackknife", "jackknife_logit", "jackknife2", "bootstrap", "delong"
+    ] = "jackknife",
     p_method: Literal["permutation", "jackknife", "delong"] = "permutation",
     alternative: Literal["greater", "two-sided"] = "greater",
     level: float = 0.95,

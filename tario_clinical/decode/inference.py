@@ -35,12 +35,30 @@ Permutation test (``p_method="permutation"``)
     computed once and reused by every permutation (inner folds are redrawn, they only change
     row weights). The Monte Carlo standard error of ``p`` is ``sqrt(p (1 - p) / B)``.
 
-Grouped jackknife interval (``ci_method="jackknife"``)
+Grouped jackknife interval (``ci_method="jackknife"``, the default)
     Patients are split into ``G`` groups (stratified on the labels, seeded); the whole CV is
     re-run ``G`` times, each time without one group and *with every remaining patient's outer
-    and inner fold unchanged*, so the replicates differ only by the deleted patients. The delete-a-group
-    jackknife variance ``(G - 1) / G * sum (T_(g) - mean)^2`` is formed on the logit scale and
-    the interval is ``expit(logit T -/+ t_{G-1} * se)``. Cost: ``G`` re-runs.
+    and inner fold unchanged*, so the replicates differ only by the deleted patients. The
+    delete-a-group jackknife standard error ``se = sqrt((G - 1) / G * sum (T_(g) - mean)^2)``
+    gives ``T -/+ t_{G-1} * se`` on the AUROC scale, clipped to [0, 1]. Cost: ``G`` re-runs.
+    ``ci_method="jackknife_logit"`` forms the same interval on the logit scale
+    (``expit(logit T -/+ t_{G-1} * se_logit)``, the default before 2026-12-01); in the decode_ci
+    study it is the more conservative of the two (0.977-0.981 against 0.964-0.968 by signal
+    group), so the AUROC scale became the default.
+
+Chance level is decided by the exact test
+    With the permutation test (``p_method="permutation"``, the default) the interval is made
+    coherent with the exact two-sided permutation test of ``|T - 0.5|``
+    (:func:`~tario_clinical.decode.intervals.chance_pvalue`, column ``p_chance``): where that
+    test rejects at ``1 - level`` the interval is cut at 0.5 on the far side from ``T`` (it
+    excludes 0.5; ``excludes_chance`` is True and the bound 0.5 is open); where it does not,
+    the interval is widened to reach 0.5. At chance level the jackknife is most conservative
+    (a cross-validated AUROC is a degenerate statistic there: its first-order terms vanish and
+    the delete-a-group jackknife counts the remaining pairwise terms about 2.25 times), while
+    the permutation test is exact; so the interval covers 0.5 with probability ``1 - `` the
+    test's size (``level`` up to the resolution ``1 / (B + 1)``). An estimand on the same side
+    of 0.5 as ``T`` is covered exactly when the jackknife interval covers it or the widening
+    reaches it.
 
 Second-order-corrected jackknife (``ci_method="jackknife2"``)
     The delete-a-group jackknife over-estimates the variance of a statistic with interaction
@@ -87,10 +105,12 @@ from ..errors import AnalysisError, SchemaError
 from . import engine as _engine
 from .intervals import (
     bootstrap_interval,
+    chance_coherent,
+    chance_pvalue,
     jackknife2_interval,
     jackknife_interval,
+    jackknife_interval_logit,
     jackknife_items,
-    logit,
     permutation_pvalue,
     wald_pvalue,
 )
@@ -114,7 +134,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-CI_METHODS = ("jackknife", "jackknife2", "bootstrap", "delong")
+CI_METHODS = ("jackknife", "jackknife_logit", "jackknife2", "bootstrap", "delong")
 P_METHODS = ("permutation", "jackknife", "delong")
 
 
@@ -700,7 +720,7 @@ def infer(
             n_jobs=n_jobs,
             progress=progress,
         )
-    if "jackknife" in (ci_method, p_method) or ci_method == "jackknife2":
+    if ci_method.startswith("jackknife") or p_method == "jackknife":
         reps["jackknife"] = jackknife_replicates(
             problem,
             Ypat,
@@ -726,7 +746,10 @@ def infer(
     hi_d = np.clip(T + z * se_delong, 0, 1)
     p_d = wald_pvalue(T, se_delong, alternative)
     if ci_method == "jackknife":
-        low, high, se = jackknife_interval(T, reps["jackknife"], level)
+        low, high, se = jackknife_interval(T, reps["jackknife"][:n_jackknife], level)
+        ci_desc = f"grouped jackknife of the whole nested CV (G={n_jackknife}, AUROC scale, t)"
+    elif ci_method == "jackknife_logit":
+        low, high, se = jackknife_interval_logit(T, reps["jackknife"][:n_jackknife], level)
         ci_desc = f"grouped jackknife of the whole nested CV (G={n_jackknife}, logit scale, t)"
     elif ci_method == "jackknife2":
         low, high, se = jackknife2_interval(T, reps["jackknife"], level, n_jackknife)
@@ -741,6 +764,16 @@ def infer(
         low, high, se = lo_d, hi_d, se_delong
         ci_desc = "DeLong on out-of-fold scores (treats them as independent: anti-conservative)"
     mc_se = np.full(len(targets), np.nan)
+    p_chance = np.full(len(targets), np.nan)
+    if p_method == "permutation":
+        p_chance = chance_pvalue(T, reps["permutation"])
+    if ci_method != "delong":
+        # the exact permutation test decides whether the interval contains chance level
+        low, high, excludes = chance_coherent(T, low, high, p_chance, level)
+        if p_method == "permutation":
+            ci_desc += "; contains 0.5 unless the two-sided permutation test rejects"
+    else:
+        excludes = (low > 0.5) | (high < 0.5)
     if p_method == "permutation":
         p = permutation_pvalue(T, reps["permutation"], alternative)
         mc_se = np.sqrt(p * (1 - p) / n_permutations)
@@ -749,13 +782,13 @@ def infer(
             f"{'one-sided: AUROC > 0.5' if alternative == 'greater' else 'two-sided'})"
         )
     elif p_method == "jackknife":
-        jr = logit(reps["jackknife"][:n_jackknife])
+        jr = reps["jackknife"][:n_jackknife]
         G = jr.shape[0]
-        se_l = np.sqrt((G - 1) / G * np.sum((jr - jr.mean(axis=0)) ** 2, axis=0))
+        se_j = np.sqrt((G - 1) / G * np.sum((jr - jr.mean(axis=0)) ** 2, axis=0))
         with np.errstate(divide="ignore", invalid="ignore"):
-            tz = logit(T) / se_l
+            tz = (T - 0.5) / se_j
         p = stats.t.sf(tz, G - 1) if alternative == "greater" else 2 * stats.t.sf(np.abs(tz), G - 1)
-        p_desc = f"jackknife Wald test on the logit scale (G={n_jackknife}, t_{G - 1})"
+        p_desc = f"jackknife Wald test on the AUROC scale (G={n_jackknife}, t_{G - 1})"
     else:
         p = p_d
         p_desc = "DeLong on out-of-fold scores (treats them as independent: anti-conservative)"
@@ -771,6 +804,8 @@ def infer(
             "p_method": p_desc,
             "p_mc_se": mc_se,
             "alternative": alternative,
+            "p_chance": p_chance,
+            "excludes_chance": excludes,
             "se_delong": se_delong,
             "low_delong": lo_d,
             "high_delong": hi_d,

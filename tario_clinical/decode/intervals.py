@@ -1,8 +1,9 @@
 """Intervals and p-values from the resampling replicates of :mod:`tario_clinical.decode.inference`.
 
 Everything here is arithmetic on replicate statistics already computed (no model is fitted):
-the delete-a-group jackknife and its second-order correction, the bootstrap, the permutation
-p-value and the Wald test. The logit scale keeps AUROC intervals inside (0, 1).
+the delete-a-group jackknife (on the AUROC scale, the default, or the logit scale) and its
+second-order correction, the bootstrap, the permutation p-values and the Wald test, and the rule
+that lets the exact permutation test decide whether an interval contains chance level.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ __all__ = [
     "expit",
     "logit_interval",
     "jackknife_interval",
+    "jackknife_interval_logit",
+    "chance_pvalue",
+    "chance_coherent",
     "jackknife_items",
     "jackknife2_weights",
     "jackknife2_variance",
@@ -38,6 +42,71 @@ def expit(x: np.ndarray) -> np.ndarray:
 
 
 def jackknife_interval(
+    T: np.ndarray, reps: np.ndarray, level: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(low, high, se) from delete-a-group jackknife replicates on the statistic's own scale.
+
+    ``T -/+ t_{G-1, (1 + level) / 2} * se`` with the delete-a-group jackknife standard error
+    ``se = sqrt((G - 1) / G * sum_g (T_(g) - mean)^2)``, clipped to [0, 1] (the coverage of an
+    estimand inside [0, 1] is unchanged by the clip).
+    """
+    G = reps.shape[0]
+    var = (G - 1) / G * np.sum((reps - reps.mean(axis=0)) ** 2, axis=0)
+    se = np.sqrt(var)
+    q = stats.t.ppf(0.5 + level / 2.0, G - 1)
+    return np.clip(T - q * se, 0.0, 1.0), np.clip(T + q * se, 0.0, 1.0), se
+
+
+def chance_pvalue(T: np.ndarray, null: np.ndarray, chance: float = 0.5) -> np.ndarray:
+    """Two-sided permutation p-value of the distance from chance:
+    ``(1 + #{|T_b - chance| >= |T - chance|}) / (1 + B)`` per target.
+
+    Exact for the same null as :func:`permutation_pvalue` (observed and permuted data sets are
+    exchangeable, and any statistic of them may be used); with ``B = 19`` it rejects at 0.05
+    exactly when ``T`` is farther from chance than every permuted statistic.
+    """
+    B = null.shape[0]
+    eps = 1e-12
+    d = np.abs(np.asarray(T, dtype=np.float64) - chance)
+    return (1 + np.sum(np.abs(null - chance) >= d - eps, axis=0)) / (1 + B)
+
+
+def chance_coherent(
+    T: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    p_chance: np.ndarray,
+    level: float,
+    chance: float = 0.5,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Let the exact test decide whether the interval contains chance level.
+
+    Where the two-sided permutation test (:func:`chance_pvalue`) rejects at ``1 - level`` the
+    interval is cut at chance on the far side from ``T`` (it then *excludes* chance: the bound
+    equals ``chance`` as an open bound); where it does not reject, the interval is widened to
+    reach chance. Returns ``(low, high, excludes_chance)``. Coverage of any estimand on the
+    same side of chance as ``T`` is unchanged by the cut; at chance level itself coverage is
+    ``1 - `` the exact test's size. NaN ``p_chance`` (no permutations) leaves the interval as it is.
+    """
+    T = np.asarray(T, dtype=np.float64)
+    low = np.array(low, dtype=np.float64)
+    high = np.array(high, dtype=np.float64)
+    p = np.asarray(p_chance, dtype=np.float64)
+    alpha = 1.0 - level
+    known = np.isfinite(p)
+    reject = known & (p <= alpha + 1e-12)
+    up = reject & (T > chance)
+    down = reject & (T < chance)
+    low = np.where(up, np.maximum(low, chance), low)
+    high = np.where(down, np.minimum(high, chance), high)
+    keep = known & ~reject
+    low = np.where(keep, np.minimum(low, chance), low)
+    high = np.where(keep, np.maximum(high, chance), high)
+    excludes = np.where(known, reject, (low > chance) | (high < chance))
+    return low, high, excludes.astype(bool)
+
+
+def jackknife_interval_logit(
     T: np.ndarray, reps: np.ndarray, level: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(low, high, se) from delete-a-group jackknife replicates (logit scale, t quantile).

@@ -116,7 +116,8 @@ class DecodeResult:
         the repeat (never a mean of per-fold AUROCs). ``low, high`` and ``p_value`` come from
         re-running the whole nested CV (``ci_method``, ``p_method`` name the methods; default
         grouped-jackknife interval and permutation test, see
-        :mod:`tario_clinical.decode.inference`); ``q_value`` is Benjamini-Hochberg across
+        :mod:`tario_clinical.decode.inference`); ``excludes_chance`` says whether the interval
+        excludes 0.5, decided by the exact two-sided permutation test when one was run; ``q_value`` is Benjamini-Hochberg across
         targets (:func:`tario_clinical.metrics.bh_qvalues`) of those p-values. ``auprc``, ``brier`` and calibration use the
         per-patient mean probability over repeats. ``note`` flags small or degenerate targets.
         """
@@ -142,6 +143,7 @@ class DecodeResult:
                     auroc=np.nan,
                     low=np.nan,
                     high=np.nan,
+                    excludes_chance=np.nan,
                     se=np.nan,
                     p_value=np.nan,
                     auprc=np.nan,
@@ -165,10 +167,15 @@ class DecodeResult:
                         if r["auroc"] in (0.0, 1.0)
                         else "zero-width interval"
                     )
+                excl = r.get("excludes_chance", np.nan)
+                if excl is True or excl == 1:
+                    if r["low"] == 0.5 or r["high"] == 0.5:
+                        notes.append("0.5 excluded by the exact permutation test (open bound)")
                 row.update(
                     auroc=float(r["auroc"]),
                     low=float(r["low"]),
                     high=float(r["high"]),
+                    excludes_chance=bool(excl) if excl in (True, False, 0, 1) else np.nan,
                     se=float(r["se"]),
                     p_value=float(r["p_value"]),
                     auprc=metrics.auprc(y, prob),

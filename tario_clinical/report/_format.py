@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 __all__ = ["is_number", "est", "pval", "p_text", "ci", "est_ci", "pct", "count", "time"]
 
 DASH = "–"
@@ -49,6 +51,15 @@ def p_text(p: Any, name: str = "p") -> str:
     return f"{name} < 0.001" if text == "<0.001" else f"{name} = {text}"
 
 
+def is_flag(x: Any) -> bool:
+    """A boolean (Python, NumPy or JSON), not a missing value."""
+    return isinstance(x, (bool, np.bool_))
+
+
+def is_true(x: Any) -> bool:
+    return is_flag(x) and bool(x)
+
+
 def _bound(x: Any, digits: int, ref: float | None) -> str:
     """A bound, with one more decimal where rounding would put it on the null value ``ref``
     (an upper HR bound of 0.996 is shown as 0.996, not 1.00)."""
@@ -60,18 +71,38 @@ def _bound(x: Any, digits: int, ref: float | None) -> str:
     return text
 
 
-def ci(low: Any, high: Any, digits: int = 2, *, ref: float | None = None) -> str:
-    """``0.82–0.97``; ``ref`` is the null value (1 for a hazard ratio, 0.5 for AUROC or C)."""
-    return f"{_bound(low, digits, ref)}–{_bound(high, digits, ref)}"
+def ci(
+    low: Any, high: Any, digits: int = 2, *, ref: float | None = None, excludes_ref: bool = False
+) -> str:
+    """``0.82–0.97``; ``ref`` is the null value (1 for a hazard ratio, 0.5 for AUROC or C).
+
+    ``excludes_ref``: the interval excludes ``ref`` although a bound equals it (an open bound,
+    set by an exact test): that bound is written ``>0.50`` (``<0.50`` for an upper one).
+    """
+    lo, hi = _bound(low, digits, ref), _bound(high, digits, ref)
+    if excludes_ref and ref is not None:
+        if is_number(low) and float(low) == ref:
+            lo = ">" + lo
+        if is_number(high) and float(high) == ref:
+            hi = "<" + hi
+    return f"{lo}–{hi}"
 
 
-def est_ci(x: Any, low: Any, high: Any, digits: int = 2, *, ref: float | None = None) -> str:
+def est_ci(
+    x: Any,
+    low: Any,
+    high: Any,
+    digits: int = 2,
+    *,
+    ref: float | None = None,
+    excludes_ref: bool = False,
+) -> str:
     """``0.90 (0.82–0.97)``."""
     if not is_number(x):
         return DASH
     if not (is_number(low) and is_number(high)):
         return est(x, digits)
-    return f"{est(x, digits)} ({ci(low, high, digits, ref=ref)})"
+    return f"{est(x, digits)} ({ci(low, high, digits, ref=ref, excludes_ref=excludes_ref)})"
 
 
 def pct(fraction: Any) -> str:

@@ -144,9 +144,12 @@ def _decode_verdict(row: Mapping[str, Any]) -> tuple[str, str]:
         return "not_estimable", "not estimable"
     q = _num(row.get("q_value"))
     p = q if q is not None else _num(row.get("p_value"))
-    if high < CHANCE:
+    # an exact test may decide chance level (open bound at 0.5): ``excludes_chance``
+    excl = row.get("excludes_chance")
+    excl = fmt.is_true(excl) if fmt.is_flag(excl) else None
+    if high < CHANCE or (excl and high <= CHANCE):
         return "below_chance", "below chance"
-    if low <= CHANCE:
+    if (low <= CHANCE) if excl is None else not excl:
         return "includes_chance", "not shown: interval includes 0.5"
     if p is None or p >= ALPHA:
         return "not_significant", "not shown: not significant"
@@ -170,7 +173,13 @@ def _decode_findings(decode: Mapping[str, Any]) -> tuple[list[Finding], str, lis
     for r in rows:
         target = str(r.get("target", ""))
         verdict, label = _decode_verdict(r)
-        auc = fmt.est_ci(r.get("auroc"), r.get("low"), r.get("high"), ref=CHANCE)
+        auc = fmt.est_ci(
+            r.get("auroc"),
+            r.get("low"),
+            r.get("high"),
+            ref=CHANCE,
+            excludes_ref=fmt.is_true(r.get("excludes_chance")),
+        )
         q = r.get("q_value") if fmt.is_number(r.get("q_value")) else r.get("p_value")
         qname = "q" if fmt.is_number(r.get("q_value")) else "p"
         if verdict == "not_estimable":

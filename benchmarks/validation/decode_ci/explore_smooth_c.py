@@ -91,7 +91,7 @@ def one(args):
         ]
     truth = study._replicate_truth(models, delta, L)
     jr = np.array(one_ + two_)[:, None]
-    lo, hi, _ = ivl.jackknife_interval(np.array([T]), jr[:10], 0.95)
+    lo, hi, _ = ivl.jackknife_interval_logit(np.array([T]), jr[:10], 0.95)
     lo2, hi2, _ = ivl.jackknife2_interval(np.array([T]), jr, 0.95, 10)
     return dict(
         cell=name,

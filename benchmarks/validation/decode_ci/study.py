@@ -137,6 +137,13 @@ JFIX_FIELDS = ["cell", "rep", "T", "truth_cond", "jfix_lo", "jfix_hi", "reps", "
 # The pieces are kept (``pieces``, JSON) so that other combinations can be formed from the CSV.
 NCV_FIELDS = ["cell", "rep", "T", "truth_cond", "ncv_lo", "ncv_hi", "ncv_se", "pieces", "seconds"]
 
+# the chance-level pass (``--chance``): the permutation null of the main pass re-run (same
+# seeds, B = 19, whole nested CV with new folds per permutation) with every permuted statistic
+# kept (``null``, JSON), so that the two-sided test of |T - 0.5| -- the test that decides
+# whether the default interval contains chance level -- can be formed; ``p_greater`` must
+# reproduce the main pass's ``p_perm`` where that ran, and ``T`` its ``T``
+CHANCE_FIELDS = ["cell", "group", "rep", "T", "p_greater", "p_chance", "null", "seconds"]
+
 N_LOADINGS = 10
 
 
@@ -237,7 +244,7 @@ def one_j2(cell: Cell, rep: int) -> dict:
         T = inf.cv_statistic(problem, Y, plan, fold_hook=hook)
         jr = inf.jackknife_replicates(problem, Y, plan, n_groups=10, seed_seq=s_jack, pairs=True)
     truth = _replicate_truth(models, delta, L)
-    lo, hi, _ = ivl.jackknife_interval(T, jr[:10], 0.95)
+    lo, hi, _ = ivl.jackknife_interval_logit(T, jr[:10], 0.95)
     lo2, hi2, _ = ivl.jackknife2_interval(T, jr, 0.95, 10)
     return {
         "cell": cell.name,
@@ -313,7 +320,7 @@ def one_jfix(cell: Cell, rep: int) -> dict:
         groups = assign_folds(Y, 10, np.random.default_rng(s_jack))
         jr = np.vstack([_cv_fixed_C(problem, Y, plan, groups != g, C_of) for g in range(10)])
     truth = _replicate_truth(models, delta, L)
-    lo, hi, _ = ivl.jackknife_interval(T, jr, 0.95)
+    lo, hi, _ = ivl.jackknife_interval_logit(T, jr, 0.95)
     return {
         "cell": cell.name,
         "rep": rep,
@@ -489,7 +496,7 @@ def one(cell: Cell, rep: int, *, boot_only: bool = False) -> dict:
             row["nb_lo"], row["nb_hi"] = T - 1.959964 * np.sqrt(v_nb), T + 1.959964 * np.sqrt(v_nb)
         # grouped jackknife (default)
         jr = inf.jackknife_replicates(problem, Y, plan, n_groups=10, seed_seq=s_jack)
-        lo, hi, _ = ivl.jackknife_interval(np.array([T]), jr, 0.95)
+        lo, hi, _ = ivl.jackknife_interval_logit(np.array([T]), jr, 0.95)
         row["jack_lo"], row["jack_hi"] = float(lo[0]), float(hi[0])
         jv = 0.9 * np.sum((jr[:, 0] - jr[:, 0].mean()) ** 2)
         q9 = stats.t.ppf(0.975, 9)
@@ -504,8 +511,37 @@ def one(cell: Cell, rep: int, *, boot_only: bool = False) -> dict:
     return row
 
 
+def one_chance(cell: Cell, rep: int) -> dict:
+    """T and the B = 19 permutation null of the main pass (same seeds), every T_b kept."""
+    import json
+
+    from threadpoolctl import threadpool_limits
+
+    from tario_clinical.decode import inference as inf
+    from tario_clinical.decode import intervals as ivl
+
+    t0 = time.perf_counter()
+    X, y, delta, L, problem, plan, kw, (s_jack, s_perm, s_boot) = _replicate_setup(cell, rep)
+    Y = y[:, None]
+    with threadpool_limits(1):
+        T = inf.cv_statistic(problem, Y, plan)
+        null = inf.permutation_null(problem, Y, kw, n_permutations=19, seed_seq=s_perm)
+    return {
+        "cell": cell.name,
+        "group": cell.group,
+        "rep": rep,
+        "T": float(T[0]),
+        "p_greater": float(ivl.permutation_pvalue(T, null, "greater")[0]),
+        "p_chance": float(ivl.chance_pvalue(T, null)[0]),
+        "null": json.dumps([float(f"{v:.10g}") for v in null[:, 0]]),
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+
+
 def _task(args):  # noqa: ANN001, ANN202
     cell, rep, mode = args
+    if mode == "chance":
+        return one_chance(cell, rep)
     if mode == "j2":
         return one_j2(cell, rep)
     if mode == "jfix":
@@ -546,7 +582,17 @@ def main() -> None:
         help="nested-CV pass (Bates, Hastie & Tibshirani 2023, adapted to the pooled AUROC) over "
         "the first j2_reps replicates of each cell, into replicates_ncv.csv",
     )
+    ap.add_argument(
+        "--chance",
+        action="store_true",
+        help="chance-level pass: the permutation null (B = 19, same seeds as the main pass) of "
+        "every null-cell replicate and of the first --chance-signal-reps replicates of each "
+        "signal cell, every permuted statistic kept, into replicates_chance.csv",
+    )
+    ap.add_argument("--chance-signal-reps", type=int, default=60)
     args = ap.parse_args()
+    if args.chance and args.out == str(OUT):
+        args.out = str(HERE / "replicates_chance.csv")
     if args.ncv and args.out == str(OUT):
         args.out = str(HERE / "replicates_ncv.csv")
     if args.boot and args.out == str(OUT):
@@ -564,6 +610,8 @@ def main() -> None:
         if args.jfix
         else "ncv"
         if args.ncv
+        else "chance"
+        if args.chance
         else "main"
     )
     cells = [c for c in CELLS if not args.cells or c.name in args.cells.split(",")]
@@ -579,7 +627,9 @@ def main() -> None:
     for rep in range(max_reps):
         for c in cells:
             cap = (
-                c.boot_reps
+                (c.reps if c.group == "null" else min(c.reps, args.chance_signal_reps))
+                if args.chance
+                else c.boot_reps
                 if args.boot
                 else args.j2_reps
                 if args.j2 or args.jfix or args.ncv
@@ -600,6 +650,8 @@ def main() -> None:
             if args.jfix
             else NCV_FIELDS
             if args.ncv
+            else CHANCE_FIELDS
+            if args.chance
             else FIELDS
         )
         w = csv.DictWriter(fh, fieldnames=fields)

@@ -20,7 +20,8 @@ HERE = Path(__file__).resolve().parent
 METHODS = {
     "delong": "DeLong on OOF scores",
     "nb": "Nadeau-Bengio corrected",
-    "jack": "jackknife G=10, logit, t9 (default)",
+    "chance": "jackknife G=10, AUROC scale, t9, 0.5 decided by the exact test (default)",
+    "jack": "jackknife G=10, logit, t9 (default until 2026-12-01)",
     "jack_plain": "jackknife G=10, AUROC scale, t9",
     "boot": "bootstrap B=20, logit, z",
     "boot_t": "bootstrap B=20, logit, t19",
@@ -56,7 +57,10 @@ def summarise(d: pd.DataFrame, key: str) -> pd.DataFrame:
         for m in METHODS:
             lo, hi = g[f"{m}_lo"], g[f"{m}_hi"]
             ok = lo.notna() & hi.notna()
-            cov = ((lo <= g["theta"]) & (g["theta"] <= hi)).where(ok)
+            cov = (lo <= g["theta"]) & (g["theta"] <= hi)
+            if m == "chance":  # 0.5 excluded by the test is an open bound
+                cov &= ~((g["theta"] == 0.5) & (g["p_chance"] <= 0.05 + 1e-12))
+            cov = cov.where(ok)
             p, se, n = _prop(cov)
             row[f"cov_{m}"] = p
             row[f"cov_{m}_mc"] = se
@@ -188,6 +192,69 @@ def _ncv_section() -> list[str]:
     return out + [""]
 
 
+def _with_chance(d: pd.DataFrame) -> pd.DataFrame:
+    """The default interval where the chance pass ran: the AUROC-scale jackknife interval
+    (``jack_plain``, clipped to [0, 1]) made coherent with the two-sided permutation test of
+    |T - 0.5| (B = 19, same permutations as ``p_perm``) by ``intervals.chance_coherent``."""
+    from tario_clinical.decode import intervals as ivl
+
+    d = _merge_pass(d, "replicates_chance.csv", ("p_chance", "p_greater"))
+    has = d["p_chance"].notna()
+    # the pass re-ran the main pass's permutations: its one-sided p must reproduce p_perm
+    both = has & d["p_perm"].notna()
+    assert np.allclose(d.loc[both, "p_perm"], d.loc[both, "p_greater"], rtol=0, atol=1e-12)
+    d["chance_lo"], d["chance_hi"] = np.nan, np.nan
+    lo, hi, _ = ivl.chance_coherent(
+        d.loc[has, "T"].to_numpy(),
+        np.clip(d.loc[has, "jack_plain_lo"].to_numpy(), 0, 1),
+        np.clip(d.loc[has, "jack_plain_hi"].to_numpy(), 0, 1),
+        d.loc[has, "p_chance"].to_numpy(),
+        0.95,
+    )
+    d.loc[has, "chance_lo"], d.loc[has, "chance_hi"] = lo, hi
+    return d
+
+
+def _chance_section(d: pd.DataFrame) -> list[str]:
+    """Per cell, on the replicates of the chance pass: how the rule changes coverage."""
+    h = d[d["p_chance"].notna()].copy()
+    if h.empty:
+        return []
+    th = h["theta"]
+    # an excluded 0.5 is an open bound: the null estimand 0.5 is missed when the test rejects
+    cov_new = (h["chance_lo"] <= th) & (th <= h["chance_hi"])
+    cov_new &= ~((th == 0.5) & (h["p_chance"] <= 0.05 + 1e-12))
+    h["cov_new"] = cov_new
+    h["cov_old"] = (h["jack_plain_lo"] <= th) & (th <= h["jack_plain_hi"])
+    out = [
+        "## The chance-level rule (`--chance` pass): the default interval",
+        "",
+        "The default interval is the AUROC-scale jackknife interval made coherent with the exact",
+        "two-sided permutation test of |T - 0.5| (B = 19, the main pass's permutations; their",
+        "one-sided p reproduces `p_perm` on every replicate where both ran): cut at 0.5 (an open",
+        "bound) where the test rejects at 0.05, widened to reach 0.5 where it does not. The pass",
+        "ran on every null-cell replicate and on the first 60 of each signal cell (all of the two",
+        "large cells). `widened` / `cut`: replicates where the rule changed whether the estimand",
+        "is covered (widened to cover it / cut so that it is missed).",
+        "",
+        "| cell | group | reps | estimand | AUROC-scale jackknife | default (chance rule) "
+        "| widened | cut | two-sided test rejects |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key in ("cell", "group"):
+        for name, g in h.groupby(key, sort=False):
+            po, so, no = _prop(g["cov_old"])
+            pn, sn, nn = _prop(g["cov_new"])
+            pr, sr, nr = _prop(g["p_chance"] <= 0.05 + 1e-12)
+            out.append(
+                f"| {name if key == 'cell' else '**all**'} | {g['group'].iloc[0]} | {len(g)} "
+                f"| {g['theta'].mean():.3f} | {_fmt(po, so, no)} | {_fmt(pn, sn, nn)} "
+                f"| {int((g['cov_new'] & ~g['cov_old']).sum())} "
+                f"| {int((~g['cov_new'] & g['cov_old']).sum())} | {_fmt(pr, sr, nr)} |"
+            )
+    return out + [""]
+
+
 def main() -> None:
     d = pd.read_csv(HERE / "replicates.csv", keep_default_na=False, na_values=[""])
     # the bootstrap pass re-simulates the same data; the j2 and jfix passes also use the main
@@ -196,6 +263,7 @@ def main() -> None:
     d = _merge_pass(d, "replicates_j2.csv", ("j2_lo", "j2_hi"), check_jack=True)
     d = _merge_pass(d, "replicates_jfix.csv", ("jfix_lo", "jfix_hi"))
     d = _merge_pass(d, "replicates_ncv.csv", ("ncv_lo", "ncv_hi"))
+    d = _with_chance(d)
     d["theta"] = d.groupby("cell")["truth_cond"].transform("mean")
     cells = summarise(d, "cell")
     groups = summarise(d, "group")
@@ -239,6 +307,7 @@ def main() -> None:
             ]
             lines.append("| " + " | ".join(cells_) + " |")
         lines.append("")
+    lines += _chance_section(d)
     lines += _variance_ratios(d)
     lines += _ncv_section()
     (HERE / "table.md").write_text("\n".join(lines) + "\n")
