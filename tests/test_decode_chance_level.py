@@ -126,3 +126,42 @@ def test_logit_jackknife_by_name_has_no_chance_rule_without_permutations():
     # same replicates, two scales: the logit interval stays inside (0, 1) and differs
     assert np.all((ia["low"] > 0) & (ia["high"] < 1))
     assert not np.allclose(ia["low"], ib["low"])
+
+
+def test_endpoint_decoders_apply_the_rule_to_metrics_with_an_exact_null():
+    """Continuous decoder: the correlations (exact null 0) get the rule, R^2 (negative under
+    independence) does not; the summary notes an open bound."""
+    rng = np.random.default_rng(5)
+    n, d = 80, 15
+    X = rng.normal(size=(n, d))
+    ids = [f"P{i:03d}" for i in range(n)]
+    clin = pd.DataFrame({"patient_id": ids, "y": X[:, 0] + 0.8 * rng.normal(size=n)})
+    Xd = pd.DataFrame(X.astype(np.float32), index=ids)
+    res = tario_clinical.decode_continuous(
+        Xd,
+        clin,
+        targets=["y"],
+        n_repeats=1,
+        n_splits=4,
+        n_inner_splits=3,
+        n_jackknife=5,
+        n_permutations=19,
+        seed=5,
+        progress=False,
+    )
+    r = res.results["y"]
+    m = r.metrics.set_index("metric")
+    assert np.isfinite(m.loc["pearson_r", "p_chance"]) and np.isfinite(
+        m.loc["spearman_rho", "p_chance"]
+    )
+    assert np.isnan(m.loc["r2", "p_chance"]) and m.loc["r2", "excludes_chance"] is None
+    perm = r.resamples["permutation"]
+    for k in ("pearson_r", "spearman_rho"):
+        want = ivl.chance_pvalue(np.array([m.loc[k, "estimate"]]), perm[[k]].to_numpy(), 0.0)[0]
+        assert m.loc[k, "p_chance"] == pytest.approx(want)
+        assert bool(m.loc[k, "excludes_chance"]) == (want <= 0.05 + 1e-12)
+    # the planted signal beats all 19 permutations: 0 is excluded
+    assert bool(m.loc["pearson_r", "excludes_chance"]) and m.loc["pearson_r", "low"] >= 0
+    s = r.summary().set_index("metric")
+    if m.loc["pearson_r", "low"] == 0.0:
+        assert "open bound" in s.loc["pearson_r", "note"]

@@ -29,6 +29,12 @@ mean over repeats of the metric of the pooled OOF predictions) -- and this modul
 groups) and re-runs the whole procedure including a new fold assignment;
 ``p = (1 + #{T_b >= T}) / (1 + B)`` for metrics with a "no signal" value, one-sided in the
 direction of signal (exact under the null that representations and outcome are independent).
+With the permutation test, the metrics whose "no signal" value is exact under independence
+(AUROC, C, correlations, balanced accuracy: ``MetricSpec.exact_null``) get intervals whose
+inclusion of that value is decided by the exact two-sided permutation test of ``|T - null|``
+(columns ``p_chance``, ``excludes_chance``; the binary decoder's rule, see
+:func:`tario_clinical.decode.intervals.chance_coherent`): cut at the null value where it
+rejects at ``1 - level``, widened to reach it where it does not.
 ``p_method="jackknife"`` is the Wald test of the "no signal" value on the metric's scale with the
 jackknife SE and ``t_{G-1}`` (approximate). ``p_method="oof"`` uses the OOF formulas
 (anti-conservative). Metrics without a "no signal" value (calibration slopes ...) get no p-value.
@@ -47,7 +53,7 @@ from scipy import stats
 
 from ..errors import AnalysisError, CohortError, SchemaError
 from .inference import CVPlan, make_plan, run_replicates
-from .intervals import jackknife2_variance, jackknife_items
+from .intervals import chance_coherent, chance_pvalue, jackknife2_variance, jackknife_items
 from .splitters import LeaveOneGroupOut, PatientStratifiedGroupKFold, assign_folds
 
 __all__ = [
@@ -89,12 +95,19 @@ class MetricSpec:
         Value of "no signal" (AUROC 0.5, correlation 0 ...); None: no p-value.
     direction : {"greater", "less"}
         Direction of signal for the one-sided tests.
+    exact_null : bool
+        The metric of *any* fixed predictor equals ``null`` when the outcome is independent of
+        the representation (AUROC and C 0.5, correlations 0, balanced accuracy 1/K; not R^2,
+        which is negative there). Then, with the permutation test, the exact two-sided test of
+        ``|T - null|`` decides whether the interval contains ``null``
+        (:func:`~tario_clinical.decode.intervals.chance_coherent`).
     """
 
     name: str
     scale: Scale = "identity"
     null: float | None = None
     direction: Literal["greater", "less"] = "greater"
+    exact_null: bool = False
 
 
 @dataclass
@@ -504,6 +517,9 @@ def endpoint_inference(
         se, low, high = oof[0], oof[1], oof[2]
     p = np.full(M, np.nan)
     mc = np.full(M, np.nan)
+    p_chance = np.full(M, np.nan)
+    excludes = np.full(M, None, dtype=object)
+    open_bound = np.zeros(M, dtype=bool)
     if p_method == "permutation":
         null = reps["permutation"]
         B = null.shape[0]
@@ -512,6 +528,19 @@ def endpoint_inference(
                 continue
             col = null[:, j]
             col = np.where(np.isfinite(col), col, m.null)
+            if m.exact_null and ci_method != "oof" and np.isfinite(low[j]):
+                # the exact test decides whether the interval contains the null value
+                p_chance[j] = chance_pvalue(np.array([T[j]]), col[:, None], m.null)[0]
+                lo_j, hi_j, ex_j = chance_coherent(
+                    np.array([T[j]]),
+                    low[j : j + 1],
+                    high[j : j + 1],
+                    p_chance[j : j + 1],
+                    level,
+                    m.null,
+                )
+                low[j], high[j], excludes[j] = lo_j[0], hi_j[0], bool(ex_j[0])
+                open_bound[j] = bool(ex_j[0]) and m.null in (low[j], high[j])
             if m.direction == "greater":
                 k = np.sum(col >= T[j] - 1e-12)
             else:
@@ -553,6 +582,9 @@ def endpoint_inference(
             "p_value": p,
             "p_method": p_desc,
             "p_mc_se": mc,
+            "p_chance": p_chance,
+            "excludes_chance": excludes,
+            "open_bound": open_bound,
         }
     )
     no_test = [m.null is None for m in specs]

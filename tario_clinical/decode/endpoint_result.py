@@ -185,6 +185,12 @@ class EndpointResult:
                 "note": [self.metric_notes.get(x, "") for x in m["metric"]],
             }
         )
+        if "open_bound" in m:
+            cut = "no-signal value excluded by the exact permutation test (open bound)"
+            out["note"] = [
+                "; ".join(x for x in (n, cut if bool(o) else "") if x)
+                for n, o in zip(out["note"], m["open_bound"].fillna(False), strict=True)
+            ]
         return out[SUMMARY_COLUMNS].reset_index(drop=True)
 
     def estimate(self, metric: str) -> pd.Series:

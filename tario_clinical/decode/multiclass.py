@@ -194,9 +194,9 @@ class _CategoricalProblem:
         """Per-class AUROCs, macro AUROC, balanced accuracy, accuracy, log-loss."""
         K = len(self.classes)
         return (
-            *(MetricSpec(f"auroc[{c}]", "logit", 0.5) for c in self.classes),
-            MetricSpec("macro_auroc", "logit", 0.5),
-            MetricSpec("balanced_accuracy", "logit", 1.0 / K),
+            *(MetricSpec(f"auroc[{c}]", "logit", 0.5, exact_null=True) for c in self.classes),
+            MetricSpec("macro_auroc", "logit", 0.5, exact_null=True),
+            MetricSpec("balanced_accuracy", "logit", 1.0 / K, exact_null=True),
             MetricSpec("accuracy", "logit", None),
             MetricSpec("log_loss", "log", None),
         )

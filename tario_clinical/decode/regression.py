@@ -57,8 +57,8 @@ logger = logging.getLogger(__name__)
 
 CONTINUOUS_METRICS = (
     MetricSpec("r2", "r2", 0.0),
-    MetricSpec("pearson_r", "fisher", 0.0),
-    MetricSpec("spearman_rho", "fisher", 0.0),
+    MetricSpec("pearson_r", "fisher", 0.0, exact_null=True),
+    MetricSpec("spearman_rho", "fisher", 0.0, exact_null=True),
     MetricSpec("calibration_slope", "identity", None),
     MetricSpec("calibration_in_the_large", "identity", None),
     MetricSpec("rmse", "log", None),

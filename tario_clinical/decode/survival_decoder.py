@@ -141,9 +141,9 @@ def survival_metrics(
 
 def _metric_specs(times: np.ndarray, horizon: float) -> tuple[MetricSpec, ...]:
     return (
-        MetricSpec("harrell_c", "logit", 0.5),
-        MetricSpec("uno_c", "logit", 0.5),
-        *(MetricSpec(f"td_auc@{h:g}", "logit", 0.5) for h in times),
+        MetricSpec("harrell_c", "logit", 0.5, exact_null=True),
+        MetricSpec("uno_c", "logit", 0.5, exact_null=True),
+        *(MetricSpec(f"td_auc@{h:g}", "logit", 0.5, exact_null=True) for h in times),
         MetricSpec("calibration_slope", "identity", None),
         MetricSpec(f"observed_risk@{horizon:g}", "logit", None),
         MetricSpec(f"predicted_risk@{horizon:g}", "logit", None),

@@ -355,7 +355,75 @@ def _truth_survival(problem, y_new: np.ndarray, stash: list, R: int) -> dict:  #
 
 
 # ------------------------------------------------------------------------------ one replicate
-def one(cell: Cell, rep: int) -> list[dict]:
+#: the chance-level pass (``--chance``): per replicate and metric with an exact null value
+#: (``MetricSpec.exact_null``), the statistic, the B = 19 permutation statistics of the
+#: decoder's default permutation test (its own child seed, the whole nested CV re-run with new
+#: folds) and the two-sided p of |T - null| that decides whether the default interval
+#: contains the null value; into ``replicates_chance.csv``
+CHANCE_FIELDS = [
+    "cell",
+    "endpoint",
+    "rep",
+    "metric",
+    "T",
+    "null_value",
+    "p_chance",
+    "null",
+    "seconds",
+]
+CHANCE_B = 19
+
+
+def chance_rows(cell, rep, problem, y, design, T, seed, t0):  # noqa: ANN001, ANN201, PLR0913
+    from threadpoolctl import threadpool_limits
+
+    from tario_clinical.decode import intervals as ivl
+    from tario_clinical.decode.endpoint_inference import endpoint_inference
+
+    M = len(problem.metrics)
+    nan4 = tuple(np.full(M, np.nan) for _ in range(4))
+    with threadpool_limits(1):
+        _, reps = endpoint_inference(
+            problem,
+            y,
+            design,
+            T,
+            ci_method="oof",
+            p_method="permutation",
+            level=0.95,
+            n_jackknife=G,
+            n_bootstrap=2,
+            n_permutations=CHANCE_B,
+            seed=seed,
+            n_jobs=1,
+            progress=False,
+            oof_inference=lambda: nan4,
+        )
+    secs = round(time.perf_counter() - t0, 3)
+    rows = []
+    for j, m in enumerate(problem.metrics):
+        if not m.exact_null:
+            continue
+        col = reps["permutation"][m.name].to_numpy()
+        col = np.where(np.isfinite(col), col, m.null)
+        p = ivl.chance_pvalue(np.array([T[j]]), col[:, None], m.null)[0]
+        rows.append(
+            {
+                "cell": cell.name,
+                "endpoint": cell.endpoint,
+                "rep": rep,
+                "metric": m.name,
+                "T": float(T[j]),
+                "null_value": m.null,
+                "p_chance": float(p),
+                "null": json.dumps([float(f"{v:.8g}") for v in col]),
+                "seconds": secs,
+            }
+        )
+    return rows
+
+
+def one(cell: Cell, rep: int, *, chance: bool = False) -> list[dict]:
     from threadpoolctl import threadpool_limits
 
     from tario_clinical.decode import benefit as ben
@@ -437,6 +505,8 @@ def one(cell: Cell, rep: int) -> list[dict]:
             truth = _truth_survival(problem, yn, problem.stash, 5)
         if hasattr(problem, "extra"):
             problem.extra, problem.stash = None, None
+    if chance:
+        return chance_rows(cell, rep, problem, y, design, T, seed, t0)
     return infer_rows(cell, rep, n, D, problem, y, design, run, T, truth, oof, seed, t0)
 
 
@@ -505,8 +575,19 @@ def main() -> None:
     ap.add_argument("--cells", default="", help="comma-separated cell names (default: all)")
     ap.add_argument("--max-reps", type=int, default=0, help="cap replicates per cell (smoke)")
     ap.add_argument("--out", default=str(OUT))
+    ap.add_argument(
+        "--chance",
+        action="store_true",
+        help="chance-level pass (permutation statistics of the metrics with an exact null) "
+        "over the continuous, categorical and survival cells, into replicates_chance.csv; "
+        "--max-reps caps the replicates per cell",
+    )
     args = ap.parse_args()
+    if args.chance and args.out == str(OUT):
+        args.out = str(HERE / "replicates_chance.csv")
     cells = [c for c in CELLS if not args.cells or c.name in args.cells.split(",")]
+    if args.chance:
+        cells = [c for c in cells if c.endpoint != "benefit"]
     out = Path(args.out)
     done = set()
     if out.exists():
@@ -524,11 +605,11 @@ def main() -> None:
     print(f"{len(tasks)} replicates to run ({len(done)} done)", file=sys.stderr, flush=True)
     new = not out.exists()
     with out.open("a", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=FIELDS)
+        w = csv.DictWriter(fh, fieldnames=CHANCE_FIELDS if args.chance else FIELDS)
         if new:
             w.writeheader()
         for i, (c, rep) in enumerate(tasks, 1):
-            rows = one(c, rep)
+            rows = one(c, rep, chance=args.chance)
             w.writerows(rows)
             fh.flush()
             if i % 10 == 0:

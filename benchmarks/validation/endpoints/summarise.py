@@ -5,9 +5,12 @@ fitted fold models on infinitely many new patients, see ``study.py``); in null c
 population value where one exists (AUROC and C 0.5, Pearson r 0, balanced accuracy 1 / K).
 Monte Carlo standard errors: binomial for proportions, ``sd / sqrt(R)`` for means.
 
-Interval methods (all from the CSV):
+Interval methods (all from the CSVs):
 
-* ``jack`` -- the default: grouped jackknife of the whole nested CV, G = 10, on the metric's
+* ``chance`` -- the default: ``jack`` made coherent with the exact two-sided permutation test
+  of |T - null| (``replicates_chance.csv``; ``intervals.chance_coherent``) for the metrics with
+  an exact null value (AUROC, C, correlations, balanced accuracy); ``jack`` for the others;
+* ``jack`` -- grouped jackknife of the whole nested CV, G = 10, on the metric's
   scale, ``t_9`` (as recorded by the decoder);
 * ``jack_int`` -- the same with the jackknife variance multiplied by ``(G - 2) / (2 (G - 1))``
   (recomputed from ``jack_reps``): the lead's correction of the interaction (second-order)
@@ -39,7 +42,8 @@ HERE = Path(__file__).resolve().parent
 G = 10
 SHRINK = (G - 2) / (2 * (G - 1))
 METHODS = {
-    "jack": "jackknife G=10 (default)",
+    "chance": "jackknife G=10, null value decided by the exact test (default)",
+    "jack": "jackknife G=10 (before the chance rule)",
     "jack_int": "jackknife x (G-2)/(2(G-1)) (bound)",
     "oof": "OOF formula",
 }
@@ -112,6 +116,51 @@ def add_variants(d: pd.DataFrame) -> pd.DataFrame:
     return d
 
 
+EXACT_NULL = ("auroc", "macro_auroc", "balanced_accuracy", "harrell_c", "uno_c", "td_auc")
+
+
+def _exact_null(metric: str) -> bool:
+    return (
+        metric in ("pearson_r", "spearman_rho") or metric.split("[")[0].split("@")[0] in EXACT_NULL
+    )
+
+
+def add_chance(d: pd.DataFrame) -> pd.DataFrame:
+    """The default interval: the jackknife interval made coherent with the exact two-sided
+    permutation test of |T - null| (``replicates_chance.csv``, B = 19) for the metrics with an
+    exact null value; the jackknife interval itself for the others (R^2 ...). NaN where a
+    metric with an exact null has no chance-pass replicate."""
+    from tario_clinical.decode import intervals as ivl
+
+    d = d.copy()
+    d["p_chance"] = np.nan
+    path = HERE / "replicates_chance.csv"
+    if path.exists():
+        c = pd.read_csv(path).drop_duplicates(["cell", "rep", "metric"])
+        c = c.set_index(["cell", "rep", "metric"])
+        key = pd.MultiIndex.from_arrays([d["cell"], d["rep"], d["metric"]])
+        hit = key.isin(c.index)
+        got = c.reindex(key[hit])
+        assert np.allclose(got["T"].to_numpy(), d.loc[hit, "T"].to_numpy(), rtol=0, atol=1e-9)
+        d.loc[hit, "p_chance"] = got["p_chance"].to_numpy()
+    exact = d["metric"].map(_exact_null).to_numpy(bool)
+    d["chance_lo"] = np.where(exact, np.nan, d["jack_lo"].astype(float))
+    d["chance_hi"] = np.where(exact, np.nan, d["jack_hi"].astype(float))
+    has = exact & d["p_chance"].notna().to_numpy()
+    for nv in {null_value(m) for m in d.loc[has, "metric"]}:
+        sel = has & (d["metric"].map(null_value) == nv).to_numpy()
+        lo, hi, _ = ivl.chance_coherent(
+            d.loc[sel, "T"].to_numpy(float),
+            d.loc[sel, "jack_lo"].to_numpy(float),
+            d.loc[sel, "jack_hi"].to_numpy(float),
+            d.loc[sel, "p_chance"].to_numpy(float),
+            0.95,
+            nv,
+        )
+        d.loc[sel, "chance_lo"], d.loc[sel, "chance_hi"] = lo, hi
+    return d
+
+
 def coverage(d: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (cell, metric), g in d.groupby(["cell", "metric"], sort=False):
@@ -140,7 +189,10 @@ def coverage(d: pd.DataFrame) -> pd.DataFrame:
         for m in METHODS:
             lo, hi = g[f"{m}_lo"].astype(float), g[f"{m}_hi"].astype(float)
             ok = lo.notna() & hi.notna()
-            p, se, n = _prop(((lo <= theta) & (theta <= hi)).where(ok))
+            cov = (lo <= theta) & (theta <= hi)
+            if m == "chance" and exact:  # a null value excluded by the test is an open bound
+                cov &= ~(g["p_chance"].astype(float) <= 0.05 + 1e-12)
+            p, se, n = _prop(cov.where(ok))
             row[f"cov_{m}"], row[f"cov_{m}_mc"], row[f"n_{m}"] = p, se, n
             row[f"width_{m}"] = float((hi - lo)[ok].median()) if ok.any() else np.nan
             row[f"miss_low_{m}"] = float((hi[ok] < theta).mean()) if ok.any() else np.nan
@@ -181,6 +233,7 @@ def _fmt(p: float, se: float, n: int) -> str:
 def main() -> None:
     d = pd.read_csv(HERE / "replicates.csv", keep_default_na=False, na_values=[""])
     d = add_variants(d)
+    d = add_chance(d)
     cov = coverage(d)
     rej = rejection(d)
     pd.concat([cov.assign(kind="coverage"), rej.assign(kind="rejection")]).to_csv(
@@ -221,7 +274,7 @@ def main() -> None:
             + ("" if not r[f"n_{m}"] else f", width {r[f'width_{m}']:.3f}")
             for m in METHODS
         ]
-        cells_.append(f"{r['miss_low_jack']:.3f}")
+        cells_.append(f"{r['miss_low_chance']:.3f}")
         lines.append("| " + " | ".join(cells_) + " |")
     lines += [
         "",
