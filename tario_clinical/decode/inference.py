@@ -58,7 +58,10 @@ Chance level is decided by the exact test
     the permutation test is exact; so the interval covers 0.5 with probability ``1 - `` the
     test's size (``level`` up to the resolution ``1 / (B + 1)``). An estimand on the same side
     of 0.5 as ``T`` is covered exactly when the jackknife interval covers it or the widening
-    reaches it.
+    reaches it. The rule applies to every resampling interval (``jackknife``, ``jackknife_logit``,
+    ``jackknife2``, ``bootstrap``) when permutations were run, not to ``delong``. With fewer than
+    ``1 / (1 - level) - 1`` permutations (19 at 95 %) the test cannot reject and the interval
+    always reaches 0.5.
 
 Second-order-corrected jackknife (``ci_method="jackknife2"``)
     The delete-a-group jackknife over-estimates the variance of a statistic with interaction

@@ -305,7 +305,7 @@ class DecodeResult:
             ax.plot(
                 grid,
                 np.mean(curves, axis=0),
-                label=f"{t} (AUROC {r['auroc']:.2f}, {r['low']:.2f}-{r['high']:.2f}, n={int(r['n'])})",
+                label=f"{t} (AUROC {r['auroc']:.2f}, {_ci_text(r)}, n={int(r['n'])})",
             )
         ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=0.8)
         ax.set_xlabel("1 - specificity")
@@ -388,3 +388,14 @@ class DecodeResult:
 
     def __repr__(self) -> str:
         return f"DecodeResult(targets={self.targets}, n_oof_rows={len(self.oof)}, cv={self.params.get('cv')!r})"
+
+
+def _ci_text(r: Any) -> str:
+    """``0.61-0.83``; a bound of 0.5 that the exact test excluded is written ``>0.50``."""
+    lo, hi = f"{r['low']:.2f}", f"{r['high']:.2f}"
+    if r.get("excludes_chance") is True or r.get("excludes_chance") == 1:
+        if r["low"] == 0.5:
+            lo = ">" + lo
+        if r["high"] == 0.5:
+            hi = "<" + hi
+    return f"{lo}-{hi}"
