@@ -276,6 +276,12 @@ def main() -> None:
         "the procedure fits; 0.5 in null cells). Rejection: share of p <= 0.05 for AUROC > 0.5;",
         "in null cells this is the size, elsewhere the power (permutation test with B = 19).",
         "",
+        "The default interval (AUROC-scale jackknife, 0.5 decided by the exact two-sided",
+        "permutation test) needs the permuted statistics of the `--chance` pass: every null-cell",
+        "replicate, the first 60 of each signal cell. Elsewhere it equals the AUROC-scale",
+        "jackknife interval except where the rule widens it to reach 0.5 (which can only add",
+        "coverage); the last section counts how often the rule changed coverage.",
+        "",
     ]
     for title, tab, key in (
         ("By cell group (pooled)", groups, "group"),
