@@ -30,7 +30,11 @@ Usage (resumable; appends to ``replicates.csv``)::
 
     python benchmarks/validation/decode_ci/study.py --jobs 2
     python benchmarks/validation/decode_ci/study.py --jobs 2 --boot
+    python benchmarks/validation/decode_ci/study.py --jobs 2 --chance
     python benchmarks/validation/decode_ci/summarise.py
+
+The default interval since 2026-12-01 is ``jack_plain`` (AUROC scale, t_9) made coherent with
+the exact two-sided permutation test of |T - 0.5| (``--chance`` pass; see the README).
 """
 
 from __future__ import annotations
