@@ -75,7 +75,7 @@ def scale_of(metric: str) -> str:
 def null_value(metric: str) -> float | None:
     if re.match(r"(auroc|macro_auroc|harrell_c|uno_c|td_auc)", metric):
         return 0.5
-    if metric == "pearson_r":
+    if metric in ("pearson_r", "spearman_rho"):
         return 0.0
     if metric == "balanced_accuracy":
         return 0.25
