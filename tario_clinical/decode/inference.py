@@ -107,14 +107,12 @@ from scipy import stats
 from ..errors import AnalysisError, SchemaError
 from . import engine as _engine
 from .intervals import (
-    bootstrap_interval,
     chance_coherent,
     chance_pvalue,
-    jackknife2_interval,
-    jackknife_interval,
-    jackknife_interval_logit,
     jackknife_items,
+    jackknife_wald_pvalue,
     permutation_pvalue,
+    resampling_interval,
     wald_pvalue,
 )
 from .sklearn_fold import fit_sklearn_fold
@@ -748,24 +746,11 @@ def infer(
     lo_d = np.clip(T - z * se_delong, 0, 1)
     hi_d = np.clip(T + z * se_delong, 0, 1)
     p_d = wald_pvalue(T, se_delong, alternative)
-    if ci_method == "jackknife":
-        low, high, se = jackknife_interval(T, reps["jackknife"][:n_jackknife], level)
-        ci_desc = f"grouped jackknife of the whole nested CV (G={n_jackknife}, AUROC scale, t)"
-    elif ci_method == "jackknife_logit":
-        low, high, se = jackknife_interval_logit(T, reps["jackknife"][:n_jackknife], level)
-        ci_desc = f"grouped jackknife of the whole nested CV (G={n_jackknife}, logit scale, t)"
-    elif ci_method == "jackknife2":
-        low, high, se = jackknife2_interval(T, reps["jackknife"], level, n_jackknife)
-        ci_desc = (
-            "second-order-corrected grouped jackknife of the whole nested CV "
-            f"(G={n_jackknife}, groups and pairs deleted, logit scale, t)"
-        )
-    elif ci_method == "bootstrap":
-        low, high, se = bootstrap_interval(T, reps["bootstrap"], level)
-        ci_desc = f"patient bootstrap of the whole nested CV (B={n_bootstrap}, logit scale)"
-    else:
+    low, high, se, ci_desc = resampling_interval(
+        ci_method, T, reps, level, n_jackknife=n_jackknife, n_bootstrap=n_bootstrap
+    )
+    if ci_method == "delong":
         low, high, se = lo_d, hi_d, se_delong
-        ci_desc = "DeLong on out-of-fold scores (treats them as independent: anti-conservative)"
     mc_se = np.full(len(targets), np.nan)
     p_chance = np.full(len(targets), np.nan)
     if p_method == "permutation":
@@ -785,13 +770,8 @@ def infer(
             f"{'one-sided: AUROC > 0.5' if alternative == 'greater' else 'two-sided'})"
         )
     elif p_method == "jackknife":
-        jr = reps["jackknife"][:n_jackknife]
-        G = jr.shape[0]
-        se_j = np.sqrt((G - 1) / G * np.sum((jr - jr.mean(axis=0)) ** 2, axis=0))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            tz = (T - 0.5) / se_j
-        p = stats.t.sf(tz, G - 1) if alternative == "greater" else 2 * stats.t.sf(np.abs(tz), G - 1)
-        p_desc = f"jackknife Wald test on the AUROC scale (G={n_jackknife}, t_{G - 1})"
+        p = jackknife_wald_pvalue(T, reps["jackknife"][:n_jackknife], alternative)
+        p_desc = f"jackknife Wald test on the AUROC scale (G={n_jackknife}, t_{n_jackknife - 1})"
     else:
         p = p_d
         p_desc = "DeLong on out-of-fold scores (treats them as independent: anti-conservative)"

@@ -27,6 +27,8 @@ __all__ = [
     "jackknife2_variance",
     "jackknife2_interval",
     "bootstrap_interval",
+    "resampling_interval",
+    "jackknife_wald_pvalue",
     "permutation_pvalue",
     "wald_pvalue",
 ]
@@ -245,3 +247,52 @@ def wald_pvalue(T: np.ndarray, se: np.ndarray, alternative: str) -> np.ndarray:
     if alternative == "greater":
         return stats.norm.sf(z)
     return 2 * stats.norm.sf(np.abs(z))
+
+
+def resampling_interval(
+    ci_method: str,
+    T: np.ndarray,
+    reps: dict[str, np.ndarray],
+    level: float,
+    *,
+    n_jackknife: int,
+    n_bootstrap: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """``(low, high, se, description)`` of the binary decoder's ``ci_method`` from its
+    replicates (``reps["jackknife"]``: the delete-one rows first, then pairs; ``reps["bootstrap"]``).
+
+    ``"delong"`` returns NaN bounds (the caller has the DeLong interval of the OOF scores).
+    """
+    G = int(n_jackknife)
+    if ci_method == "jackknife":
+        low, high, se = jackknife_interval(T, reps["jackknife"][:G], level)
+        return low, high, se, f"grouped jackknife of the whole nested CV (G={G}, AUROC scale, t)"
+    if ci_method == "jackknife_logit":
+        low, high, se = jackknife_interval_logit(T, reps["jackknife"][:G], level)
+        return low, high, se, f"grouped jackknife of the whole nested CV (G={G}, logit scale, t)"
+    if ci_method == "jackknife2":
+        low, high, se = jackknife2_interval(T, reps["jackknife"], level, G)
+        desc = (
+            "second-order-corrected grouped jackknife of the whole nested CV "
+            f"(G={G}, groups and pairs deleted, logit scale, t)"
+        )
+        return low, high, se, desc
+    if ci_method == "bootstrap":
+        low, high, se = bootstrap_interval(T, reps["bootstrap"], level)
+        desc = f"patient bootstrap of the whole nested CV (B={n_bootstrap}, logit scale)"
+        return low, high, se, desc
+    nan = np.full(np.shape(T), np.nan)
+    desc = "DeLong on out-of-fold scores (treats them as independent: anti-conservative)"
+    return nan, nan, nan, desc
+
+
+def jackknife_wald_pvalue(T: np.ndarray, reps: np.ndarray, alternative: str) -> np.ndarray:
+    """Wald p-value of AUROC = 0.5 with the delete-a-group jackknife SE (AUROC scale,
+    ``t_{G-1}``); ``reps`` are the ``G`` delete-one statistics."""
+    G = reps.shape[0]
+    se = np.sqrt((G - 1) / G * np.sum((reps - reps.mean(axis=0)) ** 2, axis=0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tz = (T - 0.5) / se
+    if alternative == "greater":
+        return stats.t.sf(tz, G - 1)
+    return 2 * stats.t.sf(np.abs(tz), G - 1)
