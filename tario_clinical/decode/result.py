@@ -167,15 +167,14 @@ class DecodeResult:
                         if r["auroc"] in (0.0, 1.0)
                         else "zero-width interval"
                     )
-                excl = r.get("excludes_chance", np.nan)
-                if excl is True or excl == 1:
-                    if r["low"] == 0.5 or r["high"] == 0.5:
-                        notes.append("0.5 excluded by the exact permutation test (open bound)")
+                excl = _excludes_chance(r)
+                if excl and 0.5 in (r["low"], r["high"]):
+                    notes.append("0.5 excluded by the exact permutation test (open bound)")
                 row.update(
                     auroc=float(r["auroc"]),
                     low=float(r["low"]),
                     high=float(r["high"]),
-                    excludes_chance=bool(excl) if excl in (True, False, 0, 1) else np.nan,
+                    excludes_chance=np.nan if excl is None else excl,
                     se=float(r["se"]),
                     p_value=float(r["p_value"]),
                     auprc=metrics.auprc(y, prob),
@@ -390,10 +389,17 @@ class DecodeResult:
         return f"DecodeResult(targets={self.targets}, n_oof_rows={len(self.oof)}, cv={self.params.get('cv')!r})"
 
 
+def _excludes_chance(r: Any) -> bool | None:
+    """An inference or summary row's ``excludes_chance`` as a bool; None where missing (NaN,
+    or a table written before the column existed)."""
+    v = r.get("excludes_chance", None)
+    return bool(v) if isinstance(v, (bool, np.bool_)) or v in (0, 1) else None
+
+
 def _ci_text(r: Any) -> str:
     """``0.61-0.83``; a bound of 0.5 that the exact test excluded is written ``>0.50``."""
     lo, hi = f"{r['low']:.2f}", f"{r['high']:.2f}"
-    if r.get("excludes_chance") is True or r.get("excludes_chance") == 1:
+    if _excludes_chance(r):
         if r["low"] == 0.5:
             lo = ">" + lo
         if r["high"] == 0.5:
