@@ -209,6 +209,8 @@ class BenefitDecoderConfig(_Strict):
     os``, or ``time`` and ``event``). ``experimental`` is the experimental arm's value (default:
     the arm not called control / placebo / standard). ``cutoff``: ``median`` (cross-fitted) or a
     number on the standardised score scale. ``name`` defaults to ``benefit:<outcome column>``.
+    ``strata``: randomisation strata columns (the permutation test re-randomises the arm within
+    them).
     """
 
     arm: str = "arm"
@@ -219,6 +221,7 @@ class BenefitDecoderConfig(_Strict):
     event: str | None = None
     name: str | None = None
     cutoff: Literal["median"] | float = "median"
+    strata: list[str] | None = None
 
     @model_validator(mode="after")
     def _one_outcome(self) -> BenefitDecoderConfig:

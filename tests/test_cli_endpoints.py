@@ -326,6 +326,19 @@ def test_bad_input_through_the_decode_command(trial_dir, tmp_path):
     assert "column 'arm'" in r.output and "two-arm" in r.output and not out.exists()
 
 
+def test_benefit_strata_column_missing_through_the_decode_command(trial_dir, tmp_path):
+    out = tmp_path / "dec"
+    r = CliRunner().invoke(
+        cli,
+        ["decode", "--clinical", str(trial_dir / "data" / "clinical.csv"),
+         "--representations", str(trial_dir / "data" / "representations.h5ad"),
+         "--targets", "", "--benefit", "os", "--benefit-strata", "centre", "--out", str(out)],
+    )  # fmt: skip
+    assert r.exit_code == 2, r.output
+    assert "strata" in r.output and "'centre'" in r.output and "Traceback" not in r.output
+    assert not out.exists()
+
+
 def test_non_binary_target_without_a_kind_names_the_way_out(trial_dir):
     cfg = config_from_dict(
         {

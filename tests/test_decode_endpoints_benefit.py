@@ -23,7 +23,7 @@ import pytest
 
 import tario_clinical
 from tario_clinical.decode import c_for_benefit
-from tario_clinical.errors import AnalysisError, SchemaError
+from tario_clinical.errors import AnalysisError, CohortError, SchemaError
 
 
 def _trial(seed: int, *, n: int, gamma: float, kind: str, d: int = 40):
@@ -56,15 +56,23 @@ def _outcome(kind):
 )
 def test_planted_benefit_direction_is_recovered(kind, gamma, n):
     X, clin, truth = _trial(0, n=n, gamma=gamma, kind=kind)
-    res = tario_clinical.decode_benefit(X, clin, n_repeats=2, seed=0, **_outcome(kind))
+    res = tario_clinical.decode_benefit(
+        X, clin, n_repeats=2, n_permutations=19, seed=0, **_outcome(kind)
+    )
     s = res.summary().set_index("metric")
     c = s.loc["c_for_benefit"]
     assert c["low"] > 0.5 and c["estimate"] > 0.6
     assert c["ci_method"].startswith("grouped jackknife")
+    # the default test re-randomises the arm: no permuted cohort reaches the planted signal
     inter = s.index[s.index.str.startswith("interaction")][0]
-    assert s.loc[inter, "p_value"] < 0.01
     diff = s.index[s.index.str.endswith("high_vs_low")][0]
-    assert s.loc[diff, "p_value"] < 0.05
+    for m in ("c_for_benefit", inter, diff):
+        assert s.loc[m, "p_value"] == pytest.approx(1 / 20)
+        assert "arm re-randomised" in s.loc[m, "p_method"]
+    perm = res.resamples["permutation"]
+    assert perm.shape == (19, 5)
+    sign = 1.0 if kind == "binary" else -1.0
+    assert (sign * perm[inter] < sign * s.loc[inter, "estimate"]).all()
     # direction: the cross-fitted score follows the planted modifier
     score = res.oof_scores().loc[X.index]
     assert np.corrcoef(score, truth)[0, 1] > 0.7
@@ -85,7 +93,9 @@ def test_planted_benefit_direction_is_recovered(kind, gamma, n):
 @pytest.mark.parametrize("kind", ["binary", "survival"])
 def test_no_benefit_signal_under_the_null(kind):
     X, clin, _ = _trial(1, n=400, gamma=0.0, kind=kind)
-    res = tario_clinical.decode_benefit(X, clin, n_repeats=2, seed=0, **_outcome(kind))
+    res = tario_clinical.decode_benefit(
+        X, clin, n_repeats=2, n_permutations=19, seed=0, **_outcome(kind)
+    )
     s = res.summary().set_index("metric")
     c = s.loc["c_for_benefit"]
     assert c["low"] < 0.5 < c["high"]
@@ -168,4 +178,49 @@ def test_inputs_are_checked():
     assert res.exclusions["patient_id"].tolist() == ["P0005"]
     assert res.params["experimental"] == "experimental"
     with pytest.raises(SchemaError, match="p_method"):
-        tario_clinical.decode_benefit(X, clin, response="response", p_method="permutation")
+        tario_clinical.decode_benefit(X, clin, response="response", p_method="delong")
+    with pytest.raises(SchemaError, match="permutation must be"):
+        tario_clinical.decode_benefit(X, clin, response="response", permutation="outcome")
+    with pytest.raises(CohortError, match="strata column 'centre'"):
+        tario_clinical.decode_benefit(X, clin, response="response", strata="centre")
+
+
+def test_arm_permutation_keeps_strata_outcomes_and_representation():
+    """A permutation draw re-randomises the arm within each randomisation stratum: every
+    stratum keeps its arm counts, outcome and representation rows stay where they are; the
+    ``rows`` scheme moves (outcome, arm) pairs together."""
+    from tario_clinical.decode.benefit import _BenefitProblem
+
+    rng = np.random.default_rng(0)
+    n = 60
+    y = np.column_stack([rng.exponential(size=n), rng.integers(0, 2, n), np.tile([1.0, 0.0], 30)])
+    blocks = np.repeat([0, 1, 2], 20)
+    y[blocks == 2, 2] = np.r_[np.ones(15), np.zeros(5)]  # an unequal stratum
+    prob = _BenefitProblem(X=np.zeros((n, 2)), penalties=np.ones(1), survival=True, blocks=blocks)
+    moved = 0
+    for _ in range(20):
+        yp = prob.permute(y, rng)
+        np.testing.assert_array_equal(yp[:, :2], y[:, :2])
+        for b in range(3):
+            assert yp[blocks == b, 2].sum() == y[blocks == b, 2].sum()
+        moved += int((yp[:, 2] != y[:, 2]).any())
+    assert moved == 20
+    prob.permutation = "rows"
+    yr = prob.permute(y, rng)
+    pairs = {tuple(r) for r in y.round(12)}
+    assert {tuple(r) for r in yr.round(12)} == pairs and not np.array_equal(yr, y)
+    assert "within randomisation strata" in prob.permutation_label
+
+
+def test_strata_missing_values_are_excluded_and_logged(caplog):
+    X, clin, _ = _trial(3, n=120, gamma=0.5, kind="binary")
+    clin["centre"] = np.where(np.arange(120) % 2 == 0, "A", "B")
+    clin.loc[7, "centre"] = None
+    with caplog.at_level("INFO"):
+        res = tario_clinical.decode_benefit(
+            X, clin, response="response", strata="centre", n_repeats=1, n_permutations=19
+        )
+    assert res.exclusions["patient_id"].tolist() == ["P0007"]
+    assert "centre" in res.exclusions["reason"].iloc[0]
+    assert res.params["strata"] == ["centre"] and res.params["n_permutations"] == 19
+    assert "within randomisation strata" in res.summary()["p_method"].iloc[0]

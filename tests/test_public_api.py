@@ -84,7 +84,7 @@ SKLEARN_METHODS = {
 POSITIONAL_EXCEPTIONS = {
     # paired comparison: the labels and the two scores compared
     "tario_clinical.metrics.auroc.delong_test",
-    "tario_clinical.decode.benefit.c_for_benefit",
+    "tario_clinical.decode.benefit_metrics.c_for_benefit",
     "tario_clinical.decode.cross_validation.default_Cs",
     "tario_clinical.decode.transfer_analyses.representation_comparison",
     "tario_clinical.slides._readers.Slide.read_region",

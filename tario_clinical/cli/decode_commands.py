@@ -34,14 +34,18 @@ def _names(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
 
-def _benefit_blocks(outcomes: list[str], arm: str, columns: set[str]) -> list[dict[str, str]]:
+def _benefit_blocks(
+    outcomes: list[str], arm: str, columns: set[str], strata: list[str]
+) -> list[dict[str, object]]:
     """``--benefit os,responder``: an endpoint (``os_time``/``os_event``) or a binary column."""
-    blocks = []
+    blocks: list[dict[str, object]] = []
     for o in outcomes:
         if f"{o}_time" in columns and f"{o}_event" in columns:
             blocks.append({"arm": arm, "endpoint": o})
         else:
             blocks.append({"arm": arm, "response": o})
+        if strata:
+            blocks[-1]["strata"] = strata
     return blocks
 
 
@@ -81,6 +85,12 @@ def _benefit_blocks(outcomes: list[str], arm: str, columns: set[str]) -> list[di
     "response column.",
 )
 @click.option("--benefit-arm", default="arm", show_default=True, help="Arm column of --benefit.")
+@click.option(
+    "--benefit-strata",
+    default=None,
+    help="Comma-separated randomisation strata columns of --benefit (its permutation test "
+    "re-randomises the arm within them).",
+)
 @click.option("--n-splits", type=click.IntRange(2, 20), default=5, show_default=True)
 @click.option("--n-repeats", type=click.IntRange(1, 50), default=5, show_default=True)
 @click.option("--group-by", type=click.Choice(["site", "cancer_type"]), default=None)
@@ -116,6 +126,7 @@ def decode_cmd(
     survival_endpoints: str | None,
     benefit_outcomes: str | None,
     benefit_arm: str,
+    benefit_strata: str | None,
     n_splits: int,
     n_repeats: int,
     group_by: str | None,
@@ -158,7 +169,9 @@ def decode_cmd(
     if _names(survival_endpoints):
         decode_block["survival"] = [{"endpoint": e} for e in _names(survival_endpoints)]
     if benefit:
-        decode_block["benefit"] = _benefit_blocks(benefit, benefit_arm, columns)
+        decode_block["benefit"] = _benefit_blocks(
+            benefit, benefit_arm, columns, _names(benefit_strata)
+        )
     cfg = config_from_dict(
         {
             "seed": seed,

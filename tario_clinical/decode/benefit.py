@@ -31,6 +31,18 @@ scores, with intervals from the grouped jackknife of the *whole* cross-fitting (
   the score scale): response-rate difference (binary) or log HR (time to event) in the ``high``
   and ``low`` group, and their difference (the arm x benefit-group interaction).
 
+Tests of "no benefit" (one-sided, in the direction of benefit; ``p_method="permutation"``, the
+default): a randomisation test. The arm is re-randomised among the patients (within the
+randomisation ``strata`` when given), representation and outcome kept, and the *whole*
+cross-fitting, fold assignment included, is re-run on each of ``B`` such cohorts;
+``p = (1 + #{T_b >= T}) / (1 + B)``. It is exact when the treatment has no effect on anyone;
+with an overall treatment effect and no benefit the permuted cohorts lose the overall effect,
+which the interaction statistics adjust for (the arm is in every interaction model), and the
+study ``benchmarks/validation/benefit_test`` measured its size there. The jackknife Wald
+tests (``p_method="jackknife"``) are conservative under that null: the cross-fitted statistics
+are degenerate there (first-order terms vanish) and the delete-a-group jackknife over-counts
+their pairwise terms.
+
 ``tables["effect_curve"]`` is the treatment effect as a function of the benefit score (the
 interaction model on the per-patient mean score, model-based 95 % band); ``tables
 ["benefit_groups"]`` the response rates / HRs per group and arm of the mean score.
@@ -48,8 +60,15 @@ import pandas as pd
 from scipy import stats
 
 from ..errors import AnalysisError, CohortError, SchemaError
-from ..survival import kernels
 from . import engine as _engine
+from .benefit_metrics import (
+    benefit_metrics,
+    c_for_benefit,
+    group_effect,
+    high_groups,
+    interaction_model,
+    metric_specs,
+)
 from .cox_engine import nested_cox_fold
 from .cross_validation import default_Cs
 from .decode_data import log_exclusions
@@ -66,183 +85,14 @@ from .endpoint_inference import (
     renumber_inner,
 )
 from .endpoint_result import EndpointResult, LinearModel
-from .inference import weighted_auroc
 from .splitters import assign_folds
 from .survival_decoder import default_lambdas
 
 __all__ = ["decode_benefit", "c_for_benefit", "benefit_metrics"]
 
+_P_METHODS = ("permutation", "jackknife", "oof")
+
 logger = logging.getLogger(__name__)
-
-
-# ------------------------------------------------------------------------------ metrics
-def c_for_benefit(
-    score: np.ndarray, arm: np.ndarray, y: np.ndarray, event: np.ndarray | None = None
-) -> float:
-    """C-for-benefit of a benefit score (higher = more benefit from the experimental arm).
-
-    Parameters
-    ----------
-    score : (n,) predicted benefit
-    arm : (n,) 1 experimental, 0 (or -1) control
-    y : (n,) binary response (1 = good) or, with ``event``, times
-    event : (n,) event indicator, optional (time to event: the later event is better)
-
-    Returns
-    -------
-    float
-        NaN when fewer than two pairs with different observed benefit exist.
-    """
-    exp = np.flatnonzero(arm > 0)
-    ctl = np.flatnonzero(arm <= 0)
-    if exp.size == 0 or ctl.size == 0:
-        return float("nan")
-    exp = exp[np.argsort(score[exp], kind="mergesort")]
-    ctl = ctl[np.argsort(score[ctl], kind="mergesort")]
-    small, large = (exp, ctl) if exp.size <= ctl.size else (ctl, exp)
-    m = small.size
-    pick = np.round((np.arange(m) + 0.5) * large.size / m - 0.5).astype(int)
-    large = large[np.clip(pick, 0, large.size - 1)]
-    pe, pc = (small, large) if exp.size <= ctl.size else (large, small)
-    pred = 0.5 * (score[pe] + score[pc])
-    if event is None:
-        obs = y[pe].astype(float) - y[pc].astype(float)
-        keep = np.ones(m, dtype=bool)
-    else:
-        te, tc = y[pe], y[pc]
-        ee, ec = event[pe].astype(bool), event[pc].astype(bool)
-        ctrl_first = ec & (tc < te)
-        exp_first = ee & (te < tc)
-        obs = np.where(ctrl_first, 1.0, np.where(exp_first, -1.0, 0.0))
-        keep = ctrl_first | exp_first
-    pred, obs = pred[keep], obs[keep]
-    levels = np.unique(obs)
-    num = den = 0.0
-    for i, lo in enumerate(levels):
-        for hi in levels[i + 1 :]:
-            sel = (obs == lo) | (obs == hi)
-            n_lo, n_hi = int(np.sum(obs == lo)), int(np.sum(obs == hi))
-            num += weighted_auroc(obs[sel] == hi, pred[sel]) * n_lo * n_hi
-            den += n_lo * n_hi
-    return float(num / den) if den > 0 else float("nan")
-
-
-def _logistic(Xd: np.ndarray, y: np.ndarray, max_iter: int = 50) -> tuple[np.ndarray, np.ndarray]:
-    """Unpenalised logistic regression (Newton); NaN on separation or non-convergence."""
-    beta = np.zeros(Xd.shape[1])
-    nan = (np.full(Xd.shape[1], np.nan), np.full((Xd.shape[1],) * 2, np.nan))
-    for _ in range(max_iter):
-        p = 1.0 / (1.0 + np.exp(-(Xd @ beta)))
-        H = Xd.T @ (Xd * (p * (1 - p))[:, None])
-        try:
-            step = np.linalg.solve(H, Xd.T @ (y - p))
-        except np.linalg.LinAlgError:
-            return nan
-        beta = beta + step
-        if not np.all(np.isfinite(beta)) or np.abs(beta).max() > 30:
-            return nan
-        if np.abs(step).max() < 1e-10:
-            try:
-                return beta, np.linalg.inv(H)
-            except np.linalg.LinAlgError:
-                return nan
-    return nan
-
-
-def _cox(x: np.ndarray, t: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Efron Cox fit (the survival kernel); NaN where it cannot be fitted."""
-    o = np.argsort(t, kind="mergesort")
-    try:
-        fit = kernels.efron_fit(
-            x[o],
-            t[o],
-            e[o].astype(bool),
-            np.zeros(t.size, int),
-            names=[f"x{j}" for j in range(x.shape[1])],
-        )
-    except (AnalysisError, np.linalg.LinAlgError):
-        return np.full(x.shape[1], np.nan), np.full((x.shape[1],) * 2, np.nan)
-    return fit.beta, fit.cov
-
-
-def _interaction_model(
-    score: np.ndarray, a: np.ndarray, y: np.ndarray, e: np.ndarray, survival: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """Coefficients (arm, score, arm x score) and covariance of the interaction model."""
-    if survival:
-        return _cox(np.column_stack([a, score, a * score]), y, e)
-    beta, cov = _logistic(np.column_stack([np.ones(a.size), a, score, a * score]), y)
-    return beta[1:], cov[1:, 1:]
-
-
-def _group_effect(
-    a: np.ndarray, y: np.ndarray, e: np.ndarray, survival: bool
-) -> tuple[float, float]:
-    """Treatment effect (log HR, or response-rate difference) in a group and its SE."""
-    if a.min() == a.max():
-        return float("nan"), float("nan")
-    if survival:
-        if e.sum() == 0:
-            return float("nan"), float("nan")
-        b, c = _cox(a[:, None], y, e)
-        return float(b[0]), float(np.sqrt(c[0, 0])) if np.isfinite(c[0, 0]) else float("nan")
-    p1, p0 = y[a == 1].mean(), y[a == 0].mean()
-    se = np.sqrt(p1 * (1 - p1) / (a == 1).sum() + p0 * (1 - p0) / (a == 0).sum())
-    return float(p1 - p0), float(se)
-
-
-def benefit_metrics(
-    score: np.ndarray,
-    high: np.ndarray,
-    a: np.ndarray,
-    y: np.ndarray,
-    e: np.ndarray,
-    survival: bool,
-) -> np.ndarray:
-    """``c_for_benefit, interaction, effect_high, effect_low, effect_difference``."""
-    ok = np.isfinite(score)
-    score, high, a, y, e = score[ok], high[ok], a[ok], y[ok], e[ok]
-    out = np.full(5, np.nan)
-    if score.size < 10:
-        return out
-    out[0] = c_for_benefit(score, a, y, e if survival else None)
-    beta, _ = _interaction_model(score, a, y, e, survival)
-    out[1] = beta[2]
-    out[2] = _group_effect(a[high], y[high], e[high], survival)[0]
-    out[3] = _group_effect(a[~high], y[~high], e[~high], survival)[0]
-    out[4] = out[2] - out[3]
-    return out
-
-
-def _specs(survival: bool) -> tuple[MetricSpec, ...]:
-    if survival:
-        return (
-            MetricSpec("c_for_benefit", "logit", 0.5),
-            MetricSpec("interaction_log_hr_per_sd", "identity", 0.0, "less"),
-            MetricSpec("log_hr_high_benefit", "identity", None),
-            MetricSpec("log_hr_low_benefit", "identity", None),
-            MetricSpec("log_hr_difference_high_vs_low", "identity", 0.0, "less"),
-        )
-    return (
-        MetricSpec("c_for_benefit", "logit", 0.5),
-        MetricSpec("interaction_log_or_per_sd", "identity", 0.0, "greater"),
-        MetricSpec("response_difference_high_benefit", "identity", None),
-        MetricSpec("response_difference_low_benefit", "identity", None),
-        MetricSpec("response_difference_high_vs_low", "identity", 0.0, "greater"),
-    )
-
-
-def _high_groups(score: np.ndarray, fold: np.ndarray, cutoff: float | str) -> np.ndarray:
-    """High-benefit indicator: fixed cut-off, or each fold's median of the other folds' scores."""
-    if not isinstance(cutoff, str):
-        return score > float(cutoff)
-    high = np.zeros(score.size, dtype=bool)
-    for k in np.unique(fold):
-        te = fold == k
-        ref = score[~te & np.isfinite(score)]
-        cut = np.median(ref) if ref.size else np.nan
-        high[te] = score[te] > cut
-    return high
 
 
 # ------------------------------------------------------------------------------ problem
@@ -258,11 +108,37 @@ class _BenefitProblem:
     survival: bool
     cutoff: float | str = "median"
     pca: int | None = None
+    permutation: str = "arm"
+    blocks: np.ndarray | None = None
+
+    @property
+    def permutation_label(self) -> str:
+        """How a permutation draw was made (the ``p_method`` text)."""
+        within = " within randomisation strata" if self.blocks is not None else ""
+        if self.permutation == "rows":
+            return f"(arm, outcome) rows permuted against the representation{within}"
+        return f"arm re-randomised{within}"
+
+    def permute(self, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """One permutation draw: the arm re-randomised within the randomisation strata
+        (``"arm"``), or the (outcome, arm) rows permuted against the representation
+        (``"rows"``)."""
+        n = y.shape[0]
+        perm = np.arange(n)
+        codes = np.zeros(n, dtype=np.int64) if self.blocks is None else self.blocks
+        for b in np.unique(codes):
+            members = np.flatnonzero(codes == b)
+            perm[members] = members[rng.permutation(members.size)]
+        if self.permutation == "rows":
+            return y[perm]
+        out = y.copy()
+        out[:, 2] = y[perm, 2]
+        return out
 
     @property
     def metrics(self) -> tuple[MetricSpec, ...]:
         """See :func:`benefit_metrics`."""
-        return _specs(self.survival)
+        return metric_specs(self.survival)
 
     def strata(self, y: np.ndarray) -> np.ndarray:
         """Arm and outcome (response, or event)."""
@@ -316,7 +192,7 @@ class _BenefitProblem:
         per = []
         for r in range(cv.pred.shape[0]):
             s = cv.pred[r, :, 0]
-            high = _high_groups(s, cv.fold[r], self.cutoff)
+            high = high_groups(s, cv.fold[r], self.cutoff)
             per.append(benefit_metrics(s, high, y[:, 2], y[:, 0], y[:, 1], self.survival))
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -368,8 +244,11 @@ def decode_benefit(
     n_inner_splits: int = 5,
     pca: int | None = None,
     ci_method: Literal["jackknife", "jackknife2", "bootstrap", "oof"] = "jackknife",
-    p_method: Literal["jackknife", "oof"] = "jackknife",
+    p_method: Literal["permutation", "jackknife", "oof"] = "permutation",
+    permutation: Literal["arm", "rows"] = "arm",
+    strata: str | list[str] | None = None,
     level: float = 0.95,
+    n_permutations: int = 99,
     n_jackknife: int = 10,
     n_bootstrap: int = 200,
     n_jobs: int | None = 1,
@@ -409,12 +288,25 @@ def decode_benefit(
         As in :func:`tario_clinical.decode`; folds are stratified on arm x outcome.
     ci_method : {"jackknife", "jackknife2", "bootstrap", "oof"}, default "jackknife"
         ``oof``: model-based intervals that treat the cross-fitted scores as fixed.
-    p_method : {"jackknife", "oof"}, default "jackknife"
-        Jackknife Wald tests (one-sided, in the direction of benefit) of C-for-benefit > 0.5,
-        of the continuous interaction and of the group interaction. No permutation test:
-        permuting outcomes or arms does not give the null of "no heterogeneity" when the
-        treatment has an average effect.
+    p_method : {"permutation", "jackknife", "oof"}, default "permutation"
+        One-sided tests (in the direction of benefit) of C-for-benefit > 0.5, of the continuous
+        interaction and of the group interaction. ``permutation``: the whole cross-fitting,
+        fold assignment included, is re-run on ``n_permutations`` cohorts with the arm
+        re-randomised (``p = (1 + #{T_b >= T}) / (1 + B)``); exact when the treatment has no
+        effect on anyone, and with an overall treatment effect but no benefit it held its size
+        in the committed study (``benchmarks/validation/benefit_test``). ``jackknife``: Wald
+        tests with the jackknife SE (conservative under "no benefit": the cross-fitted
+        statistics are degenerate there). ``oof``: model-based tests that treat the scores
+        as fixed (anti-conservative; for comparison).
+    permutation : {"arm", "rows"}, default "arm"
+        What a permutation draw re-randomises: the arm (representation and outcome kept), or
+        the (arm, outcome) rows against the representation (exact only when the
+        representation carries no prognosis either; for comparison).
+    strata : str or list of str, optional
+        Randomisation strata columns: the arm is permuted within their combinations, as the
+        trial randomised. Patients with a missing stratum are excluded (logged).
     level : float, default 0.95
+    n_permutations : int, default 99
     n_jackknife, n_bootstrap, n_jobs, progress, seed
         As in :func:`tario_clinical.decode`.
 
@@ -440,8 +332,11 @@ def decode_benefit(
         )
     if isinstance(cutoff, str) and cutoff != "median":
         raise SchemaError(f"cutoff must be 'median' or a number; got {cutoff!r}.")
-    if p_method not in ("jackknife", "oof"):
-        raise SchemaError(f"p_method must be one of ['jackknife', 'oof']; got {p_method!r}.")
+    if p_method not in _P_METHODS:
+        raise SchemaError(f"p_method must be one of {list(_P_METHODS)}; got {p_method!r}.")
+    if permutation not in ("arm", "rows"):
+        raise SchemaError(f"permutation must be 'arm' or 'rows'; got {permutation!r}.")
+    strata_cols = [strata] if isinstance(strata, str) else list(strata or [])
     outcome_name = time if survival else response
     name = target or f"benefit:{outcome_name}"
     data = patient_data(representations, cohort)
@@ -474,7 +369,13 @@ def decode_benefit(
         ee = np.ones(tt.size)
         miss = ~np.isfinite(tt)
     miss = miss | ~np.isfinite(a)
-    excl = outcome_exclusions(data, name, miss, f"missing {arm} or {outcome_name}")
+    reason = f"missing {arm} or {outcome_name}"
+    for col in strata_cols:
+        if col not in data.clinical.columns:
+            raise CohortError(f"strata column {col!r} is not in the clinical table.")
+        miss = miss | data.clinical[col].isna().to_numpy()
+        reason = f"missing {arm}, {outcome_name} or a stratum ({', '.join(strata_cols)})"
+    excl = outcome_exclusions(data, name, miss, reason)
     log_exclusions(excl, logger)
     idx = np.flatnonzero(~miss)
     y = np.column_stack([tt[idx], ee[idx], a[idx]])
@@ -492,7 +393,19 @@ def decode_benefit(
         pen = default_lambdas(n_penalties, idx.size, X.shape[1], n_out) / 4.0
     else:
         pen = default_Cs(n_penalties, idx.size, X.shape[1]) * 4.0
-    problem = _BenefitProblem(X=X, penalties=pen, survival=survival, cutoff=cutoff, pca=pca)
+    blocks = None
+    if strata_cols:
+        keys = data.clinical.iloc[idx][strata_cols].astype(str).agg("\x1f".join, axis=1)
+        blocks = pd.factorize(keys)[0].astype(np.int64)
+    problem = _BenefitProblem(
+        X=X,
+        penalties=pen,
+        survival=survival,
+        cutoff=cutoff,
+        pca=pca,
+        permutation=permutation,
+        blocks=blocks,
+    )
     fit = fit_and_infer(
         problem,
         y,
@@ -512,11 +425,11 @@ def decode_benefit(
             level=level,
             n_jackknife=n_jackknife,
             n_bootstrap=n_bootstrap,
-            n_permutations=0,
+            n_permutations=n_permutations,
             seed=seed,
             n_jobs=n_jobs,
             progress=progress,
-            allowed_p=("jackknife", "oof"),
+            allowed_p=_P_METHODS,
         ),
         final_model=lambda: _final_model(problem, y, data.feature_names, n_inner_splits, seed),
         oof_inference=lambda run: _oof_formulas(
@@ -532,9 +445,9 @@ def decode_benefit(
     metric_notes = {
         "c_for_benefit": "pairs matched on benefit-score rank"
         + ("; pairs with censored order left out" if survival else ""),
-        _specs(survival)[2].name: f"{effect} in the high-benefit group",
-        _specs(survival)[3].name: f"{effect} in the low-benefit group",
-        _specs(survival)[4].name: "arm x benefit-group interaction (high minus low)",
+        metric_specs(survival)[2].name: f"{effect} in the high-benefit group",
+        metric_specs(survival)[3].name: f"{effect} in the low-benefit group",
+        metric_specs(survival)[4].name: "arm x benefit-group interaction (high minus low)",
     }
     params = {
         "cv": design.description,
@@ -558,6 +471,9 @@ def decode_benefit(
         "pca": pca,
         "ci_method": ci_method,
         "p_method": p_method,
+        "permutation": permutation if p_method == "permutation" else None,
+        "strata": strata_cols or None,
+        "n_permutations": n_permutations if p_method == "permutation" else None,
         "level": level,
         "n_jackknife": n_jackknife if "jackknife" in (ci_method, p_method) else None,
         "n_bootstrap": n_bootstrap if ci_method == "bootstrap" else None,
@@ -592,7 +508,7 @@ def _tables(
     s: np.ndarray, y: np.ndarray, survival: bool, level: float, run: FoldPredictions, cutoff: Any
 ) -> dict[str, pd.DataFrame]:
     a, out, e = y[:, 2], y[:, 0], y[:, 1]
-    beta, cov = _interaction_model(s, a, out, e, survival)
+    beta, cov = interaction_model(s, a, out, e, survival)
     z = stats.norm.ppf(0.5 + level / 2)
     grid = np.quantile(s, np.linspace(0.05, 0.95, 19))
     est = beta[0] + beta[2] * grid
@@ -619,7 +535,7 @@ def _tables(
             "p_value": 2 * stats.norm.sf(np.abs(beta / ses)),
         }
     )
-    high = _high_groups(s, run.fold[0], cutoff)
+    high = high_groups(s, run.fold[0], cutoff)
     rows = []
     for g, sel in (("high", high), ("low", ~high)):
         for arm_v, arm_name in ((1.0, "experimental"), (0.0, "control")):
@@ -630,7 +546,7 @@ def _tables(
             else:
                 row["response_rate"] = float(out[m].mean()) if m.any() else np.nan
             rows.append(row)
-        eff, se_g = _group_effect(a[sel], out[sel], e[sel], survival)
+        eff, se_g = group_effect(a[sel], out[sel], e[sel], survival)
         rows.append(
             {
                 "group": g,
@@ -653,10 +569,10 @@ def _oof_formulas(
     se, low, high, p = (np.full(5, np.nan) for _ in range(4))
     z = stats.norm.ppf(0.5 + level / 2)
     a, out, e = y[:, 2], y[:, 0], y[:, 1]
-    beta, cov = _interaction_model(s, a, out, e, survival)
-    hi = _high_groups(s, run.fold[0], cutoff)
+    beta, cov = interaction_model(s, a, out, e, survival)
+    hi = high_groups(s, run.fold[0], cutoff)
     vals = [(beta[2], np.sqrt(cov[2, 2]))]
-    vals += [_group_effect(a[m], out[m], e[m], survival) for m in (hi, ~hi)]
+    vals += [group_effect(a[m], out[m], e[m], survival) for m in (hi, ~hi)]
     vals.append((vals[1][0] - vals[2][0], np.hypot(vals[1][1], vals[2][1])))
     for j, (est, s_) in enumerate(vals, start=1):
         se[j], low[j], high[j] = s_, est - z * s_, est + z * s_
@@ -686,7 +602,7 @@ def _oof_table(
                 "fold": run.fold[r],
                 "score": run.pred[r, :, 0],
                 "benefit": run.pred[r, :, 1],
-                "high_benefit": _high_groups(run.pred[r, :, 0], run.fold[r], cutoff),
+                "high_benefit": high_groups(run.pred[r, :, 0], run.fold[r], cutoff),
                 "arm": np.where(y[:, 2] > 0, "experimental", "control"),
             }
         )

@@ -156,6 +156,9 @@ class EndpointProblem(Protocol):
     def statistics(self, y: np.ndarray, cv: FoldPredictions) -> np.ndarray:
         """``(M,)`` metrics (mean over repeats of the pooled OOF metric) in ``metrics`` order."""
 
+    # optional: ``permute(y, rng) -> y`` draws the outcomes of one permutation (default: the
+    # rows of ``y`` permuted at the patient level, within ``group_by`` groups)
+
 
 # ------------------------------------------------------------------------------ scales
 def transform(x: np.ndarray, scale: str) -> np.ndarray:
@@ -346,10 +349,14 @@ class _PermTask:
     def __call__(self, child: np.random.SeedSequence) -> np.ndarray:
         s_perm, s_plan = child.spawn(2)
         rng = np.random.default_rng(s_perm)
-        perm = np.arange(self.y.shape[0])
-        for members in self.blocks:
-            perm[members] = members[rng.permutation(members.size)]
-        yb = self.y[perm]
+        permute = getattr(self.problem, "permute", None)
+        if permute is not None:  # the endpoint's own null (the benefit decoder's arm draw)
+            yb = permute(self.y, rng)
+        else:
+            perm = np.arange(self.y.shape[0])
+            for members in self.blocks:
+                perm[members] = members[rng.permutation(members.size)]
+            yb = self.y[perm]
         plan = make_plan(self.problem.strata(yb), seed_seq=s_plan, **self.plan_kw)
         return self.problem.statistics(yb, cross_validate_plan(self.problem, yb, plan))
 
@@ -547,7 +554,11 @@ def endpoint_inference(
                 k = np.sum(col <= T[j] + 1e-12)
             p[j] = (1 + k) / (1 + B)
             mc[j] = np.sqrt(p[j] * (1 - p[j]) / B)
-        p_desc = f"permutation, whole nested CV re-run incl. folds (B={n_permutations}, one-sided)"
+        what = getattr(problem, "permutation_label", None)
+        p_desc = (
+            f"permutation{f' ({what})' if what else ''}, whole nested CV re-run incl. folds "
+            f"(B={n_permutations}, one-sided)"
+        )
     elif p_method == "jackknife":
         g_r = reps["jackknife"][: int(n_jackknife)]
         G = g_r.shape[0]

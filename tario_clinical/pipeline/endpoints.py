@@ -222,6 +222,9 @@ def check_endpoints(config: StudyConfig, cohort: Any, kinds: Mapping[str, tuple[
                 f"key '{key}.experimental': {b.experimental!r} is not an arm of column "
                 f"{b.arm!r} in {source} (arms: {', '.join(arms)})"
             )
+        for col in b.strata or []:
+            if col not in clin.columns:
+                raise ConfigError(f"key '{key}.strata': column {col!r} is not in {source}")
         if b.response is not None:
             if b.response not in clin.columns:
                 raise ConfigError(f"key '{key}.response': column {b.response!r} is not in {source}")
@@ -259,8 +262,8 @@ def run_endpoints(
 
     Settings (folds, repeats, inner folds, PCA, interval and test methods, ``n_*``, jobs) and
     the seed come from ``decode`` and the top level; ``delong`` maps to the decoders' ``oof``
-    (model-based) intervals and tests; benefit decoders test with the jackknife unless
-    ``p_method`` is ``delong`` (permuting arms or outcomes is no test of heterogeneity).
+    (model-based) intervals and tests; benefit decoders' permutation test re-randomises the arm
+    (within the decoder's ``strata``).
     The decoders leave ``cohort`` unchanged; the patients each one left out are recorded here
     in ``cohort.exclusions`` under ``decode:<name>``.
 
@@ -335,7 +338,9 @@ def run_endpoints(
                 experimental=b.experimental,
                 target=name,
                 cutoff=b.cutoff,
-                p_method="oof" if d.p_method == "delong" else "jackknife",
+                strata=b.strata,
+                p_method=p_method,
+                n_permutations=d.n_permutations,
                 **outcome,
                 **shared,
             )
