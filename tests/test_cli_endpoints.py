@@ -326,6 +326,29 @@ def test_bad_input_through_the_decode_command(trial_dir, tmp_path):
     assert "column 'arm'" in r.output and "two-arm" in r.output and not out.exists()
 
 
+def test_benefit_randomisation_test_within_strata_from_the_decode_command(trial_dir, tmp_path):
+    """--p-method permutation: the benefit decoder re-randomises the arm within --benefit-strata
+    and says so in the summary; the permutation count reaches results."""
+    out = tmp_path / "dec"
+    args = [
+        "decode",
+        "--clinical", str(trial_dir / "data" / "clinical.csv"),
+        "--representations", str(trial_dir / "data" / "representations.h5ad"),
+        "--targets", "", "--benefit", "os", "--benefit-strata", "site",
+        "--n-splits", "3", "--n-repeats", "1", "--p-method", "permutation",
+        "--n-permutations", "9", "--jobs", "1", "--no-progress", "--out", str(out),
+    ]  # fmt: skip
+    with threadpool_limits(1):
+        r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    table = pd.read_csv(out / "endpoint_summary.csv")
+    tested = table[(table["kind"] == "benefit") & table["p_value"].notna()]
+    assert len(tested) == 3
+    assert tested["p_method"].str.contains("arm re-randomised within randomisation strata").all()
+    assert tested["p_method"].str.contains("B=9").all()
+    assert ((tested["p_value"] * 10).round(9) % 1 == 0).all()  # (1 + k) / (1 + B)
+
+
 def test_benefit_strata_column_missing_through_the_decode_command(trial_dir, tmp_path):
     out = tmp_path / "dec"
     r = CliRunner().invoke(

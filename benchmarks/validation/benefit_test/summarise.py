@@ -1,0 +1,97 @@
+"""Table of the benefit permutation-test study: rejection rates with Monte Carlo SEs.
+
+Reads ``replicates*.csv`` in this folder (the study's output; ``--out`` files of split runs are
+named ``replicates_<x>.csv``), checks that ``T`` reproduces the sibling studies' replicates, and
+writes ``table.md`` and ``summary.csv``: per cell, scheme and metric the share of replicates with
+``p <= alpha`` (alpha 0.05, 0.10, 0.20) +/- its binomial Monte Carlo SE, next to the jackknife
+Wald and OOF model-based tests of the same replicates (from the sibling studies).
+
+    python benchmarks/validation/benefit_test/summarise.py
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+SIBLINGS = {
+    "gauss": HERE.parent / "endpoints" / "replicates.csv",
+    "simtrial": HERE.parent / "endpoints_simtrial" / "replicates.csv",
+}
+ALPHAS = (0.05, 0.10, 0.20)
+
+
+def _rate(p_values: pd.Series, alpha: float) -> str:
+    """Share of the (non-missing) p-values at or below ``alpha`` +/- its binomial MC SE."""
+    x = p_values.dropna().astype(float)
+    if x.empty:
+        return "—"
+    p = float((x <= alpha + 1e-12).mean())
+    return f"{p:.3f} ± {np.sqrt(max(p * (1 - p), 1e-12) / x.size):.3f}"
+
+
+def _role(metric: str) -> str:
+    if metric.startswith("interaction"):
+        return "interaction"
+    if metric.endswith("high_vs_low"):
+        return "high_vs_low"
+    return metric
+
+
+def load() -> pd.DataFrame:
+    parts = [pd.read_csv(f) for f in sorted(HERE.glob("replicates*.csv"))]
+    d = pd.concat(parts, ignore_index=True).drop_duplicates(["cell", "rep", "scheme", "metric"])
+    sib = pd.concat([pd.read_csv(f) for f in SIBLINGS.values()], ignore_index=True)
+    sib = sib[sib["cell"].str.startswith("ben_")][["cell", "rep", "metric", "T", "p_jack", "p_oof"]]
+    m = d.merge(sib, on=["cell", "rep", "metric"], how="left", suffixes=("", "_sib"))
+    have = m["T_sib"].notna()
+    bad = have & ~np.isclose(m["T"], m["T_sib"], rtol=1e-5, atol=1e-5)
+    if bad.any():
+        raise SystemExit(f"T does not reproduce the sibling study in {int(bad.sum())} rows")
+    return m
+
+
+def main() -> None:
+    m = load()
+    m["role"] = m["metric"].map(_role)
+    pooled = m[m["cell"].str.contains("_null_")].assign(cell="all null cells")
+    pooled["metric"] = pooled["role"]
+    rows = []
+    for (cell, scheme, metric), g in pd.concat([m, pooled]).groupby(
+        ["cell", "scheme", "metric"], sort=False
+    ):
+        row = {"cell": cell, "scheme": scheme, "metric": metric, "replicates": len(g)}
+        for a in ALPHAS:
+            row[f"perm_{a:.2f}"] = _rate(g["p_perm"], a)
+        sib = g[g["T_sib"].notna()]
+        row["jackknife_0.05"] = _rate(sib["p_jack"], 0.05)
+        row["oof_0.05"] = _rate(sib["p_oof"], 0.05)
+        row["mean_p"] = round(float(g["p_perm"].mean()), 3)
+        row["seconds_per_scheme"] = round(float(g["seconds"].median()), 1)
+        rows.append(row)
+    s = pd.DataFrame(rows)
+    s["_last"] = s["cell"] == "all null cells"
+    s = s.sort_values(["_last", "cell", "metric", "scheme"], kind="mergesort").drop(columns="_last")
+    s.to_csv(HERE / "summary.csv", index=False)
+    head = "| " + " | ".join(s.columns) + " |"
+    lines = [
+        "# Benefit test: rejection rates of the permutation test (B = 19) by scheme",
+        "",
+        "Share of replicates with p <= alpha ± binomial Monte Carlo SE. `ben_null_*`: no planted",
+        "benefit (the size; exact size of a valid test: alpha); `ben_planted_*`: planted",
+        "benefit (the power). `jackknife_0.05` / `oof_0.05`: the jackknife Wald and OOF",
+        "model-based tests of the same replicates (sibling studies; — where not run there).",
+        "",
+        head,
+        "|" + "---|" * len(s.columns),
+    ]
+    lines += ["| " + " | ".join(str(v) for v in r) + " |" for r in s.itertuples(index=False)]
+    (HERE / "table.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
