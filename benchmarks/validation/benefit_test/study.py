@@ -34,6 +34,7 @@ when the permutation is exact.
 Usage (resumable; appends to ``replicates.csv``; one worker; ``--cells`` to split work)::
 
     python benchmarks/validation/benefit_test/study.py
+    python benchmarks/validation/benefit_test/study.py --truth   # -> truth.csv (estimands)
     python benchmarks/validation/benefit_test/summarise.py      # -> table.md, summary.csv
 """
 
@@ -196,6 +197,135 @@ def one(cell: Cell, rep: int, schemes: tuple[str, ...] = SCHEMES, n_perm: int = 
     return rows
 
 
+# ------------------------------------------------------------------------------ truth pass
+#: ``--truth``: the estimand of the benefit metrics (for the coverage of the sibling studies'
+#: jackknife intervals, which their replicates.csv already hold): each outer fold model of the
+#: replicate's cross-fitting also scores ``M_TRUTH`` fresh patients of the same population
+#: (standardised on its training patients, as the OOF scores); per repeat the fold models'
+#: fresh scores are pooled (the fresh patients once per fold model, as OOF scores pool the
+#: folds), benefit groups cut each fold model's block at the median of the other fold models'
+#: fresh scores (the cross-fitted rule), and the metrics are computed there; truth = the mean
+#: over repeats.
+M_TRUTH = 4000
+TRUTH_OUT = HERE / "truth.csv"
+TRUTH_FIELDS = ["cell", "rep", "metric", "T", "truth", "seconds"]
+
+
+def truth_rows(cell: Cell, rep: int) -> list[dict]:
+    from threadpoolctl import threadpool_limits
+
+    from tario_clinical.decode import benefit as ben
+    from tario_clinical.decode import survival_decoder
+    from tario_clinical.decode.benefit_metrics import benefit_metrics
+    from tario_clinical.decode.endpoint_inference import cross_validate_plan, cv_design
+
+    t0 = time.perf_counter()
+    X, y, seed = data(cell, rep)
+    sib = gauss if cell.design == "gauss" else simtrial
+    sc = next(c for c in sib.CELLS if c.name == cell.name)
+    s_truth = np.random.SeedSequence([zlib.crc32(sc.name.encode()), rep]).spawn(3)[2]
+    if cell.design == "gauss":
+        Xn, yn = gauss.Population(sc).benefit(np.random.default_rng(s_truth), M_TRUTH)
+    else:
+        Xn, yn = simtrial.outcome(sc, simtrial.draw(sc, M_TRUTH, int(s_truth.generate_state(1)[0])))
+    n, D = X.shape
+    extra = np.arange(n, n + M_TRUTH)
+    stash: list = []
+
+    class Truth(ben._BenefitProblem):
+        def fit_fold(self, train, test, yy, inner):  # noqa: ANN001, ANN202
+            pen, tr, te = super().fit_fold(train, np.concatenate([test, extra]), yy, inner)
+            stash.append((tr, te[test.size :]))
+            return pen, tr, te[: test.size]
+
+    with threadpool_limits(1):
+        pen = survival_decoder.default_lambdas(10, n, D, int(y[:, 1].sum())) / 4.0
+        problem = Truth(X=np.vstack([X, Xn]), penalties=pen, survival=True)
+        design = cv_design(
+            problem.strata(y),
+            pd.DataFrame(index=np.arange(n)),
+            cv=None,
+            n_splits=5,
+            n_repeats=5,
+            n_inner_splits=5,
+            group_by=None,
+            seed=seed,
+        )
+        T = problem.statistics(y, cross_validate_plan(problem, y, design.plan))
+        R = design.plan.outer.shape[0]
+        nK = len(stash) // R
+        per = []
+        for r in range(R):
+            blocks = []
+            for tr, te in stash[r * nK : (r + 1) * nK]:
+                sd = tr.std()
+                blocks.append((te - tr.mean()) / (sd if sd > 0 else 1.0))
+            high = [
+                b > np.median(np.concatenate([o for j, o in enumerate(blocks) if j != k]))
+                for k, b in enumerate(blocks)
+            ]
+            per.append(
+                benefit_metrics(
+                    np.concatenate(blocks),
+                    np.concatenate(high),
+                    np.tile(yn[:, 2], nK),
+                    np.tile(yn[:, 0], nK),
+                    np.tile(yn[:, 1], nK),
+                    True,
+                )
+            )
+        truth = np.nanmean(np.array(per), axis=0)
+    secs = round(time.perf_counter() - t0, 3)
+    return [
+        {
+            "cell": cell.name,
+            "rep": rep,
+            "metric": m.name,
+            "T": float(T[j]),
+            "truth": float(truth[j]),
+            "seconds": secs,
+        }
+        for j, m in enumerate(problem.metrics)
+    ]
+
+
+def truth_main(cells: list[Cell], max_reps: int, stop) -> None:  # noqa: ANN001
+    cells = [c for c in cells if c.design != "gauss_binary"]
+    # the replicates the sibling studies ran (their jackknife intervals are in their CSVs)
+    have: dict[str, list[int]] = {}
+    for path in (gauss.OUT, simtrial.OUT):
+        with path.open() as fh:
+            for r in csv.DictReader(fh):
+                have.setdefault(r["cell"], [])
+                if int(r["rep"]) not in have[r["cell"]]:
+                    have[r["cell"]].append(int(r["rep"]))
+    done = set()
+    if TRUTH_OUT.exists():
+        with TRUTH_OUT.open() as fh:
+            done = {(r["cell"], int(r["rep"])) for r in csv.DictReader(fh)}
+    tasks = [
+        (c, rep)
+        for c in cells
+        for rep in sorted(have.get(c.name, []))[: max_reps or None]
+        if (c.name, rep) not in done
+    ]
+    tasks.sort(key=lambda t: (t[1], t[0].name))
+    print(f"{len(tasks)} truth replicates to run", file=sys.stderr, flush=True)
+    new = not TRUTH_OUT.exists()
+    with TRUTH_OUT.open("a", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=TRUTH_FIELDS)
+        if new:
+            w.writeheader()
+        for i, (c, rep) in enumerate(tasks, 1):
+            if stop is not None and _dt.datetime.now(_dt.UTC) >= stop:
+                print(f"stopped at {stop.isoformat()} ({i - 1} run)", file=sys.stderr)
+                break
+            rows = truth_rows(c, rep)
+            w.writerows(rows)
+            fh.flush()
+            print(f"{i}/{len(tasks)} {c.name} rep {rep} {rows[0]['seconds']}s", file=sys.stderr)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cells", default="", help="comma-separated cell names (default: all)")
@@ -205,12 +335,21 @@ def main() -> None:
     ap.add_argument(
         "--stop-at", default="", help="UTC time (ISO) after which no new replicate starts"
     )
+    ap.add_argument(
+        "--truth",
+        action="store_true",
+        help="truth pass (estimands of the benefit metrics, into truth.csv) over the sibling "
+        "studies' benefit replicates",
+    )
     args = ap.parse_args()
     schemes = tuple(s for s in args.schemes.split(",") if s)
     stop = (
         _dt.datetime.fromisoformat(args.stop_at).replace(tzinfo=_dt.UTC) if args.stop_at else None
     )
     cells = [c for c in CELLS if not args.cells or c.name in args.cells.split(",")]
+    if args.truth:
+        truth_main(cells, args.max_reps, stop)
+        return
     out = Path(args.out)
     done = set()
     if out.exists():
