@@ -97,25 +97,31 @@ CELLS = [
 FIELDS = ["cell", "rep", "scheme", "metric", "T", "p_perm", "perm", "seconds"]
 
 
+def _sibling_cell(cell: Cell):  # noqa: ANN202 - the sibling study's Cell
+    if cell.design == "gauss_binary":
+        return gauss.Cell(cell.name, "benefit", 300, 20, cell.signal, cell.reps)
+    sib = gauss if cell.design == "gauss" else simtrial
+    return next(c for c in sib.CELLS if c.name == cell.name)
+
+
+def _binary_sample(pop, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+    """Representation and ``(response, 1, arm)`` of the binary-response cells."""
+    X = pop.x(rng, n)
+    arm = rng.permutation(np.arange(n) % 2).astype(float)
+    lp = -0.2 + X @ pop.beta + arm * (0.5 + X @ pop.beta_pred)
+    resp = (rng.random(n) < 1.0 / (1.0 + np.exp(-lp))).astype(float)
+    return X, np.column_stack([resp, np.ones(n), arm])
+
+
 def data(cell: Cell, rep: int) -> tuple[np.ndarray, np.ndarray, int]:
     """A replicate: representation, ``(outcome, event, arm)`` and the plan seed (the sibling
     study's for its cells)."""
-    if cell.design == "gauss_binary":
-        sc = gauss.Cell(cell.name, "benefit", 300, 20, cell.signal, cell.reps)
-    else:
-        sib = gauss if cell.design == "gauss" else simtrial
-        sc = next(c for c in sib.CELLS if c.name == cell.name)
+    sc = _sibling_cell(cell)
     ss = np.random.SeedSequence([zlib.crc32(sc.name.encode()), rep])
     s_data, s_plan, _ = ss.spawn(3)
     seed = int(s_plan.generate_state(1)[0])
     if cell.design == "gauss_binary":
-        pop = gauss.Population(sc)
-        rng = np.random.default_rng(s_data)
-        X = pop.x(rng, sc.n)
-        arm = rng.permutation(np.arange(sc.n) % 2).astype(float)
-        lp = -0.2 + X @ pop.beta + arm * (0.5 + X @ pop.beta_pred)
-        resp = (rng.random(sc.n) < 1.0 / (1.0 + np.exp(-lp))).astype(float)
-        y = np.column_stack([resp, np.ones(sc.n), arm])
+        X, y = _binary_sample(gauss.Population(sc), np.random.default_rng(s_data), sc.n)
     elif cell.design == "gauss":
         X, y = gauss.Population(sc).benefit(np.random.default_rng(s_data), sc.n)
     else:
@@ -217,14 +223,17 @@ def truth_rows(cell: Cell, rep: int) -> list[dict]:
     from tario_clinical.decode import benefit as ben
     from tario_clinical.decode import survival_decoder
     from tario_clinical.decode.benefit_metrics import benefit_metrics
+    from tario_clinical.decode.cross_validation import default_Cs
     from tario_clinical.decode.endpoint_inference import cross_validate_plan, cv_design
 
     t0 = time.perf_counter()
     X, y, seed = data(cell, rep)
-    sib = gauss if cell.design == "gauss" else simtrial
-    sc = next(c for c in sib.CELLS if c.name == cell.name)
+    sc = _sibling_cell(cell)
+    survival = cell.design != "gauss_binary"
     s_truth = np.random.SeedSequence([zlib.crc32(sc.name.encode()), rep]).spawn(3)[2]
-    if cell.design == "gauss":
+    if cell.design == "gauss_binary":
+        Xn, yn = _binary_sample(gauss.Population(sc), np.random.default_rng(s_truth), M_TRUTH)
+    elif cell.design == "gauss":
         Xn, yn = gauss.Population(sc).benefit(np.random.default_rng(s_truth), M_TRUTH)
     else:
         Xn, yn = simtrial.outcome(sc, simtrial.draw(sc, M_TRUTH, int(s_truth.generate_state(1)[0])))
@@ -239,8 +248,11 @@ def truth_rows(cell: Cell, rep: int) -> list[dict]:
             return pen, tr, te[: test.size]
 
     with threadpool_limits(1):
-        pen = survival_decoder.default_lambdas(10, n, D, int(y[:, 1].sum())) / 4.0
-        problem = Truth(X=np.vstack([X, Xn]), penalties=pen, survival=True)
+        if survival:
+            pen = survival_decoder.default_lambdas(10, n, D, int(y[:, 1].sum())) / 4.0
+        else:
+            pen = default_Cs(10, n, D) * 4.0
+        problem = Truth(X=np.vstack([X, Xn]), penalties=pen, survival=survival)
         design = cv_design(
             problem.strata(y),
             pd.DataFrame(index=np.arange(n)),
@@ -271,7 +283,7 @@ def truth_rows(cell: Cell, rep: int) -> list[dict]:
                     np.tile(yn[:, 2], nK),
                     np.tile(yn[:, 0], nK),
                     np.tile(yn[:, 1], nK),
-                    True,
+                    survival,
                 )
             )
         truth = np.nanmean(np.array(per), axis=0)
@@ -290,9 +302,11 @@ def truth_rows(cell: Cell, rep: int) -> list[dict]:
 
 
 def truth_main(cells: list[Cell], max_reps: int, stop) -> None:  # noqa: ANN001
-    cells = [c for c in cells if c.design != "gauss_binary"]
-    # the replicates the sibling studies ran (their jackknife intervals are in their CSVs)
-    have: dict[str, list[int]] = {}
+    # the replicates the sibling studies ran (their jackknife intervals are in their CSVs);
+    # this study's own binary cells: its replicates
+    have: dict[str, list[int]] = {
+        c.name: list(range(c.reps)) for c in cells if c.design == "gauss_binary"
+    }
     for path in (gauss.OUT, simtrial.OUT):
         with path.open() as fh:
             for r in csv.DictReader(fh):

@@ -115,6 +115,13 @@ def main() -> None:
         row["seconds_per_scheme"] = round(float(g["seconds"].median()), 1)
         rows.append(row)
     s = pd.DataFrame(rows)
+    tpath = HERE / "truth.csv"
+    if tpath.exists():  # the estimand of each cell's metric (--truth), e.g. ~0 under the null
+        t = pd.read_csv(tpath).drop_duplicates(["cell", "rep", "metric"])
+        est = t.groupby(["cell", "metric"])["truth"].agg(
+            lambda x: f"{x.mean():.3f} ± {x.std(ddof=1) / np.sqrt(len(x)):.3f}"
+        )
+        s.insert(4, "estimand", [est.get((c, m), "—") for c, m in zip(s["cell"], s["metric"])])
     s["_last"] = s["cell"] == "all null cells"
     s = s.sort_values(["_last", "cell", "metric", "scheme"], kind="mergesort").drop(columns="_last")
     s.to_csv(HERE / "summary.csv", index=False)
