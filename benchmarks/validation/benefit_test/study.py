@@ -129,6 +129,22 @@ def data(cell: Cell, rep: int) -> tuple[np.ndarray, np.ndarray, int]:
     return X, y, seed
 
 
+def _design(problem, y: np.ndarray, seed: int):  # noqa: ANN001, ANN202 - CVDesign
+    """The sibling studies' CV design of a replicate: 5 x 5 outer, 5 inner folds."""
+    from tario_clinical.decode.endpoint_inference import cv_design
+
+    return cv_design(
+        problem.strata(y),
+        pd.DataFrame(index=np.arange(y.shape[0])),
+        cv=None,
+        n_splits=5,
+        n_repeats=5,
+        n_inner_splits=5,
+        group_by=None,
+        seed=seed,
+    )
+
+
 def one(cell: Cell, rep: int, schemes: tuple[str, ...] = SCHEMES, n_perm: int = B) -> list[dict]:
     from threadpoolctl import threadpool_limits
 
@@ -137,7 +153,6 @@ def one(cell: Cell, rep: int, schemes: tuple[str, ...] = SCHEMES, n_perm: int = 
     from tario_clinical.decode.cross_validation import default_Cs
     from tario_clinical.decode.endpoint_inference import (
         cross_validate_plan,
-        cv_design,
         endpoint_inference,
     )
 
@@ -151,16 +166,7 @@ def one(cell: Cell, rep: int, schemes: tuple[str, ...] = SCHEMES, n_perm: int = 
         else:  # decode_benefit's defaults
             pen = default_Cs(10, n, D) * 4.0
         problem = ben._BenefitProblem(X=X, penalties=pen, survival=survival)
-        design = cv_design(
-            problem.strata(y),
-            pd.DataFrame(index=np.arange(n)),
-            cv=None,
-            n_splits=5,
-            n_repeats=5,
-            n_inner_splits=5,
-            group_by=None,
-            seed=seed,
-        )
+        design = _design(problem, y, seed)
         T = problem.statistics(y, cross_validate_plan(problem, y, design.plan))
         M = len(problem.metrics)
         nan4 = tuple(np.full(M, np.nan) for _ in range(4))
@@ -224,7 +230,7 @@ def truth_rows(cell: Cell, rep: int) -> list[dict]:
     from tario_clinical.decode import survival_decoder
     from tario_clinical.decode.benefit_metrics import benefit_metrics
     from tario_clinical.decode.cross_validation import default_Cs
-    from tario_clinical.decode.endpoint_inference import cross_validate_plan, cv_design
+    from tario_clinical.decode.endpoint_inference import cross_validate_plan
 
     t0 = time.perf_counter()
     X, y, seed = data(cell, rep)
@@ -253,16 +259,7 @@ def truth_rows(cell: Cell, rep: int) -> list[dict]:
         else:
             pen = default_Cs(10, n, D) * 4.0
         problem = Truth(X=np.vstack([X, Xn]), penalties=pen, survival=survival)
-        design = cv_design(
-            problem.strata(y),
-            pd.DataFrame(index=np.arange(n)),
-            cv=None,
-            n_splits=5,
-            n_repeats=5,
-            n_inner_splits=5,
-            group_by=None,
-            seed=seed,
-        )
+        design = _design(problem, y, seed)
         T = problem.statistics(y, cross_validate_plan(problem, y, design.plan))
         R = design.plan.outer.shape[0]
         nK = len(stash) // R
