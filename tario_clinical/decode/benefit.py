@@ -82,6 +82,7 @@ from .endpoint_inference import (
     FoldPredictions,
     MetricSpec,
     fit_and_infer,
+    permute_within,
     renumber_inner,
 )
 from .endpoint_result import EndpointResult, LinearModel
@@ -124,11 +125,8 @@ class _BenefitProblem:
         (``"arm"``), or the (outcome, arm) rows permuted against the representation
         (``"rows"``)."""
         n = y.shape[0]
-        perm = np.arange(n)
         codes = np.zeros(n, dtype=np.int64) if self.blocks is None else self.blocks
-        for b in np.unique(codes):
-            members = np.flatnonzero(codes == b)
-            perm[members] = members[rng.permutation(members.size)]
+        perm = permute_within([np.flatnonzero(codes == b) for b in np.unique(codes)], n, rng)
         if self.permutation == "rows":
             return y[perm]
         out = y.copy()

@@ -67,6 +67,7 @@ __all__ = [
     "fit_and_infer",
     "cross_validate_plan",
     "renumber_inner",
+    "permute_within",
     "blas_threads",
     "CI_METHODS",
     "P_METHODS",
@@ -353,12 +354,17 @@ class _PermTask:
         if permute is not None:  # the endpoint's own null (the benefit decoder's arm draw)
             yb = permute(self.y, rng)
         else:
-            perm = np.arange(self.y.shape[0])
-            for members in self.blocks:
-                perm[members] = members[rng.permutation(members.size)]
-            yb = self.y[perm]
+            yb = self.y[permute_within(self.blocks, self.y.shape[0], rng)]
         plan = make_plan(self.problem.strata(yb), seed_seq=s_plan, **self.plan_kw)
         return self.problem.statistics(yb, cross_validate_plan(self.problem, yb, plan))
+
+
+def permute_within(blocks: Sequence[np.ndarray], n: int, rng: np.random.Generator) -> np.ndarray:
+    """A permutation of ``range(n)`` that moves rows only within each block (row indices)."""
+    perm = np.arange(n)
+    for members in blocks:
+        perm[members] = members[rng.permutation(members.size)]
+    return perm
 
 
 def _blocks(groups: np.ndarray | None, n: int) -> list[np.ndarray]:
