@@ -210,7 +210,9 @@ class BenefitDecoderConfig(_Strict):
     the arm not called control / placebo / standard). ``cutoff``: ``median`` (cross-fitted) or a
     number on the standardised score scale. ``name`` defaults to ``benefit:<outcome column>``.
     ``strata``: randomisation strata columns (the permutation test re-randomises the arm within
-    them).
+    them). ``ci_method``: the benefit statistics' interval, ``randomisation`` (default: the
+    spread of the arm re-randomisations) or one of the study's methods (``jackknife`` ...);
+    unset, a ``decode.ci_method`` given explicitly applies here too.
     """
 
     arm: str = "arm"
@@ -222,6 +224,9 @@ class BenefitDecoderConfig(_Strict):
     name: str | None = None
     cutoff: Literal["median"] | float = "median"
     strata: list[str] | None = None
+    ci_method: Literal["randomisation", "jackknife", "jackknife2", "bootstrap", "delong"] | None = (
+        None
+    )
 
     @model_validator(mode="after")
     def _one_outcome(self) -> BenefitDecoderConfig:

@@ -347,6 +347,32 @@ def test_benefit_randomisation_test_within_strata_from_the_decode_command(trial_
     assert tested["p_method"].str.contains("arm re-randomised within randomisation strata").all()
     assert tested["p_method"].str.contains("B=9").all()
     assert ((tested["p_value"] * 10).round(9) % 1 == 0).all()  # (1 + k) / (1 + B)
+    # their default interval: the spread of the same re-randomisations (t_{B-1})
+    assert tested["ci_method"].str.startswith("SD of the permutation re-runs").all()
+    assert tested["ci_method"].str.contains("within randomisation strata, B=9, t_8").all()
+    within = table[(table["kind"] == "benefit") & table["p_value"].isna()]
+    assert within["ci_method"].str.startswith("grouped jackknife").all()
+
+
+@pytest.mark.parametrize(
+    ("study", "own", "expected"),
+    [
+        ({}, None, "randomisation"),
+        ({"ci_method": "jackknife"}, None, "jackknife"),
+        ({"ci_method": "delong"}, None, "oof"),
+        ({"ci_method": "jackknife"}, "randomisation", "randomisation"),
+        ({}, "bootstrap", "bootstrap"),
+    ],
+)
+def test_benefit_interval_method_from_the_config(study, own, expected):
+    """decode.benefit.ci_method wins; else an explicitly set decode.ci_method; else the
+    benefit decoder's default (the arm re-randomisations)."""
+    from tario_clinical.config import BenefitDecoderConfig, DecodeConfig
+    from tario_clinical.pipeline.endpoints import _benefit_ci
+
+    d = DecodeConfig(targets=["EGFR"], **study)
+    b = BenefitDecoderConfig(arm="arm", endpoint="os", ci_method=own)
+    assert _benefit_ci(b.ci_method, d) == expected
 
 
 def test_benefit_strata_column_missing_through_the_decode_command(trial_dir, tmp_path):

@@ -62,7 +62,11 @@ def test_planted_benefit_direction_is_recovered(kind, gamma, n):
     s = res.summary().set_index("metric")
     c = s.loc["c_for_benefit"]
     assert c["low"] > 0.5 and c["estimate"] > 0.6
-    assert c["ci_method"].startswith("grouped jackknife")
+    # the benefit statistics' default interval: the spread of the arm re-randomisations
+    assert c["ci_method"].startswith("SD of the permutation re-runs")
+    assert "arm re-randomised" in c["ci_method"] and "t_18" in c["ci_method"]
+    effect = "response_difference" if kind == "binary" else "log_hr"
+    assert s.loc[f"{effect}_high_benefit", "ci_method"].startswith("grouped jackknife")
     # the default test re-randomises the arm: no permuted cohort reaches the planted signal
     inter = s.index[s.index.str.startswith("interaction")][0]
     diff = s.index[s.index.str.endswith("high_vs_low")][0]
@@ -102,6 +106,56 @@ def test_no_benefit_signal_under_the_null(kind):
     inter = s.index[s.index.str.startswith("interaction")][0]
     assert s.loc[inter, "p_value"] > 0.05
     assert s.loc[inter, "low"] < 0 < s.loc[inter, "high"]
+
+
+def test_randomisation_interval_is_the_spread_of_the_arm_re_randomisations():
+    """ci_method="randomisation" (default): the benefit statistics' interval is
+    g^-1(g(T) -/+ t_{B-1} sd_b(g(T_b))) over the permutation re-runs (logit scale for C); the
+    within-group effects keep the grouped jackknife; the other decoders refuse it."""
+    from scipy import stats
+    from scipy.special import expit, logit
+
+    X, clin, _ = _trial(3, n=240, gamma=0.5, kind="survival", d=20)
+    res = tario_clinical.decode_benefit(
+        X, clin, n_repeats=1, n_permutations=9, seed=2, **_outcome("survival")
+    )
+    s = res.summary().set_index("metric")
+    perm, jack = res.resamples["permutation"], res.resamples["jackknife"]
+    assert perm.shape == (9, 5) and jack.shape == (10, 5)
+    q = stats.t.ppf(0.975, 8)
+    c = s.loc["c_for_benefit"]
+    sd = np.std(logit(perm["c_for_benefit"]), ddof=1)
+    assert c["low"] == pytest.approx(expit(logit(c["estimate"]) - q * sd), rel=1e-9)
+    assert c["high"] == pytest.approx(expit(logit(c["estimate"]) + q * sd), rel=1e-9)
+    for m in ("interaction_log_hr_per_sd", "log_hr_difference_high_vs_low"):
+        sd = np.std(perm[m], ddof=1)
+        assert s.loc[m, "low"] == pytest.approx(s.loc[m, "estimate"] - q * sd, rel=1e-9)
+        assert s.loc[m, "high"] == pytest.approx(s.loc[m, "estimate"] + q * sd, rel=1e-9)
+    g = jack["log_hr_high_benefit"].to_numpy()
+    se = np.sqrt(9 / 10 * np.sum((g - g.mean()) ** 2))
+    lo = s.loc["log_hr_high_benefit", "estimate"] - stats.t.ppf(0.975, 9) * se
+    assert s.loc["log_hr_high_benefit", "low"] == pytest.approx(lo, rel=1e-9)
+    assert res.params["ci_method"] == "randomisation" and res.params["n_jackknife"] == 10
+    # the jackknife for every metric stays available by name
+    old = (
+        tario_clinical.decode_benefit(
+            X,
+            clin,
+            n_repeats=1,
+            n_permutations=9,
+            seed=2,
+            ci_method="jackknife",
+            **_outcome("survival"),
+        )
+        .summary()
+        .set_index("metric")
+    )
+    assert old.loc["c_for_benefit", "ci_method"].startswith("grouped jackknife")
+    assert old.loc["c_for_benefit", "estimate"] == c["estimate"]
+    with pytest.raises(SchemaError, match="randomisation"):
+        tario_clinical.decode_survival(
+            X, clin, time="pfs_time", event="pfs_event", n_repeats=1, ci_method="randomisation"
+        )
 
 
 def test_every_score_is_cross_fitted():

@@ -97,11 +97,11 @@ def _benefit_blocks(
 @click.option(
     "--ci-method",
     type=click.Choice(["jackknife", "jackknife2", "bootstrap", "delong"]),
-    default="jackknife",
-    show_default=True,
-    help="AUROC interval: re-runs of the whole nested CV (jackknife, bootstrap; jackknife2 "
+    default=None,
+    help="Interval: re-runs of the whole nested CV (jackknife, bootstrap; jackknife2 "
     "also deletes pairs of groups: comparison only) or DeLong on out-of-fold scores "
-    "(anti-conservative, comparison only).",
+    "(anti-conservative, comparison only). [default: jackknife; --benefit decoders: the "
+    "spread of their arm re-randomisations, unless this is given]",
 )
 @click.option(
     "--p-method",
@@ -130,7 +130,7 @@ def decode_cmd(
     n_splits: int,
     n_repeats: int,
     group_by: str | None,
-    ci_method: str,
+    ci_method: str | None,
     p_method: str,
     n_permutations: int,
     jobs: int,
@@ -188,7 +188,7 @@ def decode_cmd(
         update={
             "decode": cfg.decode.model_copy(
                 update={
-                    "ci_method": ci_method,
+                    **({"ci_method": ci_method} if ci_method is not None else {}),
                     "p_method": p_method,
                     "n_permutations": n_permutations,
                     "n_jobs": jobs,
@@ -212,7 +212,7 @@ def decode_cmd(
             n_splits=n_splits,
             n_repeats=n_repeats,
             group_by=group_by,
-            ci_method=ci_method,  # type: ignore[arg-type]
+            ci_method=ci_method or "jackknife",  # type: ignore[arg-type]
             p_method=p_method,  # type: ignore[arg-type]
             n_permutations=n_permutations,
             n_jobs=jobs,

@@ -166,18 +166,22 @@ def benefit_metrics(
 def metric_specs(survival: bool) -> tuple[MetricSpec, ...]:
     if survival:
         return (
-            MetricSpec("c_for_benefit", "logit", 0.5),
-            MetricSpec("interaction_log_hr_per_sd", "identity", 0.0, "less"),
+            MetricSpec("c_for_benefit", "logit", 0.5, randomisation_se=True),
+            MetricSpec("interaction_log_hr_per_sd", "identity", 0.0, "less", randomisation_se=True),
             MetricSpec("log_hr_high_benefit", "identity", None),
             MetricSpec("log_hr_low_benefit", "identity", None),
-            MetricSpec("log_hr_difference_high_vs_low", "identity", 0.0, "less"),
+            MetricSpec(
+                "log_hr_difference_high_vs_low", "identity", 0.0, "less", randomisation_se=True
+            ),
         )
     return (
-        MetricSpec("c_for_benefit", "logit", 0.5),
-        MetricSpec("interaction_log_or_per_sd", "identity", 0.0, "greater"),
+        MetricSpec("c_for_benefit", "logit", 0.5, randomisation_se=True),
+        MetricSpec("interaction_log_or_per_sd", "identity", 0.0, "greater", randomisation_se=True),
         MetricSpec("response_difference_high_benefit", "identity", None),
         MetricSpec("response_difference_low_benefit", "identity", None),
-        MetricSpec("response_difference_high_vs_low", "identity", 0.0, "greater"),
+        MetricSpec(
+            "response_difference_high_vs_low", "identity", 0.0, "greater", randomisation_se=True
+        ),
     )
 
 

@@ -20,6 +20,14 @@ mean over repeats of the metric of the pooled OOF predictions) -- and this modul
     Patients are resampled with replacement (stratified on the strata); copies of a patient stay
     in one fold; the whole procedure, fold assignment included, is re-run on each resample; the
     standard deviation of ``g`` over the ``B`` replicates gives ``g^-1(g(T) -/+ z se)``.
+``ci_method="randomisation"`` (the benefit decoder's default)
+    For the metrics whose sampling variance the problem's own permutation reproduces
+    (``MetricSpec.randomisation_se``: the benefit statistics, whose arm re-randomisation keeps
+    the representation, the outcome and the learning noise of the cross-fitted score), the SD
+    of ``g`` over the ``B`` permutation re-runs is the SE: ``g^-1(g(T) -/+ t_{B-1} se)``. The
+    other metrics get the grouped jackknife interval. Measured in
+    ``benchmarks/validation/benefit_test`` (the jackknife is conservative there: the
+    statistics are nearly degenerate and it over-counts their pairwise terms).
 ``ci_method="oof"``
     Textbook formulas on the OOF predictions (Fisher's z for a correlation, DeLong for an AUROC,
     the influence-function SE of a concordance ...): they treat the OOF predictions as
@@ -77,7 +85,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-CI_METHODS = ("jackknife", "jackknife2", "bootstrap", "oof")
+CI_METHODS = ("jackknife", "jackknife2", "bootstrap", "randomisation", "oof")
 P_METHODS = ("permutation", "jackknife", "oof")
 Scale = Literal["logit", "fisher", "log", "r2", "identity"]
 
@@ -102,6 +110,10 @@ class MetricSpec:
         which is negative there). Then, with the permutation test, the exact two-sided test of
         ``|T - null|`` decides whether the interval contains ``null``
         (:func:`~tario_clinical.decode.intervals.chance_coherent`).
+    randomisation_se : bool
+        The problem's permutation (``EndpointProblem.permute``) reproduces the metric's
+        sampling variance, not just its null distribution, so ``ci_method="randomisation"``
+        takes its SE from the permutation re-runs (the benefit statistics; measured).
     """
 
     name: str
@@ -109,6 +121,7 @@ class MetricSpec:
     null: float | None = None
     direction: Literal["greater", "less"] = "greater"
     exact_null: bool = False
+    randomisation_se: bool = False
 
 
 @dataclass
@@ -388,6 +401,21 @@ def _describe_ci(ci_method: str, n_jackknife: int, n_bootstrap: int) -> str:
     return "formula on out-of-fold predictions (treats them as independent: anti-conservative)"
 
 
+#: which re-runs each interval method reads
+_REPLICATES = {
+    "jackknife": "jackknife",
+    "jackknife2": "jackknife",
+    "bootstrap": "bootstrap",
+    "randomisation": "permutation",
+}
+
+
+def _describe_randomisation(what: str | None, n_permutations: int) -> str:
+    B = int(n_permutations)
+    how = f"{what}, " if what else ""
+    return f"SD of the permutation re-runs of the whole nested CV ({how}B={B}, t_{B - 1})"
+
+
 def endpoint_inference(
     problem: EndpointProblem,
     y: np.ndarray,
@@ -450,7 +478,21 @@ def endpoint_inference(
     s_perm, s_jack, s_boot = np.random.SeedSequence(seed).spawn(3)[2].spawn(3)
     reps: dict[str, np.ndarray] = {}
     n = y.shape[0]
-    if "jackknife" in (ci_method, p_method) or ci_method == "jackknife2":
+    rand = np.array([ci_method == "randomisation" and m.randomisation_se for m in specs])
+    if ci_method == "randomisation":
+        if not rand.any():
+            raise SchemaError(
+                "ci_method='randomisation' needs metrics whose sampling variance the "
+                "permutation reproduces (the benefit decoder's); use 'jackknife'."
+            )
+        if int(n_permutations) < 5:
+            raise SchemaError(
+                f"ci_method='randomisation' needs n_permutations >= 5; got {n_permutations!r}."
+            )
+    need_jack = "jackknife" in (ci_method, p_method) or ci_method == "jackknife2"
+    if ci_method == "randomisation" and not rand.all():
+        need_jack = True  # the other metrics' intervals
+    if need_jack:
         if int(n_jackknife) < 3:
             raise SchemaError(f"n_jackknife must be >= 3; got {n_jackknife!r}.")
         if n < 2 * n_jackknife:
@@ -477,7 +519,7 @@ def endpoint_inference(
                 desc="bootstrap",
             )
         )
-    if p_method == "permutation":
+    if p_method == "permutation" or ci_method == "randomisation":
         if int(n_permutations) < 1:
             raise SchemaError(f"n_permutations must be >= 1; got {n_permutations!r}.")
         reps["permutation"] = np.vstack(
@@ -493,21 +535,28 @@ def endpoint_inference(
     se = np.full(M, np.nan)
     low = np.full(M, np.nan)
     high = np.full(M, np.nan)
-    if ci_method in ("jackknife", "jackknife2", "bootstrap"):
-        r = reps["jackknife" if ci_method == "jackknife2" else ci_method]
+    if ci_method in ("jackknife", "jackknife2", "bootstrap", "randomisation"):
         for j, m in enumerate(specs):
+            how = ci_method
+            if ci_method == "randomisation":
+                how = "randomisation" if rand[j] else "jackknife"
+            r = reps[_REPLICATES[how]]
             g = transform(r[:, j], m.scale)
             ok = np.isfinite(g)
             if ok.sum() < 2 or not np.isfinite(T[j]):
                 continue
             gt = transform(np.array([T[j]]), m.scale)[0]
-            if ci_method == "jackknife":
+            if how == "randomisation":
+                # the permutation re-runs' spread is the statistic's sampling spread
+                se_g = np.std(g[ok], ddof=1)
+                q = stats.t.ppf(0.5 + level / 2.0, int(ok.sum()) - 1)
+            elif how == "jackknife":
                 G = g.size
                 if not ok.all():
                     continue
                 se_g = np.sqrt((G - 1) / G * np.sum((g - g.mean()) ** 2))
                 q = stats.t.ppf(0.5 + level / 2.0, G - 1)
-            elif ci_method == "jackknife2":
+            elif how == "jackknife2":
                 G = int(n_jackknife)
                 if not ok.all():
                     continue
@@ -528,6 +577,14 @@ def endpoint_inference(
             se[j] = abs(d) * se_g
     elif oof is not None:
         se, low, high = oof[0], oof[1], oof[2]
+    what = getattr(problem, "permutation_label", None)
+    ci_desc = np.array([_describe_ci(ci_method, n_jackknife, n_bootstrap)] * M, dtype=object)
+    if ci_method == "randomisation":
+        ci_desc = np.where(
+            rand,
+            _describe_randomisation(what, n_permutations),
+            _describe_ci("jackknife", n_jackknife, n_bootstrap),
+        )
     p = np.full(M, np.nan)
     mc = np.full(M, np.nan)
     p_chance = np.full(M, np.nan)
@@ -560,7 +617,6 @@ def endpoint_inference(
                 k = np.sum(col <= T[j] + 1e-12)
             p[j] = (1 + k) / (1 + B)
             mc[j] = np.sqrt(p[j] * (1 - p[j]) / B)
-        what = getattr(problem, "permutation_label", None)
         p_desc = (
             f"permutation{f' ({what})' if what else ''}, whole nested CV re-run incl. folds "
             f"(B={n_permutations}, one-sided)"
@@ -595,7 +651,7 @@ def endpoint_inference(
             "se": se,
             "low": low,
             "high": high,
-            "ci_method": _describe_ci(ci_method, n_jackknife, n_bootstrap),
+            "ci_method": ci_desc,
             "p_value": p,
             "p_method": p_desc,
             "p_mc_se": mc,

@@ -342,12 +342,19 @@ def run_endpoints(
                 p_method=p_method,
                 n_permutations=d.n_permutations,
                 **outcome,
-                **shared,
+                **dict(shared, ci_method=_benefit_ci(b.ci_method, d)),
             )
         _record(cohort, [out[name]])
     ordered = [t for t in kinds if t in out]
     ordered += [n for n in out if n not in ordered]
     return {n: out[n] for n in ordered}
+
+
+def _benefit_ci(own: str | None, d: Any) -> str:
+    """A benefit decoder's interval method: its own, else an explicitly set study-wide one,
+    else the benefit decoder's default (``randomisation``); ``delong`` is the model-based one."""
+    ci = own or (d.ci_method if "ci_method" in d.model_fields_set else "randomisation")
+    return "oof" if ci == "delong" else ci
 
 
 def _record(cohort: Any, results: Any) -> None:
