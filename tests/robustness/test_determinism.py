@@ -19,6 +19,7 @@ decode:
   targets: [EGFR, KRAS, responder]
   n_repeats: 2
   n_inner_splits: 3
+  n_permutations: 19   # the same code path as the default 99, a fifth of the re-runs
 survival:
   score_target: responder
   arm: arm
