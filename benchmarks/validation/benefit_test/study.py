@@ -31,10 +31,18 @@ p-value ``(1 + #{T_b >= T}) / (1 + B)`` (in the direction of benefit) and the ``
 statistics (JSON). With ``B = 19`` a test that rejects at ``p <= 0.05`` has exact size 0.05
 when the permutation is exact.
 
+``--ci`` (2026-12-02) runs the decoder's default inference end to end
+(``ci_method="randomisation"``: the benefit statistics' SE from the B arm re-randomisations,
+the within-group effects' from the grouped jackknife) and keeps both sets of re-runs, on three
+stress cells of the interval: a benefit twice the planted one (``benvs_n200_d20``, time to
+event; ``benbinvs_n300_d20``, response) and no benefit under a strong overall effect
+(``benarm_null_n200_d20``, arm log-HR -1).
+
 Usage (resumable; appends to ``replicates.csv``; one worker; ``--cells`` to split work)::
 
     python benchmarks/validation/benefit_test/study.py
     python benchmarks/validation/benefit_test/study.py --truth   # -> truth.csv (estimands)
+    python benchmarks/validation/benefit_test/study.py --ci --cells benvs_n200_d20,benarm_null_n200_d20,benbinvs_n300_d20
     python benchmarks/validation/benefit_test/summarise.py      # -> table.md, summary.csv
 """
 
@@ -77,7 +85,8 @@ class Cell:
     name: str  # the sibling study's cell name (gauss_binary: this study's own)
     design: str  # gauss | simtrial | gauss_binary
     reps: int
-    signal: float = 0.0  # gauss_binary: SD of the predictive log-OR term
+    signal: float = 0.0  # gauss_binary / gauss_own: SD of the predictive log-OR / log-HR term
+    arm: float = -0.3  # gauss_own: the overall arm log-HR
 
 
 CELLS = [
@@ -92,7 +101,14 @@ CELLS = [
     # logit P(response) = -0.2 + x'beta + arm (0.5 + x'beta_pred), prognostic SD 0.7
     Cell("benbin_null_n300_d20", "gauss_binary", 400, 0.0),
     Cell("benbin_planted_n300_d20", "gauss_binary", 200, 1.0),
+    # stress cells of the benefit interval (--ci, 2026-12-02): a benefit twice the planted one
+    # (time to event and response), and no benefit under a strong overall arm effect (log-HR -1)
+    Cell("benvs_n200_d20", "gauss_own", 150, 2.0, -0.3),
+    Cell("benarm_null_n200_d20", "gauss_own", 150, 0.0, -1.0),
+    Cell("benbinvs_n300_d20", "gauss_binary", 300, 2.0),
 ]
+#: cells whose replicates are this study's own (not a sibling study's)
+OWN = ("gauss_binary", "gauss_own")
 
 FIELDS = ["cell", "rep", "scheme", "metric", "T", "p_perm", "perm", "seconds"]
 
@@ -100,6 +116,8 @@ FIELDS = ["cell", "rep", "scheme", "metric", "T", "p_perm", "perm", "seconds"]
 def _sibling_cell(cell: Cell):  # noqa: ANN202 - the sibling study's Cell
     if cell.design == "gauss_binary":
         return gauss.Cell(cell.name, "benefit", 300, 20, cell.signal, cell.reps)
+    if cell.design == "gauss_own":
+        return gauss.Cell(cell.name, "benefit", 200, 20, cell.signal, cell.reps)
     sib = gauss if cell.design == "gauss" else simtrial
     return next(c for c in sib.CELLS if c.name == cell.name)
 
@@ -113,6 +131,24 @@ def _binary_sample(pop, rng: np.random.Generator, n: int) -> tuple[np.ndarray, n
     return X, np.column_stack([resp, np.ones(n), arm])
 
 
+def _own_survival(
+    cell: Cell, pop, rng: np.random.Generator, n: int
+) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+    """The Gaussian time-to-event design with the cell's own arm effect."""
+    X = pop.x(rng, n)
+    arm = rng.permutation(np.arange(n) % 2).astype(float)
+    t, e = pop._times(rng, X @ pop.beta + arm * (cell.arm + X @ pop.beta_pred))
+    return X, np.column_stack([t, e, arm])
+
+
+def _sample(cell: Cell, sc, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+    if cell.design == "gauss_binary":
+        return _binary_sample(gauss.Population(sc), rng, n)
+    if cell.design == "gauss_own":
+        return _own_survival(cell, gauss.Population(sc), rng, n)
+    return gauss.Population(sc).benefit(rng, n)
+
+
 def data(cell: Cell, rep: int) -> tuple[np.ndarray, np.ndarray, int]:
     """A replicate: representation, ``(outcome, event, arm)`` and the plan seed (the sibling
     study's for its cells)."""
@@ -120,10 +156,8 @@ def data(cell: Cell, rep: int) -> tuple[np.ndarray, np.ndarray, int]:
     ss = np.random.SeedSequence([zlib.crc32(sc.name.encode()), rep])
     s_data, s_plan, _ = ss.spawn(3)
     seed = int(s_plan.generate_state(1)[0])
-    if cell.design == "gauss_binary":
-        X, y = _binary_sample(gauss.Population(sc), np.random.default_rng(s_data), sc.n)
-    elif cell.design == "gauss":
-        X, y = gauss.Population(sc).benefit(np.random.default_rng(s_data), sc.n)
+    if cell.design != "simtrial":
+        X, y = _sample(cell, sc, np.random.default_rng(s_data), sc.n)
     else:
         X, y = simtrial.outcome(sc, simtrial.draw(sc, sc.n, int(s_data.generate_state(1)[0])))
     return X, y, seed
@@ -145,49 +179,65 @@ def _design(problem, y: np.ndarray, seed: int):  # noqa: ANN001, ANN202 - CVDesi
     )
 
 
+def _penalties(X: np.ndarray, y: np.ndarray, survival: bool) -> np.ndarray:
+    """decode_benefit's default penalty path."""
+    from tario_clinical.decode import survival_decoder
+    from tario_clinical.decode.cross_validation import default_Cs
+
+    n, D = X.shape
+    if survival:
+        return survival_decoder.default_lambdas(10, n, D, int(y[:, 1].sum())) / 4.0
+    return default_Cs(10, n, D) * 4.0
+
+
+def _observed(cell: Cell, rep: int):  # noqa: ANN202 - (problem, y, design, T, seed)
+    """A replicate's benefit problem, CV design and observed statistics (one BLAS thread)."""
+    from tario_clinical.decode import benefit as ben
+    from tario_clinical.decode.endpoint_inference import cross_validate_plan
+
+    X, y, seed = data(cell, rep)
+    survival = cell.design != "gauss_binary"
+    problem = ben._BenefitProblem(X=X, penalties=_penalties(X, y, survival), survival=survival)
+    design = _design(problem, y, seed)
+    T = problem.statistics(y, cross_validate_plan(problem, y, design.plan))
+    return problem, y, design, T, seed
+
+
+def _infer(problem, y, design, T, seed: int, ci_method: str, n_perm: int, **kw):  # noqa: ANN001, ANN003, ANN202
+    """The decoder's inference with the study's settings (B = n_perm, G = 10, one worker)."""
+    from tario_clinical.decode.endpoint_inference import endpoint_inference
+
+    return endpoint_inference(
+        problem,
+        y,
+        design,
+        T,
+        ci_method=ci_method,
+        p_method="permutation",
+        level=0.95,
+        n_jackknife=10,
+        n_bootstrap=2,
+        n_permutations=n_perm,
+        seed=seed,
+        n_jobs=1,
+        progress=False,
+        **kw,
+    )
+
+
 def one(cell: Cell, rep: int, schemes: tuple[str, ...] = SCHEMES, n_perm: int = B) -> list[dict]:
     from threadpoolctl import threadpool_limits
 
-    from tario_clinical.decode import benefit as ben
-    from tario_clinical.decode import survival_decoder
-    from tario_clinical.decode.cross_validation import default_Cs
-    from tario_clinical.decode.endpoint_inference import (
-        cross_validate_plan,
-        endpoint_inference,
-    )
-
-    X, y, seed = data(cell, rep)
-    n, D = X.shape
-    survival = cell.design != "gauss_binary"
     rows = []
     with threadpool_limits(1):
-        if survival:
-            pen = survival_decoder.default_lambdas(10, n, D, int(y[:, 1].sum())) / 4.0
-        else:  # decode_benefit's defaults
-            pen = default_Cs(10, n, D) * 4.0
-        problem = ben._BenefitProblem(X=X, penalties=pen, survival=survival)
-        design = _design(problem, y, seed)
-        T = problem.statistics(y, cross_validate_plan(problem, y, design.plan))
+        problem, y, design, T, seed = _observed(cell, rep)
         M = len(problem.metrics)
         nan4 = tuple(np.full(M, np.nan) for _ in range(4))
         for scheme in schemes:
             t0 = time.perf_counter()
             problem.permutation = scheme
-            table, reps = endpoint_inference(
-                problem,
-                y,
-                design,
-                T,
-                ci_method="oof",
-                p_method="permutation",
-                level=0.95,
-                n_jackknife=10,
-                n_bootstrap=2,
-                n_permutations=n_perm,
-                seed=seed,
-                n_jobs=1,
-                progress=False,
-                oof_inference=lambda: nan4,
+            table, reps = _infer(
+                problem, y, design, T, seed, "oof", n_perm, oof_inference=lambda: nan4
             )
             secs = round(time.perf_counter() - t0, 3)
             for j, m in enumerate(problem.metrics):
@@ -209,6 +259,25 @@ def one(cell: Cell, rep: int, schemes: tuple[str, ...] = SCHEMES, n_perm: int = 
     return rows
 
 
+def _append(out: Path, fields: list[str], tasks: list[tuple], run, stop) -> None:  # noqa: ANN001
+    """Run ``tasks`` (``(cell, rep, ...)``) in order, appending each one's rows to ``out`` as
+    it finishes (resumable; header on a new file); no new task starts after ``stop``."""
+    new = not out.exists()
+    with out.open("a", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields)
+        if new:
+            w.writeheader()
+        for i, task in enumerate(tasks, 1):
+            if stop is not None and _dt.datetime.now(_dt.UTC) >= stop:
+                print(f"stopped at {stop.isoformat()} ({i - 1} run)", file=sys.stderr)
+                break
+            rows = run(task)
+            w.writerows(rows)
+            fh.flush()
+            c, rep = task[0], task[1]
+            print(f"{i}/{len(tasks)} {c.name} rep {rep} {rows[0]['seconds']}s", file=sys.stderr)
+
+
 # ------------------------------------------------------------------------------ truth pass
 #: ``--truth``: the estimand of the benefit metrics (for the coverage of the sibling studies'
 #: jackknife intervals, which their replicates.csv already hold): each outer fold model of the
@@ -227,9 +296,7 @@ def truth_rows(cell: Cell, rep: int) -> list[dict]:
     from threadpoolctl import threadpool_limits
 
     from tario_clinical.decode import benefit as ben
-    from tario_clinical.decode import survival_decoder
     from tario_clinical.decode.benefit_metrics import benefit_metrics
-    from tario_clinical.decode.cross_validation import default_Cs
     from tario_clinical.decode.endpoint_inference import cross_validate_plan
 
     t0 = time.perf_counter()
@@ -237,10 +304,8 @@ def truth_rows(cell: Cell, rep: int) -> list[dict]:
     sc = _sibling_cell(cell)
     survival = cell.design != "gauss_binary"
     s_truth = np.random.SeedSequence([zlib.crc32(sc.name.encode()), rep]).spawn(3)[2]
-    if cell.design == "gauss_binary":
-        Xn, yn = _binary_sample(gauss.Population(sc), np.random.default_rng(s_truth), M_TRUTH)
-    elif cell.design == "gauss":
-        Xn, yn = gauss.Population(sc).benefit(np.random.default_rng(s_truth), M_TRUTH)
+    if cell.design != "simtrial":
+        Xn, yn = _sample(cell, sc, np.random.default_rng(s_truth), M_TRUTH)
     else:
         Xn, yn = simtrial.outcome(sc, simtrial.draw(sc, M_TRUTH, int(s_truth.generate_state(1)[0])))
     n, D = X.shape
@@ -254,10 +319,7 @@ def truth_rows(cell: Cell, rep: int) -> list[dict]:
             return pen, tr, te[: test.size]
 
     with threadpool_limits(1):
-        if survival:
-            pen = survival_decoder.default_lambdas(10, n, D, int(y[:, 1].sum())) / 4.0
-        else:
-            pen = default_Cs(10, n, D) * 4.0
+        pen = _penalties(X, y, survival)
         problem = Truth(X=np.vstack([X, Xn]), penalties=pen, survival=survival)
         design = _design(problem, y, seed)
         T = problem.statistics(y, cross_validate_plan(problem, y, design.plan))
@@ -301,9 +363,7 @@ def truth_rows(cell: Cell, rep: int) -> list[dict]:
 def truth_main(cells: list[Cell], max_reps: int, stop) -> None:  # noqa: ANN001
     # the replicates the sibling studies ran (their jackknife intervals are in their CSVs);
     # this study's own binary cells: its replicates
-    have: dict[str, list[int]] = {
-        c.name: list(range(c.reps)) for c in cells if c.design == "gauss_binary"
-    }
+    have: dict[str, list[int]] = {c.name: list(range(c.reps)) for c in cells if c.design in OWN}
     for path in (gauss.OUT, simtrial.OUT):
         with path.open() as fh:
             for r in csv.DictReader(fh):
@@ -322,19 +382,61 @@ def truth_main(cells: list[Cell], max_reps: int, stop) -> None:  # noqa: ANN001
     ]
     tasks.sort(key=lambda t: (t[1], t[0].name))
     print(f"{len(tasks)} truth replicates to run", file=sys.stderr, flush=True)
-    new = not TRUTH_OUT.exists()
-    with TRUTH_OUT.open("a", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=TRUTH_FIELDS)
-        if new:
-            w.writeheader()
-        for i, (c, rep) in enumerate(tasks, 1):
-            if stop is not None and _dt.datetime.now(_dt.UTC) >= stop:
-                print(f"stopped at {stop.isoformat()} ({i - 1} run)", file=sys.stderr)
-                break
-            rows = truth_rows(c, rep)
-            w.writerows(rows)
-            fh.flush()
-            print(f"{i}/{len(tasks)} {c.name} rep {rep} {rows[0]['seconds']}s", file=sys.stderr)
+    _append(TRUTH_OUT, TRUTH_FIELDS, tasks, lambda t: truth_rows(t[0], t[1]), stop)
+
+
+# ------------------------------------------------------------------------------ interval pass
+#: ``--ci``: the decoder's default inference end to end (``ci_method="randomisation"``: the
+#: benefit statistics' SE from the B arm re-randomisations, the within-group effects' from the
+#: grouped jackknife, G = 10) on the replicates of the given cells; the permutation and
+#: jackknife re-runs are kept (JSON) so that every other interval can be formed from them.
+CI_OUT = HERE / "intervals.csv"
+CI_FIELDS = ["cell", "rep", "metric", "T", "low", "high", "p", "perm", "jack", "seconds"]
+
+
+def ci_rows(cell: Cell, rep: int, n_perm: int = B) -> list[dict]:
+    from threadpoolctl import threadpool_limits
+
+    t0 = time.perf_counter()
+    with threadpool_limits(1):
+        problem, y, design, T, seed = _observed(cell, rep)
+        table, reps = _infer(problem, y, design, T, seed, "randomisation", n_perm)
+    secs = round(time.perf_counter() - t0, 3)
+
+    def js(col) -> str:  # noqa: ANN001
+        return json.dumps([float(f"{v:.8g}") for v in col])
+
+    return [
+        {
+            "cell": cell.name,
+            "rep": rep,
+            "metric": m.name,
+            "T": float(T[j]),
+            "low": float(table["low"].iloc[j]),
+            "high": float(table["high"].iloc[j]),
+            "p": float(table["p_value"].iloc[j]),
+            "perm": js(reps["permutation"][m.name]),
+            "jack": js(reps["jackknife"][m.name]),
+            "seconds": secs,
+        }
+        for j, m in enumerate(problem.metrics)
+    ]
+
+
+def ci_main(cells: list[Cell], max_reps: int, stop, out: Path = CI_OUT) -> None:  # noqa: ANN001
+    done = set()
+    if out.exists():
+        with out.open() as fh:
+            done = {(r["cell"], int(r["rep"])) for r in csv.DictReader(fh)}
+    tasks = [
+        (c, rep)
+        for c in cells
+        for rep in range(c.reps if not max_reps else min(c.reps, max_reps))
+        if (c.name, rep) not in done
+    ]
+    tasks.sort(key=lambda t: (t[1], t[0].name))
+    print(f"{len(tasks)} interval replicates to run", file=sys.stderr, flush=True)
+    _append(out, CI_FIELDS, tasks, lambda t: ci_rows(t[0], t[1]), stop)
 
 
 def main() -> None:
@@ -342,7 +444,7 @@ def main() -> None:
     ap.add_argument("--cells", default="", help="comma-separated cell names (default: all)")
     ap.add_argument("--max-reps", type=int, default=0, help="cap replicates per cell")
     ap.add_argument("--schemes", default=",".join(SCHEMES), help="permutation schemes")
-    ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--out", default=str(OUT), help="output file (--ci: default intervals.csv)")
     ap.add_argument(
         "--stop-at", default="", help="UTC time (ISO) after which no new replicate starts"
     )
@@ -352,6 +454,11 @@ def main() -> None:
         help="truth pass (estimands of the benefit metrics, into truth.csv) over the sibling "
         "studies' benefit replicates",
     )
+    ap.add_argument(
+        "--ci",
+        action="store_true",
+        help="interval pass (the decoder's default intervals, into intervals.csv)",
+    )
     args = ap.parse_args()
     schemes = tuple(s for s in args.schemes.split(",") if s)
     stop = (
@@ -360,6 +467,9 @@ def main() -> None:
     cells = [c for c in CELLS if not args.cells or c.name in args.cells.split(",")]
     if args.truth:
         truth_main(cells, args.max_reps, stop)
+        return
+    if args.ci:
+        ci_main(cells, args.max_reps, stop, CI_OUT if args.out == str(OUT) else Path(args.out))
         return
     out = Path(args.out)
     done = set()
@@ -377,19 +487,7 @@ def main() -> None:
     order = {c.name: i for i, c in enumerate(cells)}
     tasks.sort(key=lambda t: (t[1], order[t[0].name]))
     print(f"{len(tasks)} replicates to run", file=sys.stderr, flush=True)
-    new = not out.exists()
-    with out.open("a", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=FIELDS)
-        if new:
-            w.writeheader()
-        for i, (c, rep, todo) in enumerate(tasks, 1):
-            if stop is not None and _dt.datetime.now(_dt.UTC) >= stop:
-                print(f"stopped at {stop.isoformat()} ({i - 1} run)", file=sys.stderr)
-                break
-            rows = one(c, rep, todo)
-            w.writerows(rows)
-            fh.flush()
-            print(f"{i}/{len(tasks)} {c.name} rep {rep} {rows[0]['seconds']}s", file=sys.stderr)
+    _append(out, FIELDS, tasks, lambda t: one(*t), stop)
 
 
 if __name__ == "__main__":

@@ -12,10 +12,12 @@ Wald and OOF model-based tests of the same replicates (from the sibling studies)
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 HERE = Path(__file__).resolve().parent
 SIBLINGS = {
@@ -96,6 +98,165 @@ def coverage() -> pd.DataFrame | None:
     return pd.DataFrame(rows).sort_values(["cell", "metric"], kind="mergesort")
 
 
+def _ind(lo, hi, theta: float) -> np.ndarray:  # noqa: ANN001
+    """Per-replicate coverage indicators of the finite intervals."""
+    lo, hi = np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
+    ok = np.isfinite(lo) & np.isfinite(hi)
+    return ((lo <= theta) & (theta <= hi))[ok].astype(float)
+
+
+def _fmt(ind: np.ndarray) -> str:
+    """Coverage ± its binomial Monte Carlo SE."""
+    if not ind.size:
+        return "—"
+    p = float(ind.mean())
+    return f"{p:.3f} ± {np.sqrt(max(p * (1 - p), 1e-12) / ind.size):.3f}"
+
+
+def _jack_interval(reps: pd.Series, T: pd.Series, metric: str) -> tuple[pd.Series, pd.Series]:
+    """Grouped-jackknife interval (G = 10, t_9, logit scale for C) from the JSON re-runs."""
+    f, fi = (_logit, _expit) if metric == "c_for_benefit" else (_ident, _ident)
+    q = stats.t.ppf(0.975, 9)
+    se = reps.map(
+        lambda r: np.sqrt(
+            0.9 * np.sum((f(np.array(json.loads(r))) - np.mean(f(np.array(json.loads(r))))) ** 2)
+        )
+    )
+    return fi(f(T) - q * se), fi(f(T) + q * se)
+
+
+def _rand_interval(perm: pd.Series, T: pd.Series, metric: str) -> tuple[pd.Series, pd.Series]:
+    """The randomisation interval (the decoder's default for the benefit statistics):
+    ``g^-1(g(T) -/+ t_{B-1} sd_b g(T_b))`` from the JSON permutation re-runs."""
+    f, fi = (_logit, _expit) if metric == "c_for_benefit" else (_ident, _ident)
+    vals = perm.map(lambda r: f(np.array(json.loads(r), dtype=float)))
+    se = vals.map(lambda v: np.std(v[np.isfinite(v)], ddof=1))
+    q = vals.map(lambda v: stats.t.ppf(0.975, int(np.isfinite(v).sum()) - 1))
+    return fi(f(T) - q * se), fi(f(T) + q * se)
+
+
+def _logit(x):  # noqa: ANN001, ANN202
+    x = np.asarray(x, dtype=float)
+    return np.log(x / (1 - x))
+
+
+def _expit(x):  # noqa: ANN001, ANN202
+    return 1 / (1 + np.exp(-np.asarray(x, dtype=float)))
+
+
+def _ident(x):  # noqa: ANN001, ANN202
+    return np.asarray(x, dtype=float)
+
+
+def default_coverage() -> pd.DataFrame | None:
+    """Coverage of the decoder's default intervals (``ci_method="randomisation"``) of the
+    estimands (``truth.csv``): the benefit statistics' randomisation interval formed from the
+    committed ``arm``-scheme re-runs (``replicates*.csv``, B = 19; the decoder computes the
+    same from the same seeds), the within-group effects' jackknife interval from the sibling
+    studies; and, for the cells of the interval pass (``intervals*.csv``), the decoder's own
+    ``low``/``high`` next to the all-jackknife interval from the same re-runs."""
+    tpath = HERE / "truth.csv"
+    if not tpath.exists():
+        return None
+    t = pd.read_csv(tpath).drop_duplicates(["cell", "rep", "metric"])
+    theta = t.groupby(["cell", "metric"])["truth"].agg(["mean", "std", "size"])
+    rows = []
+    # the size/power pass's replicates (benefit statistics) + the siblings' (within-group)
+    parts = [pd.read_csv(f) for f in sorted(HERE.glob("replicates*.csv"))]
+    d = pd.concat(parts, ignore_index=True).drop_duplicates(["cell", "rep", "scheme", "metric"])
+    d = d[d["scheme"] == "arm"]
+    sib = pd.concat([pd.read_csv(f) for f in SIBLINGS.values()], ignore_index=True)
+    sib = sib[sib["cell"].str.startswith("ben_")]
+    iv_files = sorted(HERE.glob("intervals*.csv"))
+    iv = (
+        pd.concat([pd.read_csv(f) for f in iv_files], ignore_index=True).drop_duplicates(
+            ["cell", "rep", "metric"]
+        )
+        if iv_files
+        else pd.DataFrame(columns=["cell", "rep", "metric"])
+    )
+    iv_cells = set(iv.groupby("cell").size().loc[lambda s: s >= 20].index)
+    for (cell, metric), (mu, sd, k) in theta.iterrows():
+        row = {"cell": cell, "metric": metric, "estimand": f"{mu:.3f} ± {sd / np.sqrt(k):.3f}"}
+        if cell in iv_cells:
+            g = iv[(iv["cell"] == cell) & (iv["metric"] == metric)]
+            lo_j, hi_j = _jack_interval(g["jack"], g["T"], metric)
+            row.update(
+                source="interval pass",
+                replicates=len(g),
+                default=_ind(g["low"], g["high"], mu),
+                jackknife=_ind(lo_j, hi_j, mu),
+            )
+        else:
+            g = d[(d["cell"] == cell) & (d["metric"] == metric)]
+            if len(g):  # a benefit statistic: randomisation interval from the arm re-runs
+                lo, hi = _rand_interval(g["perm"], g["T"], metric)
+                js = sib[(sib["cell"] == cell) & (sib["metric"] == metric)]
+                row.update(
+                    source="size/power pass",
+                    replicates=len(g),
+                    default=_ind(lo, hi, mu),
+                    jackknife=_ind(js["jack_lo"], js["jack_hi"], mu),
+                )
+            else:  # a within-group effect: the jackknife (the default for these)
+                js = sib[(sib["cell"] == cell) & (sib["metric"] == metric)]
+                if not len(js):
+                    continue
+                row.update(
+                    source="sibling study",
+                    replicates=len(js),
+                    default=_ind(js["jack_lo"], js["jack_hi"], mu),
+                    jackknife=_ind(js["jack_lo"], js["jack_hi"], mu),
+                )
+        if row["replicates"] >= 20:  # ben_planted_n200_g50's 3 size/power replicates: left out
+            rows.append(row)
+    out = pd.DataFrame(rows).sort_values(["cell", "metric"], kind="mergesort")
+    # pooled over the cells: the benefit statistics (tested) and the within-group effects
+    tested = out["metric"].map(lambda m: m.startswith(("c_for", "interaction")) or "_vs_" in m)
+    out["role"] = np.where(tested, "benefit statistics", "within-group effects")
+    pooled = [
+        {
+            "cell": "all cells",
+            "metric": role,
+            "source": "",
+            "replicates": int(g["replicates"].sum()),
+            "estimand": "",
+            "default": np.concatenate(list(g["default"])),
+            "jackknife": np.concatenate(list(g["jackknife"])),
+        }
+        for role, g in out.groupby("role", sort=True)
+    ]
+    out = pd.concat([out.drop(columns="role"), pd.DataFrame(pooled)], ignore_index=True)
+    for col in ("default", "jackknife"):
+        out[col] = out[col].map(_fmt)
+    cols = ["cell", "metric", "source", "replicates", "estimand", "default", "jackknife"]
+    return out[cols]
+
+
+def interval_pass_size() -> pd.DataFrame | None:
+    """Rejection at 0.05 of the decoder's test in the interval pass's cells (B = 19)."""
+    files = sorted(HERE.glob("intervals*.csv"))
+    if not files:
+        return None
+    iv = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+    iv = iv.drop_duplicates(["cell", "rep", "metric"]).dropna(subset=["p"])
+    rows = [
+        {"cell": c, "metric": m, "replicates": len(g), "reject_0.05": _rate(g["p"], 0.05)}
+        for (c, m), g in iv.groupby(["cell", "metric"], sort=True)
+        if len(g) >= 20
+    ]
+    return pd.DataFrame(rows) if rows else None
+
+
+def _md(df: pd.DataFrame) -> list[str]:
+    """A DataFrame as markdown table lines."""
+    return [
+        "| " + " | ".join(df.columns) + " |",
+        "|" + "---|" * len(df.columns),
+        *("| " + " | ".join(str(v) for v in r) + " |" for r in df.itertuples(index=False)),
+    ]
+
+
 def main() -> None:
     m = load()
     m["role"] = m["metric"].map(_role)
@@ -125,7 +286,6 @@ def main() -> None:
     s["_last"] = s["cell"] == "all null cells"
     s = s.sort_values(["_last", "cell", "metric", "scheme"], kind="mergesort").drop(columns="_last")
     s.to_csv(HERE / "summary.csv", index=False)
-    head = "| " + " | ".join(s.columns) + " |"
     lines = [
         "# Benefit test: rejection rates of the permutation test (B = 19) by scheme",
         "",
@@ -134,10 +294,8 @@ def main() -> None:
         "benefit (the power). `jackknife_0.05` / `oof_0.05`: the jackknife Wald and OOF",
         "model-based tests of the same replicates (sibling studies; — where not run there).",
         "",
-        head,
-        "|" + "---|" * len(s.columns),
+        *_md(s),
     ]
-    lines += ["| " + " | ".join(str(v) for v in r) + " |" for r in s.itertuples(index=False)]
     cov = coverage()
     if cov is not None:
         cov.to_csv(HERE / "coverage.csv", index=False)
@@ -149,10 +307,33 @@ def main() -> None:
             "model-based one, of the estimand: the mean over replicates of the metric of the",
             "replicate's fold models on 4,000 fresh patients (`truth.csv`, `--truth`).",
             "",
-            "| " + " | ".join(cov.columns) + " |",
-            "|" + "---|" * len(cov.columns),
+            *_md(cov),
         ]
-        lines += ["| " + " | ".join(str(v) for v in r) + " |" for r in cov.itertuples(index=False)]
+    dc = default_coverage()
+    if dc is not None:
+        dc.to_csv(HERE / "coverage_default.csv", index=False)
+        lines += [
+            "",
+            '## Coverage of the decoder\'s default intervals (`ci_method="randomisation"`)',
+            "",
+            "Benefit statistics: `g^-1(g(T) -/+ t_{B-1} sd_b)` over the B = 19 arm",
+            "re-randomisations (logit scale for C); within-group effects: the grouped jackknife",
+            "(G = 10, t_9). `source`: the size/power pass's re-runs (the decoder forms the same",
+            "interval from the same seeds), the sibling studies' jackknife, or the interval pass",
+            "(`--ci`: the decoder's own `low`/`high`). `jackknife`: the all-jackknife interval",
+            "(the sibling studies' replicates, a subset of the size/power pass's; the interval",
+            "pass: the same replicates). Estimand: as above (`truth.csv`).",
+            "",
+            *_md(dc),
+        ]
+    ps = interval_pass_size()
+    if ps is not None:
+        lines += [
+            "",
+            "## The test in the interval pass's cells (B = 19; rejection at 0.05)",
+            "",
+            *_md(ps),
+        ]
     (HERE / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
