@@ -446,7 +446,7 @@ def endpoint_inference(
         The folds of the observed run (kept by the jackknife).
     T : (M,) array
         The observed metrics (``problem.statistics`` of the observed run).
-    ci_method : {"jackknife", "bootstrap", "oof"}
+    ci_method : {"jackknife", "jackknife2", "bootstrap", "randomisation", "oof"}
     p_method : {"permutation", "jackknife", "oof"}
     level : float
     n_jackknife, n_bootstrap, n_permutations : int
