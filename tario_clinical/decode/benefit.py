@@ -308,8 +308,8 @@ def decode_benefit(
         0.949 pooled (0.917-0.971 per cell); the within-group treatment effects take the
         grouped jackknife interval. ``jackknife``: the grouped jackknife for every metric
         (valid but conservative for the benefit statistics, 0.989 pooled: they are nearly
-        degenerate and it over-counts their pairwise terms). ``oof``: model-based intervals that treat the cross-fitted scores as
-        fixed (anti-conservative).
+        degenerate and it over-counts their pairwise terms). ``oof``: model-based intervals
+        that treat the cross-fitted scores as fixed (anti-conservative).
     p_method : {"permutation", "jackknife", "oof"}, default "permutation"
         One-sided tests (in the direction of benefit) of C-for-benefit > 0.5, of the continuous
         interaction and of the group interaction. ``permutation``: the whole cross-fitting,
@@ -493,18 +493,13 @@ def decode_benefit(
         "pca": pca,
         "ci_method": ci_method,
         "p_method": p_method,
-        "permutation": permutation
-        if p_method == "permutation" or ci_method == "randomisation"
-        else None,
+        # the re-runs the inference made (endpoint_inference decides which it needs)
+        "permutation": permutation if "permutation" in reps else None,
         "strata": strata_cols or None,
-        "n_permutations": n_permutations
-        if "permutation" in (p_method, ci_method) or ci_method == "randomisation"
-        else None,
+        "n_permutations": n_permutations if "permutation" in reps else None,
         "level": level,
-        "n_jackknife": n_jackknife
-        if "jackknife" in (ci_method, p_method) or ci_method in ("jackknife2", "randomisation")
-        else None,
-        "n_bootstrap": n_bootstrap if ci_method == "bootstrap" else None,
+        "n_jackknife": n_jackknife if "jackknife" in reps else None,
+        "n_bootstrap": n_bootstrap if "bootstrap" in reps else None,
         "seed": seed,
         "n_patients": int(idx.size),
         "n_experimental": n_arm[0],

@@ -164,24 +164,30 @@ def benefit_metrics(
 
 
 def metric_specs(survival: bool) -> tuple[MetricSpec, ...]:
+    """The five metrics of :func:`benefit_metrics`; the three benefit statistics are tested
+    (one-sided, in the direction of benefit) and take the randomisation SE."""
     if survival:
-        return (
-            MetricSpec("c_for_benefit", "logit", 0.5, randomisation_se=True),
-            MetricSpec("interaction_log_hr_per_sd", "identity", 0.0, "less", randomisation_se=True),
-            MetricSpec("log_hr_high_benefit", "identity", None),
-            MetricSpec("log_hr_low_benefit", "identity", None),
-            MetricSpec(
-                "log_hr_difference_high_vs_low", "identity", 0.0, "less", randomisation_se=True
-            ),
+        inter, high, low, diff, way = (
+            "interaction_log_hr_per_sd",
+            "log_hr_high_benefit",
+            "log_hr_low_benefit",
+            "log_hr_difference_high_vs_low",
+            "less",
+        )
+    else:
+        inter, high, low, diff, way = (
+            "interaction_log_or_per_sd",
+            "response_difference_high_benefit",
+            "response_difference_low_benefit",
+            "response_difference_high_vs_low",
+            "greater",
         )
     return (
         MetricSpec("c_for_benefit", "logit", 0.5, randomisation_se=True),
-        MetricSpec("interaction_log_or_per_sd", "identity", 0.0, "greater", randomisation_se=True),
-        MetricSpec("response_difference_high_benefit", "identity", None),
-        MetricSpec("response_difference_low_benefit", "identity", None),
-        MetricSpec(
-            "response_difference_high_vs_low", "identity", 0.0, "greater", randomisation_se=True
-        ),
+        MetricSpec(inter, "identity", 0.0, way, randomisation_se=True),
+        MetricSpec(high, "identity", None),
+        MetricSpec(low, "identity", None),
+        MetricSpec(diff, "identity", 0.0, way, randomisation_se=True),
     )
 
 

@@ -479,6 +479,11 @@ def endpoint_inference(
     reps: dict[str, np.ndarray] = {}
     n = y.shape[0]
     rand = np.array([ci_method == "randomisation" and m.randomisation_se for m in specs])
+    # each metric's interval method (randomisation: the other metrics take the jackknife)
+    hows = [
+        ("randomisation" if r else "jackknife") if ci_method == "randomisation" else ci_method
+        for r in rand
+    ]
     if ci_method == "randomisation":
         if not rand.any():
             raise SchemaError(
@@ -489,10 +494,7 @@ def endpoint_inference(
             raise SchemaError(
                 f"ci_method='randomisation' needs n_permutations >= 5; got {n_permutations!r}."
             )
-    need_jack = "jackknife" in (ci_method, p_method) or ci_method == "jackknife2"
-    if ci_method == "randomisation" and not rand.all():
-        need_jack = True  # the other metrics' intervals
-    if need_jack:
+    if p_method == "jackknife" or {"jackknife", "jackknife2"} & set(hows):
         if int(n_jackknife) < 3:
             raise SchemaError(f"n_jackknife must be >= 3; got {n_jackknife!r}.")
         if n < 2 * n_jackknife:
@@ -536,10 +538,7 @@ def endpoint_inference(
     low = np.full(M, np.nan)
     high = np.full(M, np.nan)
     if ci_method in ("jackknife", "jackknife2", "bootstrap", "randomisation"):
-        for j, m in enumerate(specs):
-            how = ci_method
-            if ci_method == "randomisation":
-                how = "randomisation" if rand[j] else "jackknife"
+        for j, (m, how) in enumerate(zip(specs, hows)):
             r = reps[_REPLICATES[how]]
             g = transform(r[:, j], m.scale)
             ok = np.isfinite(g)
@@ -578,13 +577,12 @@ def endpoint_inference(
     elif oof is not None:
         se, low, high = oof[0], oof[1], oof[2]
     what = getattr(problem, "permutation_label", None)
-    ci_desc = np.array([_describe_ci(ci_method, n_jackknife, n_bootstrap)] * M, dtype=object)
-    if ci_method == "randomisation":
-        ci_desc = np.where(
-            rand,
-            _describe_randomisation(what, n_permutations),
-            _describe_ci("jackknife", n_jackknife, n_bootstrap),
-        )
+    ci_desc = [
+        _describe_randomisation(what, n_permutations)
+        if how == "randomisation"
+        else _describe_ci(how, n_jackknife, n_bootstrap)
+        for how in hows
+    ]
     p = np.full(M, np.nan)
     mc = np.full(M, np.nan)
     p_chance = np.full(M, np.nan)
