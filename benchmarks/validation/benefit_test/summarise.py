@@ -113,39 +113,34 @@ def _fmt(ind: np.ndarray) -> str:
     return f"{p:.3f} ± {np.sqrt(max(p * (1 - p), 1e-12) / ind.size):.3f}"
 
 
-def _jack_interval(reps: pd.Series, T: pd.Series, metric: str) -> tuple[pd.Series, pd.Series]:
-    """Grouped-jackknife interval (G = 10, t_9, logit scale for C) from the JSON re-runs."""
-    f, fi = (_logit, _expit) if metric == "c_for_benefit" else (_ident, _ident)
-    q = stats.t.ppf(0.975, 9)
-    se = reps.map(
-        lambda r: np.sqrt(
-            0.9 * np.sum((f(np.array(json.loads(r))) - np.mean(f(np.array(json.loads(r))))) ** 2)
-        )
+def _scale(metric: str):  # noqa: ANN202 - (g, g^-1) of the decoder's interval scale
+    from tario_clinical.decode.benefit_metrics import metric_specs
+    from tario_clinical.decode.endpoint_inference import inverse_transform, transform
+
+    scale = {m.name: m.scale for m in (*metric_specs(True), *metric_specs(False))}[metric]
+    return (
+        lambda x: transform(np.asarray(x, dtype=float), scale),
+        lambda x: inverse_transform(np.asarray(x, dtype=float), scale),
     )
-    return fi(f(T) - q * se), fi(f(T) + q * se)
 
 
-def _rand_interval(perm: pd.Series, T: pd.Series, metric: str) -> tuple[pd.Series, pd.Series]:
+def _jack_interval(reps: pd.Series, T: pd.Series, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Grouped-jackknife interval (G = 10, t_9, on the metric's scale) from the JSON re-runs."""
+    g, gi = _scale(metric)
+    vals = reps.map(lambda r: g(json.loads(r)))
+    se = vals.map(lambda v: np.sqrt(0.9 * np.sum((v - v.mean()) ** 2))).to_numpy()
+    q = stats.t.ppf(0.975, 9)
+    return gi(g(T) - q * se), gi(g(T) + q * se)
+
+
+def _rand_interval(perm: pd.Series, T: pd.Series, metric: str) -> tuple[np.ndarray, np.ndarray]:
     """The randomisation interval (the decoder's default for the benefit statistics):
     ``g^-1(g(T) -/+ t_{B-1} sd_b g(T_b))`` from the JSON permutation re-runs."""
-    f, fi = (_logit, _expit) if metric == "c_for_benefit" else (_ident, _ident)
-    vals = perm.map(lambda r: f(np.array(json.loads(r), dtype=float)))
-    se = vals.map(lambda v: np.std(v[np.isfinite(v)], ddof=1))
-    q = vals.map(lambda v: stats.t.ppf(0.975, int(np.isfinite(v).sum()) - 1))
-    return fi(f(T) - q * se), fi(f(T) + q * se)
-
-
-def _logit(x):  # noqa: ANN001, ANN202
-    x = np.asarray(x, dtype=float)
-    return np.log(x / (1 - x))
-
-
-def _expit(x):  # noqa: ANN001, ANN202
-    return 1 / (1 + np.exp(-np.asarray(x, dtype=float)))
-
-
-def _ident(x):  # noqa: ANN001, ANN202
-    return np.asarray(x, dtype=float)
+    g, gi = _scale(metric)
+    vals = perm.map(lambda r: g(json.loads(r))).map(lambda v: v[np.isfinite(v)])
+    se = vals.map(lambda v: np.std(v, ddof=1)).to_numpy()
+    q = vals.map(lambda v: stats.t.ppf(0.975, v.size - 1)).to_numpy()
+    return gi(g(T) - q * se), gi(g(T) + q * se)
 
 
 def default_coverage() -> pd.DataFrame | None:
